@@ -1,0 +1,419 @@
+/*
+ * ngx_kserve: the module <-> worker <-> instance wire protocol.
+ *
+ * Every message is a ZeroMQ multipart message whose first frame is a
+ * "header frame": a fixed 16-byte prefix followed by a kind-specific body
+ * of little-endian fields.  Tensor bytes never sit inside the header
+ * frame; each tensor travels as its own raw frame right after the header
+ * frame that describes it, so both sides can hand them around with
+ * zmq_msg_init_data / zmq_msg_move without copying.
+ *
+ *   prefix:  u16 magic (0x4B56)  u8 version  u8 kind  u32 reserved(0)
+ *            u64 id
+ *   string:  u16 length + bytes (no NUL on the wire)
+ *   dims:    u8 ndims + ndims * i64
+ *
+ * docs/protocol.md is the prose version of this file; change both.
+ *
+ * Decoding never trusts the input: every read is bounds-checked, counts
+ * are capped (KSV_MAX_*), and a failed decode returns -1 with nothing
+ * allocated that the caller must free beyond its arena.  Decoded strings
+ * point into the frame buffer (zero-copy): keep the frame alive while
+ * the decoded struct is in use.
+ */
+
+#ifndef KSV_PROTO_H
+#define KSV_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ksv_datatype.h"
+#include "ksv_status.h"
+
+
+#define KSV_PROTO_MAGIC        0x4B56
+#define KSV_PROTO_VERSION      1
+#define KSV_PREFIX_SIZE        16
+
+#define KSV_MAX_DIMS           16
+#define KSV_MAX_TENSORS        1024     /* inputs or outputs per message */
+#define KSV_MAX_PARAMS         256
+#define KSV_MAX_MODELS         4096
+#define KSV_MAX_BATCH_REQUESTS 4096
+#define KSV_MAX_LIST           1024     /* gpus, versions, preferred sizes */
+#define KSV_MAX_STRING         65535
+
+
+typedef enum {
+    KSV_MSG_INFER = 1,          /* module -> worker, daemon -> instance */
+    KSV_MSG_INFER_REPLY = 2,    /* worker -> module, instance -> daemon */
+    KSV_MSG_ERROR = 3,          /* any reply that failed */
+    KSV_MSG_INDEX = 4,          /* module -> worker: repository index */
+    KSV_MSG_INDEX_REPLY = 5,    /* worker -> module */
+    KSV_MSG_EXECUTE = 6,        /* daemon -> instance: one batch */
+    KSV_MSG_EXECUTE_REPLY = 7,  /* instance -> daemon */
+    KSV_MSG_READY = 8,          /* instance -> daemon: loaded (or not) */
+    KSV_MSG_KIND_MAX
+} ksv_msg_kind_t;
+
+
+/* A string view; never NUL-terminated on the wire. */
+typedef struct {
+    const char  *data;
+    uint32_t     len;
+} ksv_str_t;
+
+#define ksv_str_lit(s)  ((ksv_str_t) { (s), sizeof(s) - 1 })
+int ksv_str_eq(ksv_str_t a, const char *cstr);
+ksv_str_t ksv_str_c(const char *cstr);
+
+
+/*
+ * Allocation for decoders.  The module passes an ngx_pool_t adapter,
+ * the worker an arena (ksv_arena_t below); nothing is freed piecemeal.
+ */
+typedef struct {
+    void        *(*alloc)(void *ctx, size_t size);
+    void        *ctx;
+} ksv_alloc_t;
+
+
+/* A simple chunked arena for the worker side and tests. */
+typedef struct ksv_arena_chunk_s  ksv_arena_chunk_t;
+
+typedef struct {
+    ksv_arena_chunk_t  *head;
+} ksv_arena_t;
+
+void ksv_arena_init(ksv_arena_t *arena);
+void *ksv_arena_alloc(ksv_arena_t *arena, size_t size);
+void ksv_arena_free(ksv_arena_t *arena);
+ksv_alloc_t ksv_arena_allocator(ksv_arena_t *arena);
+
+
+/* Growable output buffer (malloc); failed is sticky after ENOMEM. */
+typedef struct {
+    uint8_t     *buf;
+    size_t       len;
+    size_t       cap;
+    int          failed;
+} ksv_writer_t;
+
+void ksv_writer_init(ksv_writer_t *w);
+void ksv_writer_free(ksv_writer_t *w);
+/* Hands the buffer to the caller (free() it, or zmq_msg_init_data with
+ * ksv_writer_free_cb); the writer is empty afterwards. */
+uint8_t *ksv_writer_detach(ksv_writer_t *w, size_t *len);
+void ksv_writer_free_cb(void *data, void *hint);
+
+void ksv_put_u8(ksv_writer_t *w, uint8_t v);
+void ksv_put_u16(ksv_writer_t *w, uint16_t v);
+void ksv_put_u32(ksv_writer_t *w, uint32_t v);
+void ksv_put_u64(ksv_writer_t *w, uint64_t v);
+void ksv_put_i64(ksv_writer_t *w, int64_t v);
+void ksv_put_f64(ksv_writer_t *w, double v);
+void ksv_put_str(ksv_writer_t *w, ksv_str_t s);
+void ksv_put_bytes(ksv_writer_t *w, const void *p, size_t n);
+
+
+/* Bounds-checked reader; failed is sticky, reads after failure yield 0. */
+typedef struct {
+    const uint8_t  *p;
+    const uint8_t  *end;
+    int             failed;
+} ksv_reader_t;
+
+void ksv_reader_init(ksv_reader_t *r, const void *buf, size_t len);
+uint8_t ksv_get_u8(ksv_reader_t *r);
+uint16_t ksv_get_u16(ksv_reader_t *r);
+uint32_t ksv_get_u32(ksv_reader_t *r);
+uint64_t ksv_get_u64(ksv_reader_t *r);
+int64_t ksv_get_i64(ksv_reader_t *r);
+double ksv_get_f64(ksv_reader_t *r);
+ksv_str_t ksv_get_str(ksv_reader_t *r);
+
+
+/* ---- message prefix ---------------------------------------------------- */
+
+typedef struct {
+    uint8_t      version;
+    uint8_t      kind;
+    uint64_t     id;
+} ksv_prefix_t;
+
+void ksv_put_prefix(ksv_writer_t *w, ksv_msg_kind_t kind, uint64_t id);
+
+/*
+ * Reads and checks the prefix.  Returns 0, or -1 when the frame is short,
+ * the magic is wrong, the version is not KSV_PROTO_VERSION or the kind is
+ * unknown; *prefix is filled as far as it could be read either way, so a
+ * wrong-version message can still be answered by id.
+ */
+int ksv_read_prefix(ksv_reader_t *r, ksv_prefix_t *prefix);
+
+/*
+ * Rewrites the id of an encoded header frame in place, so a relay (the
+ * daemon between module and instances) forwards frames without
+ * re-encoding them.  Returns -1 when the frame is shorter than a prefix.
+ */
+int ksv_patch_id(void *frame, size_t len, uint64_t id);
+
+
+/* ---- tensors and parameters ---------------------------------------------- */
+
+typedef struct {
+    ksv_str_t        name;
+    uint8_t          datatype;          /* ksv_datatype_t */
+    uint8_t          ndims;
+    int64_t          dims[KSV_MAX_DIMS];
+    uint64_t         byte_size;         /* size of the raw frame */
+} ksv_tensor_t;
+
+#define KSV_OUTPUT_BINARY  0x1          /* client asked binary_data */
+
+typedef struct {
+    ksv_str_t        name;
+    uint32_t         flags;
+} ksv_output_req_t;
+
+typedef enum {
+    KSV_PARAM_BOOL = 1,
+    KSV_PARAM_INT = 2,
+    KSV_PARAM_STRING = 3,
+    KSV_PARAM_DOUBLE = 4
+} ksv_param_type_t;
+
+typedef struct {
+    ksv_str_t        key;
+    uint8_t          type;              /* ksv_param_type_t */
+    int64_t          i;                 /* BOOL (0/1) and INT */
+    double           d;
+    ksv_str_t        s;
+} ksv_param_t;
+
+
+/* ---- INFER / INFER_REPLY / ERROR ----------------------------------------- */
+
+#define KSV_INFER_ALL_BINARY  0x1       /* binary_data_output: true */
+
+/*
+ * INFER: the header frame, then exactly ninputs raw frames, inputs[i]
+ * described by inputs[i] (byte_size must equal the frame's size).
+ * noutputs == 0 means "every output of the model".
+ */
+typedef struct {
+    ksv_str_t          model_name;
+    ksv_str_t          model_version;   /* empty: version policy decides */
+    ksv_str_t          request_id;      /* the client's "id", echoed */
+    uint32_t           timeout_ms;      /* budget left when sent, 0 none */
+    uint32_t           flags;           /* KSV_INFER_* */
+    uint32_t           ninputs;
+    ksv_tensor_t      *inputs;
+    uint32_t           noutputs;
+    ksv_output_req_t  *outputs;
+    uint32_t           nparams;
+    ksv_param_t       *params;
+} ksv_infer_t;
+
+/* INFER_REPLY: the header frame, then noutputs raw frames. */
+typedef struct {
+    ksv_str_t          model_name;
+    ksv_str_t          model_version;
+    ksv_str_t          request_id;
+    uint32_t           noutputs;
+    ksv_tensor_t      *outputs;
+    uint32_t           nparams;
+    ksv_param_t       *params;
+} ksv_infer_reply_t;
+
+/* ERROR: the header frame only. */
+typedef struct {
+    uint16_t           code;            /* ksv_status_t */
+    ksv_str_t          message;
+} ksv_error_t;
+
+void ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m);
+void ksv_encode_infer_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_infer_reply_t *m);
+void ksv_encode_error(ksv_writer_t *w, uint64_t id, ksv_status_t code,
+    ksv_str_t message);
+
+/* Body decoders: call after ksv_read_prefix on the same reader. */
+int ksv_decode_infer(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m);
+int ksv_decode_infer_reply(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_infer_reply_t *m);
+int ksv_decode_error(ksv_reader_t *r, ksv_error_t *m);
+
+
+/* ---- model configuration (config.pbtxt, shared shape) -------------------- */
+
+typedef enum {
+    KSV_KIND_AUTO = 0,                  /* Triton's InstanceGroup.Kind */
+    KSV_KIND_GPU = 1,
+    KSV_KIND_CPU = 2,
+    KSV_KIND_MODEL = 3
+} ksv_instance_kind_t;
+
+typedef enum {
+    KSV_VPOLICY_LATEST = 0,
+    KSV_VPOLICY_ALL = 1,
+    KSV_VPOLICY_SPECIFIC = 2
+} ksv_version_policy_kind_t;
+
+typedef enum {
+    KSV_TIMEOUT_REJECT = 0,
+    KSV_TIMEOUT_DELAY = 1
+} ksv_timeout_action_t;
+
+typedef struct {
+    ksv_str_t        name;
+    uint8_t          datatype;
+    uint8_t          ndims;
+    uint8_t          optional;
+    uint8_t          allow_ragged_batch;
+    int64_t          dims[KSV_MAX_DIMS];
+    uint8_t          has_reshape;
+    uint8_t          reshape_ndims;
+    int64_t          reshape[KSV_MAX_DIMS];
+} ksv_io_config_t;
+
+typedef struct {
+    ksv_str_t        name;
+    int32_t          count;
+    uint8_t          kind;              /* ksv_instance_kind_t */
+    uint32_t         ngpus;
+    int32_t         *gpus;
+} ksv_instance_group_t;
+
+typedef struct {
+    uint8_t          timeout_action;    /* ksv_timeout_action_t */
+    uint8_t          allow_timeout_override;
+    uint64_t         default_timeout_us;
+    uint32_t         max_queue_size;    /* 0: unbounded (Triton) */
+} ksv_queue_policy_t;
+
+typedef struct {
+    uint8_t             enabled;        /* dynamic_batching { } present */
+    uint8_t             preserve_ordering;
+    uint32_t            npreferred;
+    int32_t            *preferred_batch_size;
+    uint64_t            max_queue_delay_us;
+    uint32_t            priority_levels;
+    uint32_t            default_priority_level;
+    ksv_queue_policy_t  default_queue_policy;
+} ksv_dynamic_batching_t;
+
+typedef struct {
+    uint8_t          kind;              /* ksv_version_policy_kind_t */
+    uint32_t         latest_num;        /* latest { num_versions } */
+    uint32_t         nversions;         /* specific { versions } */
+    int64_t         *versions;
+} ksv_version_policy_t;
+
+typedef struct {
+    ksv_str_t        key;
+    ksv_str_t        value;             /* parameters { value { string_value } } */
+} ksv_kv_t;
+
+typedef struct {
+    ksv_str_t               name;
+    ksv_str_t               platform;
+    ksv_str_t               backend;
+    ksv_str_t               default_model_filename;
+    int32_t                 max_batch_size;
+    uint32_t                ninputs;
+    ksv_io_config_t        *inputs;
+    uint32_t                noutputs;
+    ksv_io_config_t        *outputs;
+    uint32_t                ngroups;
+    ksv_instance_group_t   *groups;
+    ksv_version_policy_t    version_policy;
+    ksv_dynamic_batching_t  dynamic_batching;
+    uint32_t                nparameters;
+    ksv_kv_t               *parameters;
+} ksv_model_config_t;
+
+void ksv_encode_model_config(ksv_writer_t *w, const ksv_model_config_t *c);
+int ksv_decode_model_config(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_model_config_t *c);
+
+
+/* ---- INDEX / INDEX_REPLY --------------------------------------------------- */
+
+typedef enum {
+    KSV_VERSION_UNAVAILABLE = 0,        /* failed or not loaded */
+    KSV_VERSION_LOADING = 1,
+    KSV_VERSION_READY = 2
+} ksv_version_state_t;
+
+typedef struct {
+    int64_t          version;
+    uint8_t          state;             /* ksv_version_state_t */
+    ksv_str_t        reason;            /* why not ready, "" when ready */
+} ksv_version_status_t;
+
+typedef struct {
+    ksv_model_config_t     config;
+    uint32_t               nversions;
+    ksv_version_status_t  *versions;    /* ascending version order */
+} ksv_model_status_t;
+
+/*
+ * INDEX carries the generation the asker already holds.  INDEX_REPLY
+ * always carries the worker's generation; it carries the models only
+ * when that differs from the asker's ("full" = 1).  The generation
+ * changes whenever any model's config or any version's state changes,
+ * and starts from a random value so a restarted worker is noticed.
+ */
+typedef struct {
+    uint64_t               generation;
+    uint8_t                full;
+    uint32_t               nmodels;
+    ksv_model_status_t    *models;
+} ksv_index_t;
+
+void ksv_encode_index(ksv_writer_t *w, uint64_t id, uint64_t known);
+int ksv_decode_index(ksv_reader_t *r, uint64_t *known);
+void ksv_encode_index_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_index_t *m);
+int ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m);
+
+
+/* ---- EXECUTE / EXECUTE_REPLY / READY (daemon <-> instance) ------------ */
+
+/*
+ * EXECUTE: [EXECUTE header: u32 nrequests] then, per request, one INFER
+ * header frame followed by its input frames.  The INFER frames' ids are
+ * the daemon's own request ids.
+ * EXECUTE_REPLY: [EXECUTE_REPLY header: u32 nresponses] then, per request
+ * in the same order, an INFER_REPLY frame with its output frames, or an
+ * ERROR frame.
+ */
+void ksv_encode_execute(ksv_writer_t *w, ksv_msg_kind_t kind,
+    uint64_t batch_id, uint32_t count);
+int ksv_decode_execute(ksv_reader_t *r, uint32_t *count);
+
+/* READY: instance -> daemon after initialize() (ok = 0: failed, why). */
+typedef struct {
+    ksv_str_t        model_name;
+    int64_t          version;
+    uint32_t         instance;          /* index within the model */
+    uint8_t          ok;
+    ksv_str_t        message;
+} ksv_ready_t;
+
+void ksv_encode_ready(ksv_writer_t *w, const ksv_ready_t *m);
+int ksv_decode_ready(ksv_reader_t *r, ksv_ready_t *m);
+
+
+/* ---- shape helpers ----------------------------------------------------- */
+
+/*
+ * Product of dims into *count.  Returns -1 on a negative dim or on
+ * overflow beyond limit (pass UINT64_MAX for "no limit").
+ */
+int ksv_shape_count(const int64_t *dims, uint32_t ndims, uint64_t limit,
+    uint64_t *count);
+
+#endif /* KSV_PROTO_H */
