@@ -31,8 +31,8 @@ CFLAGS      := -O2 -g -std=gnu11 -Wall -Wextra -Werror -Icommon \
                -D_GNU_SOURCE $(SAN_FLAGS)
 LDFLAGS     := $(SAN_FLAGS)
 
-PY_CFLAGS   := $(shell $(PYTHON)3.11-config --includes 2>/dev/null)
-PY_LDFLAGS  := $(shell $(PYTHON)3.11-config --embed --ldflags 2>/dev/null)
+PY_CFLAGS   := $(shell $(PYTHON).11-config --includes 2>/dev/null)
+PY_LDFLAGS  := $(shell $(PYTHON).11-config --embed --ldflags 2>/dev/null)
 
 COMMON_SRCS := $(wildcard common/*.c)
 COMMON_HDRS := $(wildcard common/*.h)
@@ -92,11 +92,13 @@ test-deps: $(VENV_STAMP)
 # ---- C objects ------------------------------------------------------------
 
 $(BUILD)/obj/backends/python/%.o: backends/python/%.c $(COMMON_HDRS) \
+                                  $(wildcard backends/python/*.h) \
                                   | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PY_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(COMMON_HDRS) | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: %.c $(COMMON_HDRS) $(wildcard worker/*.h ngx_module/ksv_*.h) \
+                   | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 

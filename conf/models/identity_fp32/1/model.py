@@ -1,0 +1,14 @@
+"""Returns INPUT0 unchanged as OUTPUT0."""
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("OUTPUT0", x)]))
+        return responses

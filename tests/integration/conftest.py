@@ -1,0 +1,216 @@
+"""Integration fixtures: the real thing on loopback.
+
+One session starts redis-server, kserve-worker (on a repository made of
+conf/models plus tests/models) and nginx with the built module, each on
+a free port or a private ipc socket.  Every test talks HTTP to nginx.
+At the end, nginx's error log must hold no [alert], [crit] or [emerg].
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
+
+# The deadline test needs a short kserve_timeout; it gets its own server.
+NGINX_CONF = """
+load_module {build}/ngx_http_kserve_module.so;
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 0;
+    server {{
+        listen 127.0.0.1:{port};
+        location /v2 {{
+            kserve_pass {endpoint};
+            kserve_timeout 10s;
+            kserve_max_body_size 4m;
+            kserve_index_interval 200ms;
+        }}
+        location = /static {{ return 200 "ok"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{short_port};
+        location /v2 {{
+            kserve_pass {endpoint};
+            kserve_timeout 1s;
+            kserve_index_interval 200ms;
+        }}
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(interval)
+    return False
+
+
+def children_of(pid):
+    """Pids of the direct children of pid (the worker's instances)."""
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)],
+                         capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        child, _, args = line.strip().partition(" ")
+        found.append((int(child), args))
+    return found
+
+
+class Gateway:
+    """Handles to the running processes plus small HTTP helpers."""
+
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.port = free_port()
+        self.short_port = free_port()
+        self.redis_port = free_port()
+        self.endpoint = "ipc://%s/kserve.sock" % workdir
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.short_url = "http://127.0.0.1:%d" % self.short_port
+        self.procs = {}
+        self.repo = os.path.join(workdir, "models")
+        os.makedirs(self.repo)
+        for src in ("conf/models", "tests/models"):
+            root = os.path.join(TOP, src)
+            for name in sorted(os.listdir(root)):
+                os.symlink(os.path.join(root, name),
+                           os.path.join(self.repo, name))
+
+    # -- processes ---------------------------------------------------
+
+    def start_redis(self):
+        self.procs["redis"] = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=open(os.path.join(self.dir, "redis.log"), "w"),
+            stderr=subprocess.STDOUT)
+
+    def start_worker(self):
+        self.worker_log = os.path.join(self.dir, "worker.log")
+        self.procs["worker"] = subprocess.Popen(
+            [os.path.join(BUILD, "kserve-worker"), "--repository", self.repo,
+             "--listen", self.endpoint,
+             "--run-dir", os.path.join(self.dir, "worker-run")],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.worker_log, "a"))
+
+    def stop_worker(self, sig=signal.SIGTERM):
+        proc = self.procs.pop("worker")
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+
+    def start_nginx(self):
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(
+                build=BUILD, dir=self.dir, port=self.port,
+                short_port=self.short_port, endpoint=self.endpoint,
+                user="user root;" if os.getuid() == 0 else ""))
+        self.nginx_cmd = ["nginx", "-p", self.dir, "-c", conf,
+                          "-e", os.path.join(self.dir, "error.log")]
+        self.procs["nginx"] = subprocess.Popen(self.nginx_cmd)
+        assert wait_for(lambda: requests.get(self.url + "/static").ok)
+
+    def nginx_signal(self, action):
+        subprocess.run(self.nginx_cmd + ["-s", action], check=True)
+
+    def instances(self, model):
+        """Pids of the instance processes serving model."""
+        worker = self.procs["worker"].pid
+        return [pid for pid, args in children_of(worker)
+                if "--model %s " % model in args + " "]
+
+    def wait_model_ready(self, model, timeout=30.0):
+        return wait_for(lambda: requests.get(
+            "%s/v2/models/%s/ready" % (self.url, model)).status_code == 200,
+            timeout=timeout)
+
+    def stop_all(self):
+        for name in ("nginx", "worker", "redis"):
+            proc = self.procs.pop(name, None)
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def error_log_problems(self):
+        path = os.path.join(self.dir, "error.log")
+        if not os.path.exists(path):
+            return []
+        with open(path, errors="replace") as f:
+            return [line for line in f
+                    if "[alert]" in line or "[crit]" in line
+                    or "[emerg]" in line]
+
+    # -- HTTP ----------------------------------------------------------
+
+    def get(self, path, **kw):
+        return requests.get(self.url + path, timeout=30, **kw)
+
+    def post(self, path, **kw):
+        return requests.post(self.url + path, timeout=30, **kw)
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    workdir = tempfile.mkdtemp(prefix="ksv-it-")
+    gw = Gateway(workdir)
+    try:
+        gw.start_redis()
+        gw.start_worker()
+        gw.start_nginx()
+        for model in ("simple", "identity_fp32", "text_upper"):
+            assert gw.wait_model_ready(model), \
+                "%s never became ready; worker log:\n%s" % (
+                    model, open(gw.worker_log).read()[-4000:])
+        yield gw
+    finally:
+        gw.stop_all()
+    problems = gw.error_log_problems()
+    shutil.rmtree(workdir, ignore_errors=True) if not problems else None
+    assert not problems, "nginx error log:\n" + "".join(problems[:20])
+
+
+@pytest.fixture
+def client(gateway):
+    import tritonclient.http as httpclient
+    c = httpclient.InferenceServerClient("127.0.0.1:%d" % gateway.port,
+                                         concurrency=4)
+    yield c
+    c.close()

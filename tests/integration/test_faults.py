@@ -1,0 +1,151 @@
+"""Faults with real processes: instances killed, deadlines passed,
+clients gone, the worker restarted, nginx reloaded and stopped."""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import time
+
+import requests
+
+from conftest import wait_for
+
+SLOW = "/v2/models/slow_model/infer"
+
+
+def slow_body(sleep_ms, n=4):
+    return json.dumps({
+        "inputs": [{"name": "INPUT0", "shape": [1, n], "datatype": "FP32",
+                    "data": [1.0] * n}],
+        "parameters": {"sleep_ms": sleep_ms}})
+
+
+def timed_post(url, data, timeout=30):
+    start = time.monotonic()
+    r = requests.post(url, data=data, timeout=timeout)
+    return r, time.monotonic() - start
+
+
+def test_killed_instance_fails_fast_and_recovers(gateway):
+    assert gateway.wait_model_ready("slow_model")
+    pids = gateway.instances("slow_model")
+    assert pids, "no slow_model instance found"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(timed_post, gateway.url + SLOW,
+                              slow_body(5000))
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        r, _ = pending.result(timeout=15)
+        answered_after_kill = time.monotonic() - killed_at
+
+    # the in-flight request fails with a KServe error, well before its
+    # 5 s sleep or the 10 s deadline would have ended it
+    assert r.status_code >= 500, r.text
+    assert "error" in r.json()
+    assert answered_after_kill < 1.5
+
+    # the supervisor restarts the instance and the model serves again
+    assert gateway.wait_model_ready("slow_model", timeout=30)
+    assert wait_for(lambda: gateway.post(SLOW, data=slow_body(0)).ok)
+    assert set(gateway.instances("slow_model")).isdisjoint(pids)
+
+
+def test_kill_under_load_no_request_hangs(gateway):
+    assert gateway.wait_model_ready("slow_model")
+    stop_at = time.monotonic() + 3.0
+
+    def loop():
+        seen = []
+        while time.monotonic() < stop_at:
+            r, took = timed_post(gateway.url + SLOW, slow_body(20))
+            seen.append((r.status_code, took, r.json()))
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(loop) for _ in range(8)]
+        time.sleep(1.0)
+        for pid in gateway.instances("slow_model"):
+            os.kill(pid, signal.SIGKILL)
+        results = [x for f in futures for x in f.result(timeout=30)]
+
+    assert results
+    for status, took, doc in results:
+        assert status in (200, 500, 503), (status, doc)
+        assert took < 10.0          # nothing waits out the deadline
+        if status != 200:
+            assert doc.get("error"), doc
+    assert any(status == 200 for status, _, _ in results)
+    assert gateway.wait_model_ready("slow_model", timeout=30)
+
+
+def test_deadline_answers_504(gateway):
+    start = time.monotonic()
+    r = requests.post(gateway.short_url + SLOW, data=slow_body(3000),
+                      timeout=30)
+    took = time.monotonic() - start
+    assert r.status_code == 504, r.text
+    assert "error" in r.json()
+    assert 0.9 < took < 2.5
+    # the late reply is dropped quietly and the next request is fine
+    time.sleep(2.5)
+    assert gateway.post(SLOW, data=slow_body(0)).status_code == 200
+
+
+def test_client_disconnect_is_cleaned_up(gateway):
+    data = slow_body(800).encode()
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", gateway.port))
+        s.sendall(b"POST " + SLOW.encode() + b" HTTP/1.1\r\n"
+                  b"Host: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(data)).encode()
+                  + b"\r\n\r\n" + data)
+        time.sleep(0.1)
+        s.close()
+    time.sleep(1.0)   # the replies for the gone clients arrive and are dropped
+    r = gateway.post(SLOW, data=slow_body(0))
+    assert r.status_code == 200, r.text
+
+
+def test_reload_finishes_inflight(gateway):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(timed_post, gateway.url + SLOW,
+                               slow_body(700)) for _ in range(4)]
+        time.sleep(0.3)
+        gateway.nginx_signal("reload")
+        results = [f.result(timeout=30) for f in futures]
+    assert [r.status_code for r, _ in results] == [200] * 4
+    assert wait_for(lambda: gateway.get("/v2/health/ready").ok)
+
+
+def test_worker_restart_is_picked_up_without_reload(gateway):
+    gateway.stop_worker()
+    # the module notices within a few index intervals
+    assert wait_for(
+        lambda: gateway.get("/v2/health/ready").status_code == 400,
+        timeout=5)
+    r = gateway.post(SLOW, data=slow_body(0))
+    assert r.status_code == 503, r.text
+    assert "error" in r.json()
+
+    gateway.start_worker()
+    assert gateway.wait_model_ready("simple", timeout=30)
+    assert gateway.wait_model_ready("slow_model", timeout=30)
+    assert gateway.post(SLOW, data=slow_body(0)).status_code == 200
+
+
+def test_quit_finishes_inflight(gateway):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(timed_post, gateway.url + SLOW,
+                               slow_body(700)) for _ in range(3)]
+        time.sleep(0.3)
+        gateway.nginx_signal("quit")
+        results = [f.result(timeout=30) for f in futures]
+    assert [r.status_code for r, _ in results] == [200] * 3
+    gateway.procs.pop("nginx").wait(timeout=15)
+    gateway.start_nginx()
+    assert gateway.wait_model_ready("simple")

@@ -1,0 +1,4 @@
+class TritonPythonModel:
+
+    def execute(self, requests):
+        raise ValueError("fail_model always fails")
