@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""A stand-in for kserve-python-instance, for testing kserve-worker alone.
+
+Takes the real instance's command line, connects to the daemon as a
+DEALER with routing id i<pid>, sends READY and answers EXECUTE batches:
+every input comes back as an output named with IN -> OUT (INPUT0 ->
+OUTPUT0), same datatype, shape and bytes.
+
+Behaviour is steered per model by <repository>/<model>/fake.json:
+  {"init_error": "msg"}   READY ok=0 with msg, then exit 1
+  {"sleep_ms": N}         sleep before answering each batch
+  {"init_sleep_ms": N}    sleep before READY
+and per request by its request_id: "error" -> ERROR INTERNAL, "crash" ->
+the instance kills itself with SIGKILL.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ksv_wire as w  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for opt in ("connect", "repository", "model", "version", "instance",
+                "kind", "device-id", "utils-dir"):
+        ap.add_argument("--" + opt, required=True)
+    a = ap.parse_args()
+
+    try:
+        with open(os.path.join(a.repository, a.model, "fake.json")) as f:
+            fake = json.load(f)
+    except FileNotFoundError:
+        fake = {}
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # "finalize()"
+
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.ROUTING_ID, b"i%d" % os.getpid())
+    s.setsockopt(zmq.LINGER, 1000)
+    s.connect(a.connect)
+
+    time.sleep(fake.get("init_sleep_ms", 0) / 1000)
+    version, index = int(a.version), int(a.instance)
+
+    if "init_error" in fake:
+        s.send(w.ready(a.model, version, index, 0, fake["init_error"]))
+        s.close()
+        ctx.term()
+        sys.exit(1)
+
+    s.send(w.ready(a.model, version, index, 1))
+
+    while True:
+        frames = s.recv_multipart(copy=False)
+        r = w.Reader(frames[0].buffer)
+        kind, batch_id = r.prefix()
+        assert kind == w.EXECUTE, kind
+        count = r.take("I")
+        pos, out = 1, [w.execute(w.EXECUTE_REPLY, batch_id, count)]
+        time.sleep(fake.get("sleep_ms", 0) / 1000)
+
+        for _ in range(count):
+            m = w.decode_infer(frames[pos].buffer)
+            inputs = frames[pos + 1:pos + 1 + len(m["inputs"])]
+            pos += 1 + len(m["inputs"])
+
+            if m["request_id"] == "crash":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if m["request_id"] == "error":
+                out.append(w.error(m["id"], w.INTERNAL, "model error"))
+                continue
+
+            outputs = [(name.replace("IN", "OUT"), dt, dims, size)
+                       for name, dt, dims, size in m["inputs"]]
+            out.append(w.infer_reply(m["id"], a.model, a.version,
+                                     m["request_id"], outputs))
+            out.extend(inputs)
+
+        s.send_multipart(out, copy=False)
+
+
+if __name__ == "__main__":
+    main()

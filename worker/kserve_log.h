@@ -1,0 +1,43 @@
+/*
+ * kserve-worker: logging and time.
+ *
+ * One line per event on stderr: "2024-11-21T20:30:00.123 [info] text".
+ * stderr is what systemd, docker and `make run` all collect, and the
+ * instance processes inherit it, so their Python tracebacks interleave
+ * with the daemon's lines in one place.
+ */
+
+#ifndef KSERVE_LOG_H
+#define KSERVE_LOG_H
+
+#include <stdint.h>
+
+
+typedef enum {
+    KSERVE_LOG_DEBUG = 0,
+    KSERVE_LOG_INFO,
+    KSERVE_LOG_WARN,
+    KSERVE_LOG_ERROR
+} kserve_log_level_t;
+
+extern kserve_log_level_t  kserve_log_level;
+
+void kserve_log(kserve_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define kserve_debug(...)                                                   \
+    do {                                                                    \
+        if (kserve_log_level <= KSERVE_LOG_DEBUG) {                         \
+            kserve_log(KSERVE_LOG_DEBUG, __VA_ARGS__);                      \
+        }                                                                   \
+    } while (0)
+
+#define kserve_info(...)   kserve_log(KSERVE_LOG_INFO, __VA_ARGS__)
+#define kserve_warn(...)   kserve_log(KSERVE_LOG_WARN, __VA_ARGS__)
+#define kserve_error(...)  kserve_log(KSERVE_LOG_ERROR, __VA_ARGS__)
+
+/* Monotonic milliseconds: deadlines and backoff never follow the wall
+ * clock when an operator (or NTP) moves it. */
+int64_t kserve_now_ms(void);
+
+#endif /* KSERVE_LOG_H */

@@ -1,0 +1,651 @@
+/*
+ * kserve-worker: instance processes.
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kserve_log.h"
+#include "kserve_supervisor.h"
+#include "kserve_worker.h"
+
+
+#define KSERVE_ARGV_MAX  24
+
+
+static void kserve_supervisor_update(kserve_version_t *v);
+
+
+static const char *
+kserve_kind_name(uint8_t kind)
+{
+    switch (kind) {
+    case KSV_KIND_GPU:
+        return "KIND_GPU";
+    case KSV_KIND_MODEL:
+        return "KIND_MODEL";
+    default:
+        return "KIND_CPU";
+    }
+}
+
+
+/* Counts the instances a version's instance_group asks for. */
+static uint32_t
+kserve_instance_count(const ksv_model_config_t *c)
+{
+    uint32_t                     i, n;
+    const ksv_instance_group_t  *g;
+
+    n = 0;
+    for (i = 0; i < c->ngroups; i++) {
+        g = &c->groups[i];
+        if (g->kind == KSV_KIND_GPU && g->ngpus > 0) {
+            n += (uint32_t) g->count * g->ngpus;
+        } else {
+            n += (uint32_t) g->count;
+        }
+    }
+    return n;
+}
+
+
+static int
+kserve_version_instances(kserve_version_t *v)
+{
+    uint32_t                     i, k, d, n, ndev;
+    kserve_instance_t           *inst;
+    const ksv_instance_group_t  *g;
+    const ksv_model_config_t    *c = &v->model->config;
+
+    n = kserve_instance_count(c);
+    if (n == 0) {
+        return 0;
+    }
+
+    v->instances = calloc(n, sizeof(kserve_instance_t));
+    if (v->instances == NULL) {
+        return -1;
+    }
+
+    n = 0;
+    for (i = 0; i < c->ngroups; i++) {
+        g = &c->groups[i];
+        ndev = (g->kind == KSV_KIND_GPU && g->ngpus > 0) ? g->ngpus : 1;
+
+        for (d = 0; d < ndev; d++) {
+            for (k = 0; k < (uint32_t) g->count; k++) {
+                inst = &v->instances[n];
+                inst->version = v;
+                inst->index = n;
+                inst->kind = g->kind;
+                inst->device_id = (g->kind == KSV_KIND_GPU && g->ngpus > 0)
+                                  ? g->gpus[d] : 0;
+                inst->backoff_ms = KSERVE_BACKOFF_MIN_MS;
+                snprintf(inst->name, sizeof(inst->name), "%s_%u",
+                         v->model->name, n);
+                snprintf(inst->label, sizeof(inst->label), "%s (version %lld)",
+                         inst->name, (long long) v->version);
+                n++;
+            }
+        }
+    }
+
+    v->ninstances = n;
+    return 0;
+}
+
+
+/*
+ * fork + execv.  The child runs only async-signal-safe calls between the
+ * two (the daemon has libzmq threads; nothing else is safe after fork):
+ * everything it needs is prepared before the fork.
+ */
+static void
+kserve_spawn(kserve_instance_t *inst, int64_t now)
+{
+    int                i;
+    pid_t              pid;
+    char               version[32], index[32], device[32];
+    char               errmsg[PATH_MAX + 64];
+    char              *argv[KSERVE_ARGV_MAX];
+    size_t             errlen;
+    sigset_t           all;
+    kserve_version_t  *v = inst->version;
+
+    snprintf(version, sizeof(version), "%lld", (long long) v->version);
+    snprintf(index, sizeof(index), "%u", inst->index);
+    snprintf(device, sizeof(device), "%d", (int) inst->device_id);
+
+    i = 0;
+    argv[i++] = kserve.python_instance;
+    argv[i++] = "--connect";
+    argv[i++] = kserve.instances_endpoint;
+    argv[i++] = "--repository";
+    argv[i++] = (char *) kserve.repository;
+    argv[i++] = "--model";
+    argv[i++] = v->model->name;
+    argv[i++] = "--version";
+    argv[i++] = version;
+    argv[i++] = "--instance";
+    argv[i++] = index;
+    argv[i++] = "--kind";
+    argv[i++] = (char *) kserve_kind_name(inst->kind);
+    argv[i++] = "--device-id";
+    argv[i++] = device;
+    argv[i++] = "--utils-dir";
+    argv[i++] = kserve.python_utils;
+    argv[i] = NULL;
+
+    errlen = (size_t) snprintf(errmsg, sizeof(errmsg),
+                               "kserve-worker: cannot exec %s\n",
+                               kserve.python_instance);
+    if (errlen >= sizeof(errmsg)) {
+        errlen = sizeof(errmsg) - 1;
+    }
+
+    inst->started_ms = now;
+    inst->init_failed = 0;
+    inst->state = KSERVE_INSTANCE_STARTING;
+
+    pid = fork();
+
+    if (pid == 0) {
+        /* the child: default signal dispositions come with execv for
+         * handled signals; the mask is inherited, so clear it */
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        execv(argv[0], argv);
+        if (write(2, errmsg, errlen) < 0) {
+            /* nothing left to do */
+        }
+        _exit(127);
+    }
+
+    if (pid < 0) {
+        /* treated like an instance that died at once */
+        kserve_error("instance %s: fork failed: %s", inst->label,
+                     strerror(errno));
+        inst->pid = 0;
+        inst->failed = 1;
+        inst->state = KSERVE_INSTANCE_BACKOFF;
+        inst->restart_at_ms = now + inst->backoff_ms;
+        snprintf(v->last_failure, sizeof(v->last_failure),
+                 "instance %s could not be started: %s", inst->name,
+                 strerror(errno));
+        return;
+    }
+
+    inst->pid = pid;
+    snprintf(inst->routing_id, sizeof(inst->routing_id), "i%d", (int) pid);
+    kserve_info("instance %s: started pid %d (%s device %d)", inst->label,
+                (int) pid, kserve_kind_name(inst->kind),
+                (int) inst->device_id);
+}
+
+
+int
+kserve_supervisor_start(void)
+{
+    int64_t            now;
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    now = kserve_now_ms();
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            if (!v->supported) {
+                continue;
+            }
+            if (kserve_version_instances(v) != 0) {
+                kserve_error("out of memory");
+                return -1;
+            }
+            for (k = 0; k < v->ninstances; k++) {
+                kserve_spawn(&v->instances[k], now);
+            }
+            kserve_supervisor_update(v);
+        }
+    }
+
+    return 0;
+}
+
+
+/* Derives the version's state from its instances (see the header). */
+static void
+kserve_supervisor_update(kserve_version_t *v)
+{
+    uint32_t                  i, ready, failed;
+    kserve_instance_state_t   s;
+
+    if (!v->supported) {
+        return;
+    }
+
+    ready = 0;
+    failed = 0;
+    for (i = 0; i < v->ninstances; i++) {
+        s = v->instances[i].state;
+        if (s == KSERVE_INSTANCE_IDLE || s == KSERVE_INSTANCE_BUSY) {
+            ready++;
+        } else if (v->instances[i].failed) {
+            failed++;
+        }
+    }
+
+    if (ready > 0) {
+        kserve_version_set_state(&kserve.repo, v, KSV_VERSION_READY, "");
+
+    } else if (failed == v->ninstances) {
+        kserve_version_set_state(&kserve.repo, v, KSV_VERSION_UNAVAILABLE,
+                                 v->last_failure[0] ? v->last_failure
+                                                    : "no instance is running");
+    } else {
+        kserve_version_set_state(&kserve.repo, v, KSV_VERSION_LOADING, "");
+    }
+
+    /* nothing can serve the queue for a while: answer it now rather than
+     * let it wait for deadlines */
+    if (ready == 0 && v->queue.len > 0) {
+        kserve_scheduler_fail_queue(v, KSV_ERR_UNAVAILABLE,
+                                    v->reason[0] ? v->reason
+                                                 : "model is loading");
+    }
+}
+
+
+static kserve_instance_t *
+kserve_find_pid(pid_t pid, int *gone)
+{
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                if (v->instances[k].pid == pid) {
+                    *gone = 0;
+                    return &v->instances[k];
+                }
+                if (v->instances[k].last_pid == pid) {
+                    *gone = 1;
+                    return &v->instances[k];
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+
+kserve_instance_t *
+kserve_supervisor_find(const void *routing_id, size_t len, int *gone)
+{
+    char        buf[24], *end;
+    const char *p = routing_id;
+    long        pid;
+
+    if (len < 2 || len >= sizeof(buf) || p[0] != 'i') {
+        return NULL;
+    }
+    memcpy(buf, p + 1, len - 1);
+    buf[len - 1] = '\0';
+    pid = strtol(buf, &end, 10);
+    if (*end != '\0' || pid <= 0) {
+        return NULL;
+    }
+    return kserve_find_pid((pid_t) pid, gone);
+}
+
+
+static void
+kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
+{
+    char               how[64], what[128], msg[KSERVE_REASON_MAX];
+    kserve_version_t  *v = inst->version;
+
+    if (WIFSIGNALED(status)) {
+        snprintf(how, sizeof(how), "signal %d", WTERMSIG(status));
+    } else {
+        snprintf(how, sizeof(how), "exit code %d", WEXITSTATUS(status));
+    }
+
+    if (inst->init_failed) {
+        /* the READY ok=0 message already said why; keep it */
+        what[0] = '\0';
+        msg[0] = '\0';
+    } else {
+        snprintf(what, sizeof(what), "exited %s (%s)",
+                 inst->state == KSERVE_INSTANCE_STARTING
+                 ? "before it was ready" : "unexpectedly", how);
+        snprintf(msg, sizeof(msg), "instance %s %s", inst->name, what);
+    }
+
+    if (kserve.shutting_down) {
+        kserve_info("instance %s: pid %d stopped (%s)", inst->label,
+                    (int) inst->pid, how);
+    } else if (inst->init_failed) {
+        kserve_info("instance %s: pid %d gone after its failed "
+                    "initialization (%s)", inst->label, (int) inst->pid, how);
+    } else {
+        kserve_warn("instance %s: pid %d %s", inst->label, (int) inst->pid,
+                    what);
+    }
+
+    if (inst->batch != NULL) {
+        kserve_scheduler_fail_batch(inst,
+                        kserve.shutting_down ? KSV_ERR_UNAVAILABLE
+                                             : KSV_ERR_INTERNAL,
+                        kserve.shutting_down ? "server is shutting down"
+                                             : msg);
+    }
+
+    inst->last_pid = inst->pid;
+    inst->pid = 0;
+    inst->routing_id[0] = '\0';
+
+    if (kserve.shutting_down) {
+        inst->state = KSERVE_INSTANCE_STOPPED;
+        return;
+    }
+
+    if (msg[0] != '\0') {
+        snprintf(v->last_failure, sizeof(v->last_failure), "%s", msg);
+    }
+
+    /* an instance that stayed up long enough was healthy: start over */
+    if (now - inst->started_ms >= KSERVE_BACKOFF_RESET_MS) {
+        inst->backoff_ms = KSERVE_BACKOFF_MIN_MS;
+    }
+
+    inst->failed = 1;
+    inst->state = KSERVE_INSTANCE_BACKOFF;
+    inst->restart_at_ms = now + inst->backoff_ms;
+    kserve_info("instance %s: restarting in %lld ms", inst->label,
+                (long long) inst->backoff_ms);
+
+    inst->backoff_ms *= 2;
+    if (inst->backoff_ms > KSERVE_BACKOFF_MAX_MS) {
+        inst->backoff_ms = KSERVE_BACKOFF_MAX_MS;
+    }
+
+    kserve_supervisor_update(v);
+}
+
+
+void
+kserve_supervisor_reap(void)
+{
+    int                 status, gone;
+    pid_t               pid;
+    int64_t             now;
+    kserve_instance_t  *inst;
+
+    now = kserve_now_ms();
+
+    for ( ;; ) {
+        pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pid <= 0) {
+            return;
+        }
+
+        inst = kserve_find_pid(pid, &gone);
+        if (inst == NULL || gone) {
+            kserve_debug("reaped unknown child %d", (int) pid);
+            continue;
+        }
+        kserve_instance_exited(inst, status, now);
+    }
+}
+
+
+int64_t
+kserve_supervisor_tick(int64_t now)
+{
+    int64_t            next, wait;
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+    kserve_instance_t *inst;
+
+    next = -1;
+    if (kserve.shutting_down) {
+        return next;
+    }
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                inst = &v->instances[k];
+                if (inst->state != KSERVE_INSTANCE_BACKOFF) {
+                    continue;
+                }
+                if (inst->restart_at_ms <= now) {
+                    kserve_spawn(inst, now);
+                    continue;
+                }
+                wait = inst->restart_at_ms - now;
+                if (next < 0 || wait < next) {
+                    next = wait;
+                }
+            }
+        }
+    }
+
+    return next;
+}
+
+
+static void
+kserve_init_failure(kserve_instance_t *inst, const ksv_ready_t *m)
+{
+    kserve_version_t  *v = inst->version;
+
+    snprintf(v->last_failure, sizeof(v->last_failure),
+             "failed to load '%s' version %lld: %.*s", v->model->name,
+             (long long) v->version, (int) m->message.len, m->message.data);
+    kserve_error("instance %s: %s", inst->label, v->last_failure);
+}
+
+
+void
+kserve_supervisor_late_ready(kserve_instance_t *inst, const ksv_ready_t *m)
+{
+    if (m->ok || inst->state == KSERVE_INSTANCE_IDLE
+        || inst->state == KSERVE_INSTANCE_BUSY)
+    {
+        return;                 /* a newer process speaks for it now */
+    }
+
+    kserve_init_failure(inst, m);
+    kserve_supervisor_update(inst->version);
+}
+
+
+void
+kserve_supervisor_ready(kserve_instance_t *inst, const ksv_ready_t *m)
+{
+    kserve_version_t  *v = inst->version;
+
+    if (inst->state != KSERVE_INSTANCE_STARTING) {
+        kserve_warn("instance %s: unexpected READY, ignored", inst->label);
+        return;
+    }
+
+    if (!ksv_str_eq(m->model_name, v->model->name)
+        || m->version != v->version || m->instance != inst->index)
+    {
+        kserve_error("instance %s: READY for '%.*s' version %lld instance "
+                     "%u does not match what it was started for",
+                     inst->label, (int) m->model_name.len,
+                     m->model_name.data, (long long) m->version,
+                     m->instance);
+        kserve_supervisor_kill(inst, "mismatched READY");
+        return;
+    }
+
+    if (!m->ok) {
+        /* initialize() raised: keep its message as the version's reason
+         * and let the process go; the reaper schedules the retry */
+        kserve_init_failure(inst, m);
+        inst->init_failed = 1;
+        inst->failed = 1;
+        if (inst->pid > 0) {
+            kill(inst->pid, SIGKILL);
+        }
+        kserve_supervisor_update(v);
+        return;
+    }
+
+    kserve_info("instance %s: ready", inst->label);
+    inst->failed = 0;
+    inst->state = KSERVE_INSTANCE_IDLE;
+    kserve_supervisor_update(v);
+    kserve_scheduler_dispatch(v);
+}
+
+
+void
+kserve_supervisor_kill(kserve_instance_t *inst, const char *why)
+{
+    kserve_error("instance %s: killing pid %d: %s", inst->label,
+                 (int) inst->pid, why);
+
+    if (inst->pid > 0) {
+        kill(inst->pid, SIGKILL);
+    }
+
+    /* no more work until the reaper has restarted it */
+    if (inst->state == KSERVE_INSTANCE_IDLE) {
+        inst->state = KSERVE_INSTANCE_STARTING;
+        kserve_supervisor_update(inst->version);
+    }
+}
+
+
+/* Sends sig to every instance process; instances waiting for a restart
+ * stop waiting. */
+static void
+kserve_supervisor_signal(int sig)
+{
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+    kserve_instance_t *inst;
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                inst = &v->instances[k];
+                if (inst->pid > 0) {
+                    kill(inst->pid, sig);
+                } else {
+                    inst->state = KSERVE_INSTANCE_STOPPED;
+                }
+            }
+        }
+    }
+}
+
+
+void
+kserve_supervisor_terminate_all(void)
+{
+    kserve_supervisor_signal(SIGTERM);
+}
+
+
+int
+kserve_supervisor_alive(void)
+{
+    int                n;
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    n = 0;
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                n += v->instances[k].pid > 0;
+            }
+        }
+    }
+    return n;
+}
+
+
+void
+kserve_supervisor_kill_all(void)
+{
+    int                status;
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+    kserve_instance_t *inst;
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                inst = &v->instances[k];
+                if (inst->pid <= 0) {
+                    continue;
+                }
+                kserve_warn("instance %s: pid %d did not stop in time, "
+                            "killing it", inst->label, (int) inst->pid);
+                kill(inst->pid, SIGKILL);
+                while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR)
+                {
+                    /* retry */
+                }
+                kserve_instance_exited(inst, status, kserve_now_ms());
+            }
+        }
+    }
+}
+
+
+void
+kserve_supervisor_free(void)
+{
+    uint32_t           i, j;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            free(v->instances);
+            v->instances = NULL;
+            v->ninstances = 0;
+        }
+    }
+}

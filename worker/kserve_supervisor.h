@@ -1,0 +1,100 @@
+/*
+ * kserve-worker: instance processes.
+ *
+ * Each model version runs as many instance processes as its
+ * instance_group asks (count per group, and per listed GPU for KIND_GPU).
+ * An instance is a separate process (kserve-python-instance) so a model
+ * that crashes, leaks or hangs in C code takes down only itself.
+ *
+ * Life of an instance:
+ *
+ *   STARTING --READY ok=1--> IDLE <--> BUSY (one batch in flight)
+ *      |  \--READY ok=0---> (terminated, restarted after backoff)
+ *      \--exit------------> BACKOFF --timer--> STARTING
+ *
+ * A death (SIGCHLD, read through a self-pipe in the main loop) fails the
+ * in-flight batch at once and schedules a restart: 100 ms doubling to
+ * 10 s, back to 100 ms once an instance has stayed up 30 s.
+ *
+ * The version's state follows its instances: READY while one is ready,
+ * UNAVAILABLE (with the last failure as reason) when every instance has
+ * failed since it last was ready, LOADING otherwise.
+ */
+
+#ifndef KSERVE_SUPERVISOR_H
+#define KSERVE_SUPERVISOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ksv_proto.h"
+#include "kserve_repository.h"
+
+
+#define KSERVE_BACKOFF_MIN_MS    100
+#define KSERVE_BACKOFF_MAX_MS    10000
+#define KSERVE_BACKOFF_RESET_MS  30000
+
+typedef enum {
+    KSERVE_INSTANCE_STOPPED = 0,
+    KSERVE_INSTANCE_STARTING,       /* spawned, no READY yet */
+    KSERVE_INSTANCE_IDLE,
+    KSERVE_INSTANCE_BUSY,
+    KSERVE_INSTANCE_BACKOFF         /* dead, restart at restart_at_ms */
+} kserve_instance_state_t;
+
+struct kserve_instance_s {
+    kserve_version_t   *version;
+    uint32_t            index;          /* --instance, within the version */
+    uint8_t             kind;           /* ksv_instance_kind_t */
+    int32_t             device_id;
+    pid_t               pid;
+    pid_t               last_pid;       /* its previous process */
+    kserve_instance_state_t  state;
+    char                routing_id[24]; /* "i<pid>", set by the instance */
+    char                name[300];      /* "<model>_<index>", for clients */
+    char                label[340];     /* name + version, for the log */
+    int                 failed;         /* failed since it was last ready */
+    int                 init_failed;    /* READY ok=0: its exit is expected */
+    int64_t             started_ms;
+    int64_t             restart_at_ms;
+    int64_t             backoff_ms;
+    kserve_batch_t     *batch;          /* in flight while BUSY */
+};
+
+
+/* Creates the instances of every version and spawns them. */
+int kserve_supervisor_start(void);
+
+/* Reaps exited children (after SIGCHLD). */
+void kserve_supervisor_reap(void);
+
+/* Restarts instances whose backoff has passed.  Returns ms until the
+ * next restart is due, -1 when none is pending. */
+int64_t kserve_supervisor_tick(int64_t now);
+
+/* The instance behind a routing id, or NULL; *gone is set when the id
+ * is that of its previous, exited process. */
+kserve_instance_t *kserve_supervisor_find(const void *routing_id,
+    size_t len, int *gone);
+
+/* A READY ok=0 that arrived after its process was reaped: keep its
+ * message as the reason. */
+void kserve_supervisor_late_ready(kserve_instance_t *inst,
+    const ksv_ready_t *m);
+
+/* A READY message from inst. */
+void kserve_supervisor_ready(kserve_instance_t *inst, const ksv_ready_t *m);
+
+/* inst cannot be reached or misbehaves: kill it; the reaper restarts it. */
+void kserve_supervisor_kill(kserve_instance_t *inst, const char *why);
+
+/* Shutdown: SIGTERM all (finalize() runs), later SIGKILL the rest. */
+void kserve_supervisor_terminate_all(void);
+int kserve_supervisor_alive(void);
+void kserve_supervisor_kill_all(void);
+
+/* Frees the instance tables (after kill_all). */
+void kserve_supervisor_free(void);
+
+#endif /* KSERVE_SUPERVISOR_H */

@@ -1,0 +1,487 @@
+/*
+ * kserve-worker: the daemon between the nginx module and the model
+ * instances.
+ *
+ *   kserve-worker --repository DIR --listen ENDPOINT [--listen ...]
+ *                 [--run-dir DIR] [--python-instance PATH]
+ *                 [--python-utils DIR] [--max-frame-size BYTES]
+ *                 [--log-level debug|info|warn|error]
+ *
+ * This file holds main(): options, signals and the one event loop.  The
+ * loop polls three things: the client socket, the instance socket and a
+ * self-pipe that the signal handlers write to (SIGCHLD, SIGTERM,
+ * SIGINT), so a dead instance or a stop request is handled within one
+ * poll wakeup, never from inside a signal handler.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "kserve_log.h"
+#include "kserve_scheduler.h"
+#include "kserve_server.h"
+#include "kserve_supervisor.h"
+#include "kserve_worker.h"
+
+
+/* Housekeeping (deadlines, restarts) runs at least this often. */
+#define KSERVE_TICK_MS        50
+
+/* Deadlines are honoured to this precision at best. */
+#define KSERVE_EXPIRE_MIN_MS  5
+
+
+kserve_worker_t  kserve;
+
+static int                    kserve_signal_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t  kserve_stop_requested;
+
+
+uint64_t
+kserve_next_id(void)
+{
+    if (++kserve.next_id == 0) {
+        kserve.next_id = 1;
+    }
+    return kserve.next_id;
+}
+
+
+/* ---- options ------------------------------------------------------------- */
+
+static void
+kserve_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kserve-worker --repository DIR --listen ENDPOINT "
+        "[--listen ENDPOINT ...]\n"
+        "                     [--run-dir DIR] [--python-instance PATH] "
+        "[--python-utils DIR]\n"
+        "                     [--max-frame-size BYTES] "
+        "[--log-level debug|info|warn|error]\n"
+        "\n"
+        "  --repository DIR        Triton model repository\n"
+        "  --listen ENDPOINT       ZeroMQ endpoint for the nginx module "
+        "(ipc://PATH or tcp://HOST:PORT);\n"
+        "                          repeatable\n"
+        "  --run-dir DIR           sockets of the instances "
+        "(default /tmp/kserve-worker.<pid>)\n"
+        "  --python-instance PATH  instance binary (default: "
+        "kserve-python-instance next to this one)\n"
+        "  --python-utils DIR      triton_python_backend_utils "
+        "(default: <dir of this binary>/../backends/python)\n"
+        "  --max-frame-size BYTES  largest frame a client may send "
+        "(default 1 GiB)\n"
+        "  --log-level LEVEL       default info\n");
+}
+
+
+static int
+kserve_options(int argc, char **argv)
+{
+    int            c;
+    char          *end, exe[PATH_MAX], real[PATH_MAX], *dir;
+    ssize_t        n;
+    const char    *run_dir, *python_instance, *python_utils;
+    unsigned long long  size;
+
+    static const struct option  opts[] = {
+        { "repository", required_argument, NULL, 'r' },
+        { "listen", required_argument, NULL, 'l' },
+        { "run-dir", required_argument, NULL, 'd' },
+        { "python-instance", required_argument, NULL, 'p' },
+        { "python-utils", required_argument, NULL, 'u' },
+        { "max-frame-size", required_argument, NULL, 'm' },
+        { "log-level", required_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    run_dir = NULL;
+    python_instance = NULL;
+    python_utils = NULL;
+    kserve.max_frame_size = KSERVE_DEFAULT_MAX_FRAME;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            kserve.repository = optarg;
+            break;
+
+        case 'l':
+            if (kserve.nlisten == KSERVE_MAX_LISTEN) {
+                fprintf(stderr, "kserve-worker: at most %d --listen\n",
+                        KSERVE_MAX_LISTEN);
+                return -1;
+            }
+            kserve.listen[kserve.nlisten++] = optarg;
+            break;
+
+        case 'd':
+            run_dir = optarg;
+            break;
+
+        case 'p':
+            python_instance = optarg;
+            break;
+
+        case 'u':
+            python_utils = optarg;
+            break;
+
+        case 'm':
+            errno = 0;
+            size = strtoull(optarg, &end, 10);
+            if (*end != '\0' || errno != 0 || size == 0
+                || size > (unsigned long long) INT64_MAX)
+            {
+                fprintf(stderr, "kserve-worker: bad --max-frame-size '%s'\n",
+                        optarg);
+                return -1;
+            }
+            kserve.max_frame_size = size;
+            break;
+
+        case 'v':
+            if (strcmp(optarg, "debug") == 0) {
+                kserve_log_level = KSERVE_LOG_DEBUG;
+            } else if (strcmp(optarg, "info") == 0) {
+                kserve_log_level = KSERVE_LOG_INFO;
+            } else if (strcmp(optarg, "warn") == 0) {
+                kserve_log_level = KSERVE_LOG_WARN;
+            } else if (strcmp(optarg, "error") == 0) {
+                kserve_log_level = KSERVE_LOG_ERROR;
+            } else {
+                fprintf(stderr, "kserve-worker: bad --log-level '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+
+        case 'h':
+            kserve_usage(stdout);
+            exit(0);
+
+        default:
+            kserve_usage(stderr);
+            return -1;
+        }
+    }
+
+    if (optind != argc || kserve.repository == NULL || kserve.nlisten == 0) {
+        kserve_usage(stderr);
+        return -1;
+    }
+
+    /* binaries sit together in build/; the Python sources in the tree */
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) {
+        fprintf(stderr, "kserve-worker: readlink /proc/self/exe: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    exe[n] = '\0';
+    dir = dirname(exe);
+
+    if (python_instance != NULL) {
+        snprintf(kserve.python_instance, sizeof(kserve.python_instance),
+                 "%s", python_instance);
+    } else {
+        snprintf(kserve.python_instance, sizeof(kserve.python_instance),
+                 "%s/kserve-python-instance", dir);
+    }
+
+    if (python_utils != NULL) {
+        snprintf(kserve.python_utils, sizeof(kserve.python_utils), "%s",
+                 python_utils);
+    } else {
+        snprintf(kserve.python_utils, sizeof(kserve.python_utils),
+                 "%s/../backends/python", dir);
+    }
+    if (realpath(kserve.python_utils, real) != NULL) {
+        snprintf(kserve.python_utils, sizeof(kserve.python_utils), "%s", real);
+    }
+
+    if (run_dir != NULL) {
+        snprintf(kserve.run_dir, sizeof(kserve.run_dir), "%s", run_dir);
+    } else {
+        snprintf(kserve.run_dir, sizeof(kserve.run_dir),
+                 "/tmp/kserve-worker.%d", (int) getpid());
+    }
+
+    if (strlen(kserve.run_dir) > 90) {
+        /* ipc:// paths are sun_path: 108 bytes with the socket name */
+        fprintf(stderr, "kserve-worker: --run-dir path too long for an "
+                "ipc socket: %s\n", kserve.run_dir);
+        return -1;
+    }
+
+    snprintf(kserve.instances_endpoint, sizeof(kserve.instances_endpoint),
+             "ipc://%s/instances.sock", kserve.run_dir);
+
+    return 0;
+}
+
+
+/* ---- signals ------------------------------------------------------------- */
+
+static void
+kserve_on_signal(int sig)
+{
+    int   saved = errno;
+    char  c = (char) sig;
+
+    if (sig == SIGTERM || sig == SIGINT) {
+        kserve_stop_requested = 1;
+    }
+    if (write(kserve_signal_pipe[1], &c, 1) < 0) {
+        /* full pipe: a wakeup is already pending */
+    }
+    errno = saved;
+}
+
+
+static int
+kserve_signals(void)
+{
+    struct sigaction  sa;
+
+    if (pipe2(kserve_signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        kserve_error("pipe2: %s", strerror(errno));
+        return -1;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kserve_on_signal;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+
+    if (sigaction(SIGCHLD, &sa, NULL) != 0
+        || sigaction(SIGTERM, &sa, NULL) != 0
+        || sigaction(SIGINT, &sa, NULL) != 0)
+    {
+        kserve_error("sigaction: %s", strerror(errno));
+        return -1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+
+/* Empties the pipe, then reaps; a SIGCHLD arriving meanwhile writes
+ * again, so nothing is lost. */
+static void
+kserve_signal_readable(void)
+{
+    char  buf[64];
+
+    while (read(kserve_signal_pipe[0], buf, sizeof(buf)) > 0) {
+        /* drain */
+    }
+    kserve_supervisor_reap();
+}
+
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int64_t
+kserve_min_wait(int64_t a, int64_t b)
+{
+    if (a < 0) {
+        return b;
+    }
+    if (b < 0) {
+        return a;
+    }
+    return a < b ? a : b;
+}
+
+
+/* One zmq_poll round plus housekeeping. */
+static void
+kserve_poll_once(int64_t max_wait)
+{
+    int             rc;
+    int64_t         now, wait, next;
+    zmq_pollitem_t  items[3];
+
+    static int64_t  next_expire;
+
+    now = kserve_now_ms();
+
+    /* the deadline sweep walks every queued request: run it when a
+     * deadline is due, and at least every tick for new arrivals, but not
+     * on every message of a busy loop */
+    if (now >= next_expire) {
+        next = kserve_scheduler_expire(now);
+        if (next < 0 || next > KSERVE_TICK_MS) {
+            next = KSERVE_TICK_MS;
+        } else if (next < KSERVE_EXPIRE_MIN_MS) {
+            next = KSERVE_EXPIRE_MIN_MS;
+        }
+        next_expire = now + next;
+    }
+
+    wait = kserve_min_wait(kserve_supervisor_tick(now), next_expire - now);
+    wait = kserve_min_wait(wait, max_wait);
+    if (wait < 0 || wait > KSERVE_TICK_MS) {
+        wait = KSERVE_TICK_MS;
+    }
+
+    memset(items, 0, sizeof(items));
+    items[0].socket = kserve.frontend;
+    items[0].events = ZMQ_POLLIN;
+    items[1].socket = kserve.backend;
+    items[1].events = ZMQ_POLLIN;
+    items[2].fd = kserve_signal_pipe[0];
+    items[2].events = ZMQ_POLLIN;
+
+    rc = zmq_poll(items, 3, (long) wait);
+    if (rc < 0) {
+        if (errno != EINTR) {
+            kserve_error("zmq_poll: %s", zmq_strerror(errno));
+        }
+        return;
+    }
+
+    /* instance messages before deaths, so what a dying instance said
+     * last (an answer, a READY ok=0) is used; deaths before new
+     * requests, so nothing new is sent to a dead instance */
+    if (items[1].revents & ZMQ_POLLIN) {
+        kserve_server_backend_readable();
+    }
+    if (items[2].revents & ZMQ_POLLIN) {
+        kserve_signal_readable();
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+        kserve_server_frontend_readable();
+    }
+}
+
+
+static void
+kserve_fail_all_queues(const char *why)
+{
+    uint32_t         i, j;
+    kserve_model_t  *m;
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < m->nversions; j++) {
+            kserve_scheduler_fail_queue(&m->versions[j], KSV_ERR_UNAVAILABLE,
+                                        why);
+        }
+    }
+}
+
+
+/*
+ * Stop: answer what is queued, let instances run finalize() (SIGTERM)
+ * while answers of in-flight batches are still routed, and after the
+ * grace period kill what is left.
+ */
+static void
+kserve_shutdown(void)
+{
+    int64_t  deadline, now;
+
+    kserve_info("shutting down");
+    kserve.shutting_down = 1;
+
+    kserve_fail_all_queues("server is shutting down");
+    kserve_supervisor_terminate_all();
+
+    deadline = kserve_now_ms() + KSERVE_SHUTDOWN_GRACE_MS;
+    while (kserve_supervisor_alive() > 0) {
+        now = kserve_now_ms();
+        if (now >= deadline) {
+            break;
+        }
+        kserve_poll_once(deadline - now);
+    }
+
+    kserve_supervisor_kill_all();
+}
+
+
+static void
+kserve_cleanup(void)
+{
+    char  path[PATH_MAX + 32];
+
+    kserve_server_close();
+
+    snprintf(path, sizeof(path), "%s/instances.sock", kserve.run_dir);
+    unlink(path);
+    if (kserve.run_dir_created && rmdir(kserve.run_dir) != 0) {
+        kserve_warn("cannot remove %s: %s", kserve.run_dir, strerror(errno));
+    }
+
+    kserve_supervisor_free();
+    kserve_repository_free(&kserve.repo);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    if (kserve_options(argc, argv) != 0) {
+        return 2;
+    }
+
+    if (mkdir(kserve.run_dir, 0700) == 0) {
+        kserve.run_dir_created = 1;
+    } else if (errno != EEXIST) {
+        kserve_error("cannot create run dir %s: %s", kserve.run_dir,
+                     strerror(errno));
+        return 1;
+    }
+
+    if (kserve_signals() != 0) {
+        return 1;
+    }
+
+    kserve_info("starting: repository %s, instance binary %s, python "
+                "utils %s, instances on %s", kserve.repository,
+                kserve.python_instance, kserve.python_utils,
+                kserve.instances_endpoint);
+
+    if (access(kserve.python_instance, X_OK) != 0) {
+        /* not fatal: models then report why they cannot load */
+        kserve_error("instance binary %s: %s", kserve.python_instance,
+                     strerror(errno));
+    }
+
+    if (kserve_repository_load(&kserve.repo, kserve.repository) != 0
+        || kserve_server_open() != 0)
+    {
+        kserve_cleanup();
+        return 1;
+    }
+
+    if (kserve_supervisor_start() != 0) {
+        kserve.shutting_down = 1;
+        kserve_supervisor_kill_all();
+        kserve_cleanup();
+        return 1;
+    }
+
+    while (!kserve_stop_requested) {
+        kserve_poll_once(-1);
+    }
+
+    kserve_shutdown();
+    kserve_cleanup();
+    kserve_info("stopped");
+    return 0;
+}
