@@ -78,13 +78,21 @@ def wait_for(predicate, timeout=15.0, interval=0.05):
 
 
 def children_of(pid):
-    """Pids of the direct children of pid (the worker's instances)."""
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)],
-                         capture_output=True, text=True).stdout
+    """(pid, argv) of the direct children of pid (the worker's instances)."""
     found = []
-    for line in out.splitlines():
-        child, _, args = line.strip().partition(" ")
-        found.append((int(child), args))
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != pid:
+                continue
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append((int(entry), argv))
     return found
 
 
@@ -149,8 +157,9 @@ class Gateway:
     def instances(self, model):
         """Pids of the instance processes serving model."""
         worker = self.procs["worker"].pid
-        return [pid for pid, args in children_of(worker)
-                if "--model %s " % model in args + " "]
+        return [pid for pid, argv in children_of(worker)
+                if "--model" in argv
+                and argv[argv.index("--model") + 1:][:1] == [model]]
 
     def wait_model_ready(self, model, timeout=30.0):
         return wait_for(lambda: requests.get(

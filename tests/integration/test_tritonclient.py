@@ -144,10 +144,10 @@ def test_infer_bytes_model(client):
 ])
 def test_every_json_datatype(client, datatype, dtype, values):
     x = np.array([values], dtype=dtype)
-    name = "INPUT_" + datatype
+    name = "IN_" + datatype
     result = client.infer("all_types", [json_input(name, x, datatype)],
-                          outputs=[json_output("OUTPUT_" + datatype)])
-    out = result.as_numpy("OUTPUT_" + datatype)
+                          outputs=[json_output("OUT_" + datatype)])
+    out = result.as_numpy("OUT_" + datatype)
     if datatype == "BYTES":
         assert [bytes(v) if not isinstance(v, str) else v.encode()
                 for v in out.reshape(-1)] == values
@@ -173,9 +173,9 @@ def test_model_exception_is_500(client):
 
 
 def test_initialize_args_are_tritons(client):
-    x = np.zeros((1, 1), dtype=np.float32)
+    x = np.zeros((1,), dtype=np.float32)
     result = client.infer("args_echo", [json_input("INPUT0", x, "FP32")])
-    args = json.loads(result.as_numpy("OUTPUT0").reshape(-1)[0])
+    args = json.loads(result.as_numpy("ARGS").reshape(-1)[0])
     assert set(args) >= {"model_config", "model_instance_kind",
                          "model_instance_name", "model_instance_device_id",
                          "model_repository", "model_version", "model_name"}

@@ -1,0 +1,287 @@
+/*
+ * ngx_kserve: JSON output helpers over ksv_writer_t (nginx-free).
+ */
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ksv_json.h"
+#include "ksv_json_write.h"
+
+
+void
+ksv_json_string(ksv_writer_t *w, const void *data, size_t len)
+{
+    ksv_str_t  s;
+
+    /* one escaping routine for the project: common/ksv_json.c */
+
+    s.data = data;
+    s.len = (uint32_t) len;
+
+    ksv_json_put_str(w, s);
+}
+
+
+void
+ksv_json_cstr(ksv_writer_t *w, const char *s)
+{
+    ksv_json_string(w, s, strlen(s));
+}
+
+
+void
+ksv_json_u64(ksv_writer_t *w, uint64_t v)
+{
+    char   buf[24];
+    char  *p;
+
+    p = buf + sizeof(buf);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    ksv_put_bytes(w, p, buf + sizeof(buf) - p);
+}
+
+
+void
+ksv_json_i64(ksv_writer_t *w, int64_t v)
+{
+    if (v < 0) {
+        ksv_put_u8(w, '-');
+        ksv_json_u64(w, (uint64_t) 0 - (uint64_t) v);
+        return;
+    }
+
+    ksv_json_u64(w, (uint64_t) v);
+}
+
+
+static int
+ksv_json_nonfinite(ksv_writer_t *w, double v)
+{
+    if (isnan(v)) {
+        ksv_json_lit(w, "NaN");
+        return 1;
+    }
+
+    if (isinf(v)) {
+        if (v < 0) {
+            ksv_json_lit(w, "-Infinity");
+
+        } else {
+            ksv_json_lit(w, "Infinity");
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+void
+ksv_json_f32(ksv_writer_t *w, float v)
+{
+    int   n;
+    char  buf[32];
+
+    if (ksv_json_nonfinite(w, v)) {
+        return;
+    }
+
+    n = snprintf(buf, sizeof(buf), "%.9g", (double) v);
+    ksv_put_bytes(w, buf, (size_t) n);
+}
+
+
+void
+ksv_json_f64(ksv_writer_t *w, double v)
+{
+    int   n;
+    char  buf[40];
+
+    if (ksv_json_nonfinite(w, v)) {
+        return;
+    }
+
+    n = snprintf(buf, sizeof(buf), "%.17g", v);
+    ksv_put_bytes(w, buf, (size_t) n);
+}
+
+
+void
+ksv_json_dims(ksv_writer_t *w, const int64_t *dims, uint32_t ndims)
+{
+    uint32_t  i;
+
+    ksv_put_u8(w, '[');
+
+    for (i = 0; i < ndims; i++) {
+        if (i) {
+            ksv_put_u8(w, ',');
+        }
+
+        ksv_json_i64(w, dims[i]);
+    }
+
+    ksv_put_u8(w, ']');
+}
+
+
+void
+ksv_json_params(ksv_writer_t *w, const ksv_param_t *params,
+    uint32_t nparams)
+{
+    uint32_t  i;
+
+    ksv_put_u8(w, '{');
+
+    for (i = 0; i < nparams; i++) {
+        if (i) {
+            ksv_put_u8(w, ',');
+        }
+
+        ksv_json_string(w, params[i].key.data, params[i].key.len);
+        ksv_put_u8(w, ':');
+
+        switch (params[i].type) {
+
+        case KSV_PARAM_BOOL:
+            if (params[i].i) {
+                ksv_json_lit(w, "true");
+
+            } else {
+                ksv_json_lit(w, "false");
+            }
+
+            break;
+
+        case KSV_PARAM_INT:
+            ksv_json_i64(w, params[i].i);
+            break;
+
+        case KSV_PARAM_DOUBLE:
+            ksv_json_f64(w, params[i].d);
+            break;
+
+        case KSV_PARAM_STRING:
+            ksv_json_string(w, params[i].s.data, params[i].s.len);
+            break;
+
+        default:
+            ksv_json_lit(w, "null");
+        }
+    }
+
+    ksv_put_u8(w, '}');
+}
+
+
+void
+ksv_json_error(ksv_writer_t *w, const char *message, size_t len)
+{
+    ksv_json_lit(w, "{\"error\":");
+    ksv_json_string(w, message, len);
+    ksv_put_u8(w, '}');
+}
+
+
+void
+ksv_json_server_metadata(ksv_writer_t *w)
+{
+    ksv_json_lit(w, "{\"name\":\"" KSV_SERVER_NAME "\","
+                    "\"version\":\"" KSV_SERVER_VERSION "\","
+                    "\"extensions\":[\"model_configuration\"]}");
+}
+
+
+static void
+ksv_json_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n,
+    int batched)
+{
+    uint32_t  i, k;
+
+    ksv_put_u8(w, '[');
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            ksv_put_u8(w, ',');
+        }
+
+        ksv_json_lit(w, "{\"name\":");
+        ksv_json_string(w, io[i].name.data, io[i].name.len);
+        ksv_json_lit(w, ",\"datatype\":");
+        ksv_json_cstr(w, ksv_datatype_name(io[i].datatype));
+        ksv_json_lit(w, ",\"shape\":[");
+
+        if (batched) {
+            ksv_json_lit(w, "-1");
+        }
+
+        for (k = 0; k < io[i].ndims; k++) {
+            if (k || batched) {
+                ksv_put_u8(w, ',');
+            }
+
+            ksv_json_i64(w, io[i].dims[k]);
+        }
+
+        ksv_json_lit(w, "]}");
+    }
+
+    ksv_put_u8(w, ']');
+}
+
+
+void
+ksv_json_model_metadata(ksv_writer_t *w, const ksv_model_status_t *ms)
+{
+    int                        batched, first;
+    uint32_t                   i;
+    const ksv_model_config_t  *c;
+
+    c = &ms->config;
+    batched = c->max_batch_size > 0;
+
+    ksv_json_lit(w, "{\"name\":");
+    ksv_json_string(w, c->name.data, c->name.len);
+    ksv_json_lit(w, ",\"versions\":[");
+
+    first = 1;
+
+    for (i = 0; i < ms->nversions; i++) {
+        if (ms->versions[i].state != KSV_VERSION_READY) {
+            continue;
+        }
+
+        if (!first) {
+            ksv_put_u8(w, ',');
+        }
+
+        first = 0;
+
+        ksv_put_u8(w, '"');
+        ksv_json_i64(w, ms->versions[i].version);
+        ksv_put_u8(w, '"');
+    }
+
+    ksv_json_lit(w, "],\"platform\":");
+
+    if (c->platform.len) {
+        ksv_json_string(w, c->platform.data, c->platform.len);
+
+    } else {
+        ksv_json_string(w, c->backend.data, c->backend.len);
+    }
+
+    ksv_json_lit(w, ",\"inputs\":");
+    ksv_json_io(w, c->inputs, c->ninputs, batched);
+    ksv_json_lit(w, ",\"outputs\":");
+    ksv_json_io(w, c->outputs, c->noutputs, batched);
+    ksv_put_u8(w, '}');
+}

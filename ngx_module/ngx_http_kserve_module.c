@@ -1,0 +1,1260 @@
+
+/*
+ * Copyright (C) ngx_kserve authors
+ *
+ * KServe v2 (Open Inference Protocol) / Triton HTTP in nginx: directives,
+ * URI dispatch and the endpoint handlers.  Requests are validated here
+ * and forwarded over ZeroMQ (ngx_http_kserve_transport.c) to kserve-worker.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kserve_transport.h"
+#include "ksv_infer_json.h"
+#include "ksv_json.h"
+#include "ksv_json_write.h"
+
+
+typedef struct {
+    ngx_array_t                  backends;  /* ngx_http_kserve_backend_t * */
+} ngx_http_kserve_main_conf_t;
+
+
+typedef struct {
+    ngx_http_kserve_backend_t   *backend;
+    ngx_msec_t                   timeout;
+    size_t                       max_body_size;
+    ngx_msec_t                   index_interval;
+} ngx_http_kserve_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_KSERVE_SERVER_METADATA = 0,
+    NGX_HTTP_KSERVE_LIVE,
+    NGX_HTTP_KSERVE_READY,
+    NGX_HTTP_KSERVE_MODEL_METADATA,
+    NGX_HTTP_KSERVE_MODEL_READY,
+    NGX_HTTP_KSERVE_MODEL_CONFIG,
+    NGX_HTTP_KSERVE_INFER
+} ngx_http_kserve_endpoint_e;
+
+
+typedef struct {
+    ngx_http_kserve_endpoint_e   endpoint;
+    ngx_str_t                    model;
+    ngx_str_t                    version;   /* empty: none in the URI */
+    int64_t                      version_n;
+} ngx_http_kserve_route_t;
+
+
+typedef struct {
+    ngx_http_kserve_pending_t    pending;
+    ngx_http_kserve_route_t      route;
+} ngx_http_kserve_ctx_t;
+
+
+static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kserve_route(ngx_http_request_t *r,
+    ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_server_metadata(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kserve_health_ready(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b);
+static ngx_int_t ngx_http_kserve_model_ready(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_find(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route,
+    ksv_model_status_t **model);
+static ksv_version_status_t *ngx_http_kserve_find_version(
+    ksv_model_status_t *ms, int64_t version);
+static ksv_version_status_t *ngx_http_kserve_ready_version(
+    ksv_model_status_t *ms);
+static ngx_int_t ngx_http_kserve_model_metadata(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_model_config(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+static void ngx_http_kserve_infer_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kserve_infer(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kserve_read_body(ngx_http_request_t *r,
+    u_char **data, size_t *len);
+static void ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p,
+    zmq_msg_t *frames, ngx_uint_t nframes);
+static ngx_int_t ngx_http_kserve_infer_reply(ngx_http_request_t *r,
+    zmq_msg_t *frames, ngx_uint_t nframes);
+static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ksv_writer_t *w);
+static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
+    ngx_uint_t status);
+static ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *fmt, ...);
+static void ngx_http_kserve_free(void *data);
+static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
+
+static void *ngx_http_kserve_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_kserve_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_kserve_init_process(ngx_cycle_t *cycle);
+static void ngx_http_kserve_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_kserve_commands[] = {
+
+    { ngx_string("kserve_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_kserve_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("kserve_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("kserve_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("kserve_index_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, index_interval),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_kserve_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_kserve_create_main_conf,      /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_kserve_create_loc_conf,       /* create location configuration */
+    ngx_http_kserve_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_kserve_module = {
+    NGX_MODULE_V1,
+    &ngx_http_kserve_module_ctx,           /* module context */
+    ngx_http_kserve_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_kserve_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_kserve_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_kserve_json_type = ngx_string("application/json");
+
+
+static ngx_int_t
+ngx_http_kserve_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_route_t      route;
+    ngx_http_kserve_backend_t   *b;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+    b = klcf->backend;
+
+    rc = ngx_http_kserve_route(r, &route);
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_INFER
+        && (r->method & NGX_HTTP_POST))
+    {
+        if (r->headers_in.content_length_n > (off_t) klcf->max_body_size) {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "request body of %O bytes exceeds "
+                                         "kserve_max_body_size %uz",
+                                         r->headers_in.content_length_n,
+                                         klcf->max_body_size);
+        }
+
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kserve_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->route = route;
+        ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
+
+        rc = ngx_http_read_client_request_body(r, ngx_http_kserve_infer_body);
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+
+    /* everything else has no body worth reading */
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
+                                     "Not Found: no KServe endpoint at "
+                                     "\"%V\"", &r->uri);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid model version in \"%V\"",
+                                     &r->uri);
+    }
+
+    if (route.endpoint == NGX_HTTP_KSERVE_INFER) {
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_ALLOWED,
+                                     "Method Not Allowed: %V needs POST",
+                                     &r->uri);
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_ALLOWED,
+                                     "Method Not Allowed: %V needs GET",
+                                     &r->uri);
+    }
+
+    switch (route.endpoint) {
+
+    case NGX_HTTP_KSERVE_LIVE:
+        return ngx_http_kserve_send_empty(r, NGX_HTTP_OK);
+
+    case NGX_HTTP_KSERVE_READY:
+        return ngx_http_kserve_health_ready(r, b);
+
+    case NGX_HTTP_KSERVE_MODEL_READY:
+        return ngx_http_kserve_model_ready(r, b, &route);
+
+    case NGX_HTTP_KSERVE_MODEL_METADATA:
+        return ngx_http_kserve_model_metadata(r, b, &route);
+
+    case NGX_HTTP_KSERVE_MODEL_CONFIG:
+        return ngx_http_kserve_model_config(r, b, &route);
+
+    default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
+        return ngx_http_kserve_server_metadata(r);
+    }
+}
+
+
+/*
+ * /v2[/]
+ * /v2/health/live, /v2/health/ready
+ * /v2/models/{m}[/versions/{v}][/ready|/config|/infer]
+ *
+ * r->uri is already percent-decoded, so a model name never holds "/".
+ * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
+ * version that is not a number.
+ */
+
+static ngx_int_t
+ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
+{
+    off_t    v;
+    u_char  *p, *end, *seg;
+
+    ngx_memzero(route, sizeof(ngx_http_kserve_route_t));
+
+    p = r->uri.data;
+    end = p + r->uri.len;
+
+#define ngx_http_kserve_match(s)                                              \
+    ((size_t) (end - p) >= sizeof(s) - 1                                      \
+     && ngx_strncmp(p, s, sizeof(s) - 1) == 0                                 \
+     && (p += sizeof(s) - 1))
+
+    if (!ngx_http_kserve_match("/v2")) {
+        return NGX_DECLINED;
+    }
+
+    if (p == end || (p + 1 == end && *p == '/')) {
+        route->endpoint = NGX_HTTP_KSERVE_SERVER_METADATA;
+        return NGX_OK;
+    }
+
+    if (ngx_http_kserve_match("/health/")) {
+        if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
+            route->endpoint = NGX_HTTP_KSERVE_LIVE;
+            return NGX_OK;
+        }
+
+        if (end - p == 5 && ngx_strncmp(p, "ready", 5) == 0) {
+            route->endpoint = NGX_HTTP_KSERVE_READY;
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_http_kserve_match("/models/")) {
+        return NGX_DECLINED;
+    }
+
+    seg = p;
+
+    while (p < end && *p != '/') {
+        p++;
+    }
+
+    if (p == seg) {
+        return NGX_DECLINED;
+    }
+
+    route->model.data = seg;
+    route->model.len = p - seg;
+
+    if (ngx_http_kserve_match("/versions/")) {
+        seg = p;
+
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        if (p == seg) {
+            return NGX_DECLINED;
+        }
+
+        route->version.data = seg;
+        route->version.len = p - seg;
+
+        v = ngx_atoof(seg, p - seg);
+        if (v == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        route->version_n = v;
+    }
+
+    if (p == end) {
+        route->endpoint = NGX_HTTP_KSERVE_MODEL_METADATA;
+        return NGX_OK;
+    }
+
+    if (end - p == 6 && ngx_strncmp(p, "/ready", 6) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_MODEL_READY;
+        return NGX_OK;
+    }
+
+    if (end - p == 7 && ngx_strncmp(p, "/config", 7) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
+        return NGX_OK;
+    }
+
+    if (end - p == 6 && ngx_strncmp(p, "/infer", 6) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_INFER;
+        return NGX_OK;
+    }
+
+#undef ngx_http_kserve_match
+
+    return NGX_DECLINED;
+}
+
+
+/* ---- health and metadata ------------------------------------------------ */
+
+static ngx_int_t
+ngx_http_kserve_server_metadata(ngx_http_request_t *r)
+{
+    ksv_writer_t  w;
+
+    ksv_writer_init(&w);
+    ksv_json_server_metadata(&w);
+
+    return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_health_ready(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b)
+{
+    uint32_t             i, k;
+    ksv_model_status_t  *ms;
+
+    if (ngx_http_kserve_index_state(b) != NGX_HTTP_KSERVE_INDEX_FRESH) {
+        return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
+    }
+
+    /*
+     * Triton's strict readiness, as with --exit-on-error=false: versions
+     * still loading make the server not ready; versions that failed do
+     * not (they answer 503 with their reason until fixed).
+     */
+
+    for (i = 0; i < b->index.nmodels; i++) {
+        ms = &b->index.models[i];
+
+        if (ms->nversions == 0) {
+            return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
+        }
+
+        for (k = 0; k < ms->nversions; k++) {
+            if (ms->versions[k].state == KSV_VERSION_LOADING) {
+                return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
+            }
+        }
+    }
+
+    return ngx_http_kserve_send_empty(r, NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_model_ready(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+{
+    ksv_model_status_t    *ms;
+    ksv_version_status_t  *vs;
+
+    /* as Triton: the answer is the status; unknown is simply not ready */
+
+    if (ngx_http_kserve_index_state(b) != NGX_HTTP_KSERVE_INDEX_FRESH) {
+        return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
+    }
+
+    ms = ngx_http_kserve_find_model(b, &route->model);
+
+    if (ms == NULL) {
+        return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
+    }
+
+    if (route->version.len) {
+        vs = ngx_http_kserve_find_version(ms, route->version_n);
+
+        if (vs == NULL || vs->state != KSV_VERSION_READY) {
+            vs = NULL;
+        }
+
+    } else {
+        vs = ngx_http_kserve_ready_version(ms);
+    }
+
+    return ngx_http_kserve_send_empty(r, vs ? NGX_HTTP_OK
+                                            : NGX_HTTP_BAD_REQUEST);
+}
+
+
+/*
+ * Finds the model (and the version, when the URI names one) for the
+ * metadata, config and infer endpoints.  Returns NGX_OK, or the response
+ * to the client's mistake, already sent.
+ */
+
+static ngx_int_t
+ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_route_t *route, ksv_model_status_t **model)
+{
+    ksv_model_status_t  *ms;
+
+    *model = NULL;
+
+    if (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE) {
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "kserve worker unavailable");
+    }
+
+    ms = ngx_http_kserve_find_model(b, &route->model);
+
+    if (ms == NULL) {
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
+                                     "Request for unknown model: '%V' is "
+                                     "not found", &route->model);
+    }
+
+    if (route->version.len
+        && ngx_http_kserve_find_version(ms, route->version_n) == NULL)
+    {
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
+                                     "Request for unknown model: '%V' "
+                                     "version %V is not found",
+                                     &route->model, &route->version);
+    }
+
+    *model = ms;
+
+    return NGX_OK;
+}
+
+
+static ksv_version_status_t *
+ngx_http_kserve_find_version(ksv_model_status_t *ms, int64_t version)
+{
+    uint32_t  i;
+
+    for (i = 0; i < ms->nversions; i++) {
+        if (ms->versions[i].version == version) {
+            return &ms->versions[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ksv_version_status_t *
+ngx_http_kserve_ready_version(ksv_model_status_t *ms)
+{
+    uint32_t  i;
+
+    for (i = ms->nversions; i > 0; i--) {
+        if (ms->versions[i - 1].state == KSV_VERSION_READY) {
+            return &ms->versions[i - 1];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_kserve_model_metadata(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+{
+    ngx_int_t            rc;
+    ksv_writer_t         w;
+    ksv_model_status_t  *ms;
+
+    rc = ngx_http_kserve_find(r, b, route, &ms);
+    if (ms == NULL) {
+        return rc;
+    }
+
+    ksv_writer_init(&w);
+    ksv_json_model_metadata(&w, ms);
+
+    return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_model_config(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+{
+    ngx_int_t            rc;
+    ksv_writer_t         w;
+    ksv_model_status_t  *ms;
+
+    rc = ngx_http_kserve_find(r, b, route, &ms);
+    if (ms == NULL) {
+        return rc;
+    }
+
+    ksv_writer_init(&w);
+    ksv_model_config_to_json(&w, &ms->config);
+
+    return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+}
+
+
+/* ---- inference ---------------------------------------------------------- */
+
+static void
+ngx_http_kserve_infer_body(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_kserve_infer(r);
+
+    if (rc == NGX_DONE) {
+        /* sent; the reply or the deadline finalizes the request */
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_infer(ngx_http_request_t *r)
+{
+    size_t                       len, hlen;
+    u_char                      *body;
+    uint8_t                    **data, *header;
+    uint32_t                     i;
+    uint64_t                     id;
+    ngx_int_t                    rc;
+    zmq_msg_t                   *frames;
+    ngx_uint_t                   fresh;
+    ksv_alloc_t                  alloc;
+    ksv_infer_t                  m;
+    ksv_writer_t                 w;
+    ksv_model_status_t          *ms;
+    ksv_infer_error_t            err;
+    ksv_version_status_t        *vs;
+    ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_backend_t   *b;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
+    b = klcf->backend;
+
+    if (ngx_http_kserve_read_body(r, &body, &len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (len > klcf->max_body_size) {
+        return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "request body of %uz bytes exceeds "
+                                     "kserve_max_body_size %uz",
+                                     len, klcf->max_body_size);
+    }
+
+    rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
+    if (ms == NULL) {
+        return rc;
+    }
+
+    if (ctx->route.version.len) {
+        vs = ngx_http_kserve_find_version(ms, ctx->route.version_n);
+
+        if (vs->state != KSV_VERSION_READY) {
+            return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Request for unavailable model: "
+                                         "'%V' version %V is not ready: %*s",
+                                         &ctx->route.model,
+                                         &ctx->route.version,
+                                         (size_t) vs->reason.len,
+                                         vs->reason.data);
+        }
+
+    } else if (ngx_http_kserve_ready_version(ms) == NULL) {
+        vs = ms->nversions ? &ms->versions[ms->nversions - 1] : NULL;
+
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "Request for unavailable model: '%V' "
+                                     "has no ready version%s%*s",
+                                     &ctx->route.model,
+                                     (vs && vs->reason.len) ? ": " : "",
+                                     (size_t) (vs ? vs->reason.len : 0),
+                                     vs ? vs->reason.data : "");
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = r->pool;
+
+    if (ksv_infer_json_parse(body, len, &ms->config, &alloc, &m, &data, &err)
+        != 0)
+    {
+        return ngx_http_kserve_error(r, ksv_status_http(err.code), "%s",
+                                     err.message);
+    }
+
+    m.model_name = ms->config.name;
+    m.model_version.data = (char *) ctx->route.version.data;
+    m.model_version.len = (uint32_t) ctx->route.version.len;
+    m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
+
+    id = ngx_http_kserve_next_id();
+
+    ksv_writer_init(&w);
+    ksv_encode_infer(&w, id, &m);
+
+    frames = ngx_palloc(r->pool, (m.ninputs + 1) * sizeof(zmq_msg_t));
+
+    if (w.failed || frames == NULL) {
+        ksv_writer_free(&w);
+        ksv_infer_json_free_data(data, m.ninputs);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the header frame, then each input's buffer as it is: no copies */
+
+    header = ksv_writer_detach(&w, &hlen);
+
+    if (zmq_msg_init_data(&frames[0], header, hlen, ksv_writer_free_cb, NULL)
+        != 0)
+    {
+        ksv_writer_free_cb(header, NULL);
+        ksv_infer_json_free_data(data, m.ninputs);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < m.ninputs; i++) {
+        if (data[i] == NULL) {
+            rc = zmq_msg_init(&frames[i + 1]);
+
+        } else {
+            rc = zmq_msg_init_data(&frames[i + 1], data[i],
+                                   m.inputs[i].byte_size,
+                                   ksv_infer_json_free_cb, NULL);
+        }
+
+        if (rc != 0) {
+            ksv_infer_json_free_data(&data[i], m.ninputs - i);
+
+            while (i-- > 0) {
+                zmq_msg_close(&frames[i + 1]);
+            }
+
+            zmq_msg_close(&frames[0]);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        data[i] = NULL;
+    }
+
+    ctx->pending.request = r;
+    ctx->pending.handler = ngx_http_kserve_infer_done;
+
+    /* a full queue of a worker we hear from is "busy", else "unavailable" */
+    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
+
+    rc = ngx_http_kserve_send(b, &ctx->pending, id, frames, m.ninputs + 1,
+                              klcf->timeout);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     fresh ? "kserve worker busy"
+                                           : "kserve worker unavailable");
+    }
+
+    /* notice a client that goes away while the model works */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+/* The body in one piece: in memory as read, or gathered from its chain. */
+
+static ngx_int_t
+ngx_http_kserve_read_body(ngx_http_request_t *r, u_char **data, size_t *len)
+{
+    off_t         size;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *buf;
+    ngx_chain_t  *cl;
+
+    *data = (u_char *) "";
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        *data = cl->buf->pos;
+        *len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, size ? size : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *data = p;
+    *len = size;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        buf = cl->buf;
+
+        if (!buf->in_file) {
+            p = ngx_cpymem(p, buf->pos, buf->last - buf->pos);
+            continue;
+        }
+
+        /* spooled to a temporary file: a blocking read, as nginx does */
+
+        size = buf->file_last - buf->file_pos;
+        n = ngx_read_file(buf->file, p, size, buf->file_pos);
+
+        if (n != size) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kserve: read %z of %O bytes from \"%V\"",
+                          n, size, &buf->file->name);
+            return NGX_ERROR;
+        }
+
+        p += size;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p, zmq_msg_t *frames,
+    ngx_uint_t nframes)
+{
+    ngx_int_t                    rc;
+    ngx_http_request_t          *r;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    r = p->request;
+
+    if (frames == NULL) {
+        klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+
+        rc = ngx_http_kserve_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                   "Deadline exceeded: no reply from the "
+                                   "kserve worker within %M ms",
+                                   klcf->timeout);
+
+    } else {
+        rc = ngx_http_kserve_infer_reply(r, frames, nframes);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
+    ngx_uint_t nframes)
+{
+    u_char              errstr[256];
+    size_t              *sizes;
+    uint32_t             i;
+    const void         **data;
+    ksv_error_t          e;
+    ksv_alloc_t          alloc;
+    ksv_prefix_t         prefix;
+    ksv_reader_t         rd;
+    ksv_writer_t         w;
+    ksv_infer_reply_t    m;
+
+    ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    (void) ksv_read_prefix(&rd, &prefix);
+
+    if (prefix.kind == KSV_MSG_ERROR) {
+        if (ksv_decode_error(&rd, &e) != 0) {
+            goto malformed;
+        }
+
+        return ngx_http_kserve_error(r, ksv_status_http(e.code), "%*s",
+                                     (size_t) e.message.len, e.message.data);
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = r->pool;
+
+    if (ksv_decode_infer_reply(&rd, &alloc, &m) != 0
+        || m.noutputs != nframes - 1)
+    {
+        goto malformed;
+    }
+
+    data = ngx_palloc(r->pool, (nframes + 1) * sizeof(void *));
+    sizes = ngx_palloc(r->pool, (nframes + 1) * sizeof(size_t));
+
+    if (data == NULL || sizes == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < m.noutputs; i++) {
+        data[i] = zmq_msg_data(&frames[i + 1]);
+        sizes[i] = zmq_msg_size(&frames[i + 1]);
+    }
+
+    ksv_writer_init(&w);
+
+    if (ksv_infer_json_reply(&w, &m, data, sizes, m.noutputs,
+                             (char *) errstr, sizeof(errstr))
+        != 0)
+    {
+        ksv_writer_free(&w);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kserve: malformed INFER_REPLY: %s", errstr);
+
+        return ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "malformed reply from the kserve "
+                                     "worker: %s", errstr);
+    }
+
+    return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+
+malformed:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "kserve: malformed reply (kind %ud, %ui frames)",
+                  (ngx_uint_t) prefix.kind, nframes);
+
+    return ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "malformed reply from the kserve worker");
+}
+
+
+/* ---- responses ---------------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_kserve_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ksv_writer_t *w)
+{
+    size_t               len;
+    uint8_t             *data;
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_pool_cleanup_t  *cln;
+
+    if (w->failed || w->len == 0) {
+        ksv_writer_free(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ksv_writer_free(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the writer's buffer is sent as it is and freed with the request */
+
+    data = ksv_writer_detach(w, &len);
+
+    cln->handler = ngx_http_kserve_free;
+    cln->data = data;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = ngx_http_kserve_json_type;
+    r->headers_out.content_type_len = ngx_http_kserve_json_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_kserve_send_empty(ngx_http_request_t *r, ngx_uint_t status)
+{
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
+
+static ngx_int_t
+ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...)
+{
+    u_char        *p, msg[NGX_MAX_ERROR_STR];
+    va_list        args;
+    ksv_writer_t   w;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+    va_end(args);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kserve: %ui \"%*s\"", status, p - msg, msg);
+
+    ksv_writer_init(&w);
+    ksv_json_error(&w, (char *) msg, p - msg);
+
+    return ngx_http_kserve_send_json(r, status, &w);
+}
+
+
+static void
+ngx_http_kserve_free(void *data)
+{
+    free(data);
+}
+
+
+static void *
+ngx_http_kserve_pool_alloc(void *ctx, size_t size)
+{
+    return ngx_palloc(ctx, size);
+}
+
+
+/* ---- configuration ------------------------------------------------------ */
+
+static void *
+ngx_http_kserve_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    kmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_kserve_main_conf_t));
+    if (kmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&kmcf->backends, cf->pool, 1,
+                       sizeof(ngx_http_kserve_backend_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return kmcf;
+}
+
+
+static void *
+ngx_http_kserve_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_kserve_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_kserve_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->backend = NULL;
+     */
+
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->index_interval = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_kserve_loc_conf_t *prev = parent;
+    ngx_http_kserve_loc_conf_t *conf = child;
+
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              64 * 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->index_interval, prev->index_interval,
+                              1000);
+
+    if (conf->timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kserve_timeout\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->index_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kserve_index_interval\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a backend shared by locations is polled as often as any asks */
+
+    if (conf->backend != NULL
+        && (conf->backend->index_interval == NGX_CONF_UNSET_MSEC
+            || conf->index_interval < conf->backend->index_interval))
+    {
+        conf->backend->index_interval = conf->index_interval;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_kserve_loc_conf_t *klcf = conf;
+
+    ngx_str_t                    *value, *ep;
+    ngx_uint_t                    i, j, n;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_kserve_backend_t    *b, **bp;
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    if (klcf->backend != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = cf->args->nelts - 1;
+
+    for (i = 1; i <= n; i++) {
+        if (!(value[i].len > 6
+              && (ngx_strncmp(value[i].data, "ipc://", 6) == 0
+                  || ngx_strncmp(value[i].data, "tcp://", 6) == 0)))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid endpoint \"%V\": "
+                               "ipc:// or tcp:// expected", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* the same endpoint list means the same socket */
+
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
+    bp = kmcf->backends.elts;
+
+    for (i = 0; i < kmcf->backends.nelts; i++) {
+        if (bp[i]->endpoints.nelts != n) {
+            continue;
+        }
+
+        ep = bp[i]->endpoints.elts;
+
+        for (j = 0; j < n; j++) {
+            if (ep[j].len != value[j + 1].len
+                || ngx_strncmp(ep[j].data, value[j + 1].data, ep[j].len) != 0)
+            {
+                break;
+            }
+        }
+
+        if (j == n) {
+            klcf->backend = bp[i];
+            goto done;
+        }
+    }
+
+    b = ngx_pcalloc(cf->pool, sizeof(ngx_http_kserve_backend_t));
+    if (b == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&b->endpoints, cf->pool, n, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i <= n; i++) {
+        ep = ngx_array_push(&b->endpoints);
+        if (ep == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* zmq_connect() wants a C string */
+
+        ep->len = value[i].len;
+        ep->data = ngx_pnalloc(cf->pool, value[i].len + 1);
+        if (ep->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(ep->data, value[i].data, value[i].len);
+        ep->data[ep->len] = '\0';
+    }
+
+    b->index_interval = NGX_CONF_UNSET_MSEC;
+
+    bp = ngx_array_push(&kmcf->backends);
+    if (bp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *bp = b;
+    klcf->backend = b;
+
+done:
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_kserve_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- per nginx worker ---------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_kserve_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    /* libzmq's threads do not survive fork(): workers only, never master */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    kmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_kserve_module);
+
+    if (kmcf == NULL || kmcf->backends.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_kserve_transport_init(cycle, &kmcf->backends);
+}
+
+
+static void
+ngx_http_kserve_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_kserve_module);
+
+    if (kmcf == NULL) {
+        return;
+    }
+
+    ngx_http_kserve_transport_exit(cycle, &kmcf->backends);
+}

@@ -1,0 +1,645 @@
+/*
+ * Unit tests for ngx_module/ksv_infer_json.c and ksv_json_write.c: JSON
+ * inference requests checked against a model configuration, and the JSON
+ * answers rendered from worker replies.
+ */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ksv_infer_json.h"
+#include "ksv_json_write.h"
+#include "ksv_test.h"
+
+
+static ksv_io_config_t     simple_inputs[2];
+static ksv_io_config_t     simple_outputs[2];
+static ksv_model_config_t  simple;
+
+static ksv_io_config_t     typed_inputs[KSV_TYPE_COUNT];
+static ksv_io_config_t     typed_outputs[1];
+static ksv_model_config_t  typed;
+static char                typed_names[KSV_TYPE_COUNT][32];
+
+
+static void
+io(ksv_io_config_t *t, const char *name, ksv_datatype_t dt, int64_t dim)
+{
+    memset(t, 0, sizeof(*t));
+    t->name = ksv_str_c(name);
+    t->datatype = (uint8_t) dt;
+    t->ndims = 1;
+    t->dims[0] = dim;
+}
+
+
+static void
+setup(void)
+{
+    int  i;
+
+    /* Triton's "simple": two INT32 [16] inputs, batching up to 8 */
+    io(&simple_inputs[0], "INPUT0", KSV_TYPE_INT32, 16);
+    io(&simple_inputs[1], "INPUT1", KSV_TYPE_INT32, 16);
+    io(&simple_outputs[0], "OUTPUT0", KSV_TYPE_INT32, 16);
+    io(&simple_outputs[1], "OUTPUT1", KSV_TYPE_INT32, 16);
+
+    simple.name = ksv_str_c("simple");
+    simple.backend = ksv_str_c("python");
+    simple.max_batch_size = 8;
+    simple.ninputs = 2;
+    simple.inputs = simple_inputs;
+    simple.noutputs = 2;
+    simple.outputs = simple_outputs;
+
+    /* one optional input per datatype, any shape, no batching */
+    for (i = 1; i < KSV_TYPE_COUNT; i++) {
+        snprintf(typed_names[i], sizeof(typed_names[i]), "IN_%s",
+                 ksv_datatype_name((ksv_datatype_t) i));
+        io(&typed_inputs[i - 1], typed_names[i], (ksv_datatype_t) i, -1);
+        typed_inputs[i - 1].optional = 1;
+    }
+
+    /* INT16 is 3-d, for shapes whose product overflows */
+    typed_inputs[KSV_TYPE_INT16 - 1].ndims = 3;
+    typed_inputs[KSV_TYPE_INT16 - 1].dims[1] = -1;
+    typed_inputs[KSV_TYPE_INT16 - 1].dims[2] = -1;
+
+    io(&typed_outputs[0], "OUT", KSV_TYPE_FP32, -1);
+
+    typed.name = ksv_str_c("typed");
+    typed.platform = ksv_str_c("custom_platform");
+    typed.ninputs = KSV_TYPE_COUNT - 1;
+    typed.inputs = typed_inputs;
+    typed.noutputs = 1;
+    typed.outputs = typed_outputs;
+}
+
+
+/* Parses body for config; keeps the result for the checks that follow. */
+
+static ksv_arena_t         arena;
+static ksv_infer_t         m;
+static uint8_t           **data;
+static ksv_infer_error_t   err;
+
+
+static int
+parse(const ksv_model_config_t *config, const char *body)
+{
+    ksv_alloc_t  a;
+
+    ksv_arena_free(&arena);
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+
+    memset(&err, 0, sizeof(err));
+
+    return ksv_infer_json_parse(body, strlen(body), config, &a, &m, &data,
+                                &err);
+}
+
+
+static void
+release(void)
+{
+    ksv_infer_json_free_data(data, m.ninputs);
+}
+
+
+/* Parse must fail with code and a message containing words. */
+
+static int
+fails(const ksv_model_config_t *config, const char *body, ksv_status_t code,
+    const char *words)
+{
+    if (parse(config, body) == 0) {
+        release();
+        fprintf(stderr, "  accepted: %s\n", body);
+        return 0;
+    }
+
+    if (err.code != code || strstr(err.message, words) == NULL) {
+        fprintf(stderr, "  %s -> %d \"%s\"\n", body, err.code, err.message);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+#define ONES16  "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]"
+#define IN0     "{\"name\":\"INPUT0\",\"shape\":[1,16],\"datatype\":\"INT32\"," \
+                "\"data\":" ONES16 "}"
+#define IN1     "{\"name\":\"INPUT1\",\"shape\":[1,16],\"datatype\":\"INT32\"," \
+                "\"data\":" ONES16 "}"
+
+
+static void
+test_simple_request(void)
+{
+    int32_t  v;
+
+    CHECK(parse(&simple,
+          "{\"id\":\"req-1\",\"parameters\":{\"binary_data_output\":true,"
+          "\"n\":-3,\"x\":1.5,\"s\":\"str\"},"
+          "\"inputs\":[{\"name\":\"INPUT1\",\"shape\":[2,16],"
+          "\"datatype\":\"INT32\",\"data\":[" ONES16 ",[0,1,2,3,4,5,6,7,8,9,"
+          "10,11,12,13,14,-2147483648]]}," 
+          "{\"name\":\"INPUT0\",\"shape\":[2,16],\"datatype\":\"INT32\","
+          "\"data\":[[" ONES16 "," ONES16 "]]}],"
+          "\"outputs\":[{\"name\":\"OUTPUT1\",\"parameters\":"
+          "{\"binary_data\":true}}]}") == 0);
+
+    CHECK(ksv_str_eq(m.request_id, "req-1"));
+    CHECK(m.flags == KSV_INFER_ALL_BINARY);
+    CHECK(m.model_name.len == 0 && m.timeout_ms == 0);
+
+    CHECK(m.nparams == 4);
+    CHECK(ksv_str_eq(m.params[0].key, "binary_data_output")
+          && m.params[0].type == KSV_PARAM_BOOL && m.params[0].i == 1);
+    CHECK(m.params[1].type == KSV_PARAM_INT && m.params[1].i == -3);
+    CHECK(m.params[2].type == KSV_PARAM_DOUBLE && m.params[2].d == 1.5);
+    CHECK(m.params[3].type == KSV_PARAM_STRING
+          && ksv_str_eq(m.params[3].s, "str"));
+
+    /* inputs keep the request's order */
+    CHECK(m.ninputs == 2);
+    CHECK(ksv_str_eq(m.inputs[0].name, "INPUT1"));
+    CHECK(m.inputs[0].datatype == KSV_TYPE_INT32);
+    CHECK(m.inputs[0].ndims == 2 && m.inputs[0].dims[0] == 2
+          && m.inputs[0].dims[1] == 16);
+    CHECK(m.inputs[0].byte_size == 2 * 16 * 4);
+
+    /* little-endian, row-major, nested data flattened */
+    CHECK(data[0][0] == 1 && data[0][1] == 0 && data[0][4] == 1);
+    memcpy(&v, data[0] + (16 + 15) * 4, 4);
+    CHECK(v == INT32_MIN);
+    memcpy(&v, data[0] + (16 + 14) * 4, 4);
+    CHECK(v == 14);
+    CHECK(data[1] != NULL && m.inputs[1].byte_size == 128);
+
+    CHECK(m.noutputs == 1);
+    CHECK(ksv_str_eq(m.outputs[0].name, "OUTPUT1"));
+    CHECK(m.outputs[0].flags == KSV_OUTPUT_BINARY);
+
+    release();
+
+    /* no outputs: every output; no id, no parameters */
+    CHECK(parse(&simple, "{\"inputs\":[" IN0 "," IN1 "]}") == 0);
+    CHECK(m.noutputs == 0 && m.nparams == 0 && m.request_id.len == 0);
+    CHECK(m.flags == 0);
+    release();
+}
+
+
+static void
+test_types(void)
+{
+    float     f;
+    double    d;
+    uint16_t  u16;
+    uint64_t  u64;
+    int64_t   i64;
+
+    CHECK(parse(&typed,
+          "{\"inputs\":["
+          "{\"name\":\"IN_BOOL\",\"shape\":[3],\"datatype\":\"BOOL\","
+          "\"data\":[true,false,true]},"
+          "{\"name\":\"IN_UINT16\",\"shape\":[2],\"datatype\":\"UINT16\","
+          "\"data\":[0,65535]},"
+          "{\"name\":\"IN_UINT64\",\"shape\":[3],\"datatype\":\"UINT64\","
+          "\"data\":[18446744073709551615,9223372036854775808,7]},"
+          "{\"name\":\"IN_INT64\",\"shape\":[2],\"datatype\":\"INT64\","
+          "\"data\":[-9223372036854775808,9223372036854775807]},"
+          "{\"name\":\"IN_FP32\",\"shape\":[2],\"datatype\":\"FP32\","
+          "\"data\":[3,0.1]},"
+          "{\"name\":\"IN_FP64\",\"shape\":[1],\"datatype\":\"FP64\","
+          "\"data\":[2.5e-300]},"
+          "{\"name\":\"IN_BYTES\",\"shape\":[3],\"datatype\":\"BYTES\","
+          "\"data\":[\"ab\",\"\",\"\\u0000\\u00e9\"]}"
+          "]}") == 0);
+
+    CHECK(m.ninputs == 7);
+
+    CHECK(m.inputs[0].byte_size == 3 && data[0][0] == 1 && data[0][1] == 0
+          && data[0][2] == 1);
+
+    memcpy(&u16, data[1] + 2, 2);
+    CHECK(m.inputs[1].byte_size == 4 && u16 == 65535);
+
+    /* beyond INT64_MAX, which jansson alone cannot read */
+    CHECK(m.inputs[2].byte_size == 24);
+    memcpy(&u64, data[2], 8);
+    CHECK(u64 == UINT64_MAX);
+    memcpy(&u64, data[2] + 8, 8);
+    CHECK(u64 == 9223372036854775808ULL);
+    memcpy(&u64, data[2] + 16, 8);
+    CHECK(u64 == 7);
+
+    memcpy(&i64, data[3], 8);
+    CHECK(i64 == INT64_MIN);
+
+    memcpy(&f, data[4], 4);
+    CHECK(f == 3.0f);
+    memcpy(&f, data[4] + 4, 4);
+    CHECK(f == 0.1f);
+
+    memcpy(&d, data[5], 8);
+    CHECK(d == 2.5e-300);
+
+    /* BYTES: u32 length + bytes each; \u0000 kept */
+    CHECK(m.inputs[6].byte_size == (4 + 2) + 4 + (4 + 3));
+    CHECK(memcmp(data[6], "\2\0\0\0ab\0\0\0\0\3\0\0\0\0\xc3\xa9", 17) == 0);
+
+    release();
+
+    /* zero elements: no buffer at all */
+    CHECK(parse(&typed, "{\"inputs\":[{\"name\":\"IN_FP32\",\"shape\":[0],"
+                        "\"datatype\":\"FP32\",\"data\":[]}]}") == 0);
+    CHECK(m.inputs[0].byte_size == 0 && data[0] == NULL);
+    release();
+
+    /* big integers only count where a UINT64 is expected */
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT64\",\"shape\":[1],"
+                        "\"datatype\":\"INT64\","
+                        "\"data\":[9223372036854775808]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid INT64"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_UINT64\",\"shape\":[1],"
+                        "\"datatype\":\"UINT64\","
+                        "\"data\":[18446744073709551616]}]}",
+                KSV_ERR_INVALID_ARG, "failed to parse"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_UINT64\",\"shape\":[1],"
+                        "\"datatype\":\"UINT64\",\"data\":[-1]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid UINT64"));
+    CHECK(fails(&typed, "{\"parameters\":{\"p\":18446744073709551615},"
+                        "\"inputs\":[]}",
+                KSV_ERR_INVALID_ARG, "out of range"));
+
+    /* digits of a fraction are not integers */
+    CHECK(parse(&typed, "{\"inputs\":[{\"name\":\"IN_FP64\",\"shape\":[1],"
+                        "\"datatype\":\"FP64\","
+                        "\"data\":[0.12345678901234567890]}]}") == 0);
+    release();
+}
+
+
+static void
+test_errors(void)
+{
+    CHECK(fails(&simple, "", KSV_ERR_INVALID_ARG, "empty"));
+    CHECK(fails(&simple, "{not json", KSV_ERR_INVALID_ARG,
+                "failed to parse"));
+    CHECK(fails(&simple, "[1]", KSV_ERR_INVALID_ARG, "object"));
+    CHECK(fails(&simple, "{\"inputs\":{}}", KSV_ERR_INVALID_ARG, "inputs"));
+    CHECK(fails(&simple, "{\"id\":5,\"inputs\":[]}", KSV_ERR_INVALID_ARG,
+                "'id'"));
+    CHECK(fails(&simple, "{\"inputs\":[],\"inputs\":[]}",
+                KSV_ERR_INVALID_ARG, "duplicate"));
+    CHECK(fails(&simple, "{\"parameters\":{\"a\":[1]},\"inputs\":[]}",
+                KSV_ERR_INVALID_ARG, "parameter 'a'"));
+
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "]}", KSV_ERR_INVALID_ARG,
+                "expected 2 inputs but got 1 inputs for model 'simple'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 ",{\"name\":\"X\"}]}",
+                KSV_ERR_INVALID_ARG,
+                "unexpected inference input 'X' for model 'simple'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN0 "]}",
+                KSV_ERR_INVALID_ARG, "more than once"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"FP32\",\"data\":" ONES16
+                "}]}", KSV_ERR_INVALID_ARG,
+                "inference input 'INPUT0' data-type is 'FP32', but model "
+                "'simple' expects 'INT32'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT33\",\"data\":[]}]}",
+                KSV_ERR_INVALID_ARG, "invalid datatype 'INT33'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,8],\"datatype\":\"INT32\",\"data\":[1]}]}",
+                KSV_ERR_INVALID_ARG,
+                "unexpected shape for input 'INPUT0' for model 'simple'. "
+                "Expected [-1,16], got [1,8]"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[16],\"datatype\":\"INT32\",\"data\":" ONES16
+                "}]}", KSV_ERR_INVALID_ARG, "unexpected shape"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[9,16],\"datatype\":\"INT32\",\"data\":[]}]}",
+                KSV_ERR_INVALID_ARG, "batch-size must be <= 8"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[2,16],\"datatype\":\"INT32\",\"data\":["
+                ONES16 "," ONES16 "]}]}", KSV_ERR_INVALID_ARG,
+                "batch size"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[-1,16],\"datatype\":\"INT32\",\"data\":[]}]}",
+                KSV_ERR_INVALID_ARG, "non-negative"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT32\","
+                "\"data\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}",
+                KSV_ERR_INVALID_ARG, "got 15"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT32\","
+                "\"data\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1.5]}]}",
+                KSV_ERR_INVALID_ARG, "element 15 is not a valid INT32"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT32\","
+                "\"data\":[2147483648,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid INT32"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT32\"}]}",
+                KSV_ERR_INVALID_ARG, "no 'data'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":"
+                "[{\"name\":\"OUTPUT9\"}]}", KSV_ERR_INVALID_ARG,
+                "unexpected inference output 'OUTPUT9'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":"
+                "[{\"name\":\"OUTPUT0\"},{\"name\":\"OUTPUT0\"}]}",
+                KSV_ERR_INVALID_ARG, "more than once"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":\"x\"}",
+                KSV_ERR_INVALID_ARG, "'outputs'"));
+
+    /* overflowing shapes never allocate */
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT16\",\"shape\":"
+                "[4294967296,4294967296,4294967296],\"datatype\":\"INT16\","
+                "\"data\":[1]}]}", KSV_ERR_INVALID_ARG, "elements"));
+
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_BOOL\",\"shape\":[1],"
+                "\"datatype\":\"BOOL\",\"data\":[1]}]}", KSV_ERR_INVALID_ARG,
+                "not a valid BOOL"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_BYTES\",\"shape\":[1],"
+                "\"datatype\":\"BYTES\",\"data\":[1]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid BYTES"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_UINT8\",\"shape\":[1],"
+                "\"datatype\":\"UINT8\",\"data\":[256]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid UINT8"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT8\",\"shape\":[1],"
+                "\"datatype\":\"INT8\",\"data\":[-129]}]}",
+                KSV_ERR_INVALID_ARG, "not a valid INT8"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":[1],"
+                "\"datatype\":\"FP16\",\"data\":[1.0]}]}",
+                KSV_ERR_INVALID_ARG, "binary tensor data"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP32\",\"shape\":[1],"
+                "\"datatype\":\"FP32\",\"parameters\":"
+                "{\"binary_data_size\":4}}]}",
+                KSV_ERR_UNSUPPORTED, "binary tensor data"));
+    CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
+                "\"parameters\":{\"classification\":2}}]}",
+                KSV_ERR_UNSUPPORTED, "classification"));
+}
+
+
+static void
+test_depth(void)
+{
+    int    i;
+    char   body[1024], *p;
+
+    /* 101 levels of arrays inside "data" */
+    p = body + sprintf(body, "{\"inputs\":[{\"name\":\"IN_FP32\","
+                             "\"shape\":[1],\"datatype\":\"FP32\",\"data\":");
+    for (i = 0; i < 99; i++) {
+        *p++ = '[';
+    }
+    *p++ = '1';
+    for (i = 0; i < 99; i++) {
+        *p++ = ']';
+    }
+    strcpy(p, "}]}");
+
+    CHECK(fails(&typed, body, KSV_ERR_INVALID_ARG, "nesting"));
+
+    /* brackets inside strings do not count */
+    p = body + sprintf(body, "{\"id\":\"");
+    for (i = 0; i < 200; i++) {
+        *p++ = '[';
+    }
+    strcpy(p, "\\\"\",\"inputs\":[]}");
+
+    CHECK(parse(&typed, body) == 0);
+    CHECK(m.request_id.len == 201);
+    release();
+}
+
+
+/* ---- responses ---------------------------------------------------------- */
+
+static ksv_writer_t  w;
+
+
+static const char *
+text(void)
+{
+    ksv_put_u8(&w, '\0');
+    w.len--;
+    return (const char *) w.buf;
+}
+
+
+static void
+test_reply(void)
+{
+    char               err[256];
+    float              f[4];
+    size_t             sizes[3];
+    int32_t            i32[3] = { -1, 0, 2147483647 };
+    uint16_t           h[3] = { 0x3c00, 0xc000, 0x7c00 };
+    const void        *frames[3];
+    ksv_param_t        param;
+    ksv_tensor_t       out[3];
+    ksv_infer_reply_t  r;
+    static const char  bytes[] = "\3\0\0\0a\"b" "\2\0\0\0\xff\n";
+
+    memset(&r, 0, sizeof(r));
+    memset(out, 0, sizeof(out));
+
+    r.model_name = ksv_str_c("m");
+    r.model_version = ksv_str_c("1");
+    r.request_id = ksv_str_c("id-7");
+
+    out[0].name = ksv_str_c("I");
+    out[0].datatype = KSV_TYPE_INT32;
+    out[0].ndims = 2;
+    out[0].dims[0] = 1;
+    out[0].dims[1] = 3;
+    out[0].byte_size = sizeof(i32);
+    frames[0] = i32;
+    sizes[0] = sizeof(i32);
+
+    f[0] = 0.1f;
+    f[1] = NAN;
+    f[2] = -INFINITY;
+    f[3] = 3.4028235e38f;
+    out[1].name = ksv_str_c("F");
+    out[1].datatype = KSV_TYPE_FP32;
+    out[1].ndims = 1;
+    out[1].dims[0] = 4;
+    out[1].byte_size = sizeof(f);
+    frames[1] = f;
+    sizes[1] = sizeof(f);
+
+    out[2].name = ksv_str_c("B");
+    out[2].datatype = KSV_TYPE_BYTES;
+    out[2].ndims = 1;
+    out[2].dims[0] = 2;
+    out[2].byte_size = sizeof(bytes) - 1;
+    frames[2] = bytes;
+    sizes[2] = sizeof(bytes) - 1;
+
+    param.key = ksv_str_c("sequence_end");
+    param.type = KSV_PARAM_BOOL;
+    param.i = 1;
+
+    r.noutputs = 3;
+    r.outputs = out;
+    r.nparams = 1;
+    r.params = &param;
+
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 3, err, sizeof(err))
+          == 0);
+    CHECK(strcmp(text(),
+          "{\"model_name\":\"m\",\"model_version\":\"1\",\"id\":\"id-7\","
+          "\"parameters\":{\"sequence_end\":true},\"outputs\":["
+          "{\"name\":\"I\",\"datatype\":\"INT32\",\"shape\":[1,3],"
+          "\"data\":[-1,0,2147483647]},"
+          "{\"name\":\"F\",\"datatype\":\"FP32\",\"shape\":[4],"
+          "\"data\":[0.100000001,NaN,-Infinity,3.40282347e+38]},"
+          "{\"name\":\"B\",\"datatype\":\"BYTES\",\"shape\":[2],"
+          "\"data\":[\"a\\\"b\",\"\xef\xbf\xbd\\n\"]}]}") == 0);
+    ksv_writer_free(&w);
+
+    /* FP16 is widened for JSON */
+    out[0].name = ksv_str_c("H");
+    out[0].datatype = KSV_TYPE_FP16;
+    out[0].ndims = 1;
+    out[0].dims[0] = 3;
+    out[0].byte_size = sizeof(h);
+    frames[0] = h;
+    sizes[0] = sizeof(h);
+    r.noutputs = 1;
+    r.nparams = 0;
+    r.request_id = ksv_str_c("");
+
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
+          == 0);
+    CHECK(strcmp(text(),
+          "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":["
+          "{\"name\":\"H\",\"datatype\":\"FP16\",\"shape\":[3],"
+          "\"data\":[1,-2,Infinity]}]}") == 0);
+    ksv_writer_free(&w);
+
+    /* frames that do not match what the header says */
+    sizes[0] = 5;
+    out[0].byte_size = 5;
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
+          == -1);
+    CHECK(strstr(err, "output 'H'") != NULL);
+    ksv_writer_free(&w);
+
+    sizes[0] = 6;
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
+          == -1);
+    ksv_writer_free(&w);
+
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 2, err, sizeof(err))
+          == -1);
+    ksv_writer_free(&w);
+
+    /* BYTES whose lengths run past the frame */
+    out[0].datatype = KSV_TYPE_BYTES;
+    out[0].dims[0] = 2;
+    out[0].byte_size = 8;
+    frames[0] = "\3\0\0\0abc\0";
+    sizes[0] = 8;
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
+          == -1);
+    ksv_writer_free(&w);
+}
+
+
+static void
+test_render(void)
+{
+    ksv_version_status_t  versions[3];
+    ksv_model_status_t    ms;
+
+    ksv_writer_init(&w);
+    ksv_json_error(&w, "bad \"x\"\n", 8);
+    CHECK(strcmp(text(), "{\"error\":\"bad \\\"x\\\"\\n\"}") == 0);
+    ksv_writer_free(&w);
+
+    ksv_writer_init(&w);
+    ksv_json_i64(&w, INT64_MIN);
+    ksv_put_u8(&w, ' ');
+    ksv_json_u64(&w, UINT64_MAX);
+    ksv_put_u8(&w, ' ');
+    ksv_json_f64(&w, 0.1);
+    CHECK(strcmp(text(),
+                 "-9223372036854775808 18446744073709551615 "
+                 "0.10000000000000001") == 0);
+    ksv_writer_free(&w);
+
+    memset(versions, 0, sizeof(versions));
+    versions[0].version = 1;
+    versions[0].state = KSV_VERSION_READY;
+    versions[1].version = 2;
+    versions[1].state = KSV_VERSION_LOADING;
+    versions[2].version = 3;
+    versions[2].state = KSV_VERSION_READY;
+
+    ms.config = simple;
+    ms.nversions = 3;
+    ms.versions = versions;
+
+    ksv_writer_init(&w);
+    ksv_json_model_metadata(&w, &ms);
+    CHECK(strcmp(text(),
+          "{\"name\":\"simple\",\"versions\":[\"1\",\"3\"],"
+          "\"platform\":\"python\",\"inputs\":["
+          "{\"name\":\"INPUT0\",\"datatype\":\"INT32\",\"shape\":[-1,16]},"
+          "{\"name\":\"INPUT1\",\"datatype\":\"INT32\",\"shape\":[-1,16]}],"
+          "\"outputs\":["
+          "{\"name\":\"OUTPUT0\",\"datatype\":\"INT32\",\"shape\":[-1,16]},"
+          "{\"name\":\"OUTPUT1\",\"datatype\":\"INT32\",\"shape\":[-1,16]}]}")
+          == 0);
+    ksv_writer_free(&w);
+
+    /* no batching: shapes as configured; platform wins over backend */
+    ms.config = typed;
+    ms.config.ninputs = 1;
+    ms.nversions = 0;
+
+    ksv_writer_init(&w);
+    ksv_json_model_metadata(&w, &ms);
+    CHECK(strcmp(text(),
+          "{\"name\":\"typed\",\"versions\":[],"
+          "\"platform\":\"custom_platform\",\"inputs\":["
+          "{\"name\":\"IN_BOOL\",\"datatype\":\"BOOL\",\"shape\":[-1]}],"
+          "\"outputs\":["
+          "{\"name\":\"OUT\",\"datatype\":\"FP32\",\"shape\":[-1]}]}") == 0);
+    ksv_writer_free(&w);
+}
+
+
+int
+main(void)
+{
+    setup();
+    ksv_arena_init(&arena);
+
+    test_simple_request();
+    test_types();
+    test_errors();
+    test_depth();
+    test_reply();
+    test_render();
+
+    ksv_arena_free(&arena);
+
+    KSV_TEST_END();
+}
