@@ -30,6 +30,9 @@ SAN_FLAGS   := $(if $(SANITIZE),-fsanitize=address$(comma)undefined \
 CFLAGS      := -O2 -g -std=gnu11 -Wall -Wextra -Werror -Icommon \
                -D_GNU_SOURCE $(SAN_FLAGS)
 LDFLAGS     := $(SAN_FLAGS)
+# embedded CPython keeps its allocations until exit: leaks are not ours
+SAN_ENV     := $(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+               UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
 
 PY_CFLAGS   := $(shell $(PYTHON).11-config --includes 2>/dev/null)
 PY_LDFLAGS  := $(shell $(PYTHON).11-config --embed --ldflags 2>/dev/null)
@@ -54,7 +57,8 @@ PYINST      := $(BUILD)/kserve-python-instance
 DEPS_STAMP  := build/.deps-installed
 VENV_STAMP  := $(VENV)/.installed
 
-.PHONY: all deps module worker unit test integration run stop bench clean \
+.PHONY: all deps module worker unit test component integration run stop \
+        bench clean \
         test-deps
 
 all: $(DEPS_STAMP) module worker
@@ -142,11 +146,16 @@ $(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS)
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
+component: worker $(VENV_STAMP)
+	KSV_BUILD=$(BUILD) $(SAN_ENV) $(VENV)/bin/python -m pytest -q tests/component
+
 integration: all $(VENV_STAMP)
-	KSV_BUILD=$(BUILD) $(VENV)/bin/python -m pytest -q tests/integration
+	KSV_BUILD=$(BUILD) KSV_SANITIZE=$(SANITIZE) $(SAN_ENV) \
+	    $(VENV)/bin/python -m pytest -q tests/integration
 
 test: all $(VENV_STAMP)
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory component
 	$(MAKE) --no-print-directory integration
 
 

@@ -44,6 +44,12 @@ http {{
             kserve_timeout 10s;
             kserve_max_body_size 4m;
             kserve_index_interval 200ms;
+            # which nginx worker answered (tests of shared counters)
+            add_header X-Nginx-Pid $pid always;
+        }}
+        location = /metrics {{
+            kserve_metrics;
+            kserve_timeout 5s;
         }}
         location = /static {{ return 200 "ok"; }}
     }}
@@ -57,6 +63,24 @@ http {{
     }}
 }}
 """
+
+
+def nginx_env():
+    """Environment for nginx.  Debian's nginx is not instrumented, so an
+    ASan/UBSan module (SANITIZE=1 builds) needs the runtimes preloaded;
+    nginx's master keeps its pools until exit, so leak checks are off."""
+    env = dict(os.environ)
+    if not os.environ.get("KSV_SANITIZE"):
+        return env
+    libs = []
+    for lib in ("libasan.so", "libubsan.so"):
+        path = subprocess.run(["gcc", "-print-file-name=" + lib],
+                              capture_output=True, text=True).stdout.strip()
+        libs.append(os.path.realpath(path))
+    env["LD_PRELOAD"] = " ".join(libs)
+    env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
+    env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
+    return env
 
 
 def free_port():
@@ -148,7 +172,8 @@ class Gateway:
                 user="user root;" if os.getuid() == 0 else ""))
         self.nginx_cmd = ["nginx", "-p", self.dir, "-c", conf,
                           "-e", os.path.join(self.dir, "error.log")]
-        self.procs["nginx"] = subprocess.Popen(self.nginx_cmd)
+        self.procs["nginx"] = subprocess.Popen(self.nginx_cmd,
+                                               env=nginx_env())
         assert wait_for(lambda: requests.get(self.url + "/static").ok)
 
     def nginx_signal(self, action):

@@ -4,7 +4,8 @@
 Takes the real instance's command line, connects to the daemon as a
 DEALER with routing id i<pid>, sends READY and answers EXECUTE batches:
 every input comes back as an output named with IN -> OUT (INPUT0 ->
-OUTPUT0), same datatype, shape and bytes.
+OUTPUT0), same datatype, shape and bytes.  EXECUTE_REPLY carries the
+batch's decoding time as compute_input and the rest as compute_infer.
 
 Behaviour is steered per model by <repository>/<model>/fake.json:
   {"init_error": "msg"}   READY ok=0 with msg, then exit 1
@@ -15,6 +16,7 @@ the instance kills itself with SIGKILL.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -25,6 +27,17 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ksv_wire as w  # noqa: E402
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """SIGTERM when the daemon dies, as the real instance arranges, so a
+    worker killed mid-test leaves no fake instance behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:           # it died before prctl took effect
+        sys.exit(0)
 
 
 def main():
@@ -41,6 +54,7 @@ def main():
         fake = {}
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # "finalize()"
+    die_with_parent()
 
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
@@ -61,18 +75,13 @@ def main():
 
     while True:
         frames = s.recv_multipart(copy=False)
-        r = w.Reader(frames[0].buffer)
-        kind, batch_id = r.prefix()
-        assert kind == w.EXECUTE, kind
-        count = r.take("I")
-        pos, out = 1, [w.execute(w.EXECUTE_REPLY, batch_id, count)]
+        t0 = time.monotonic_ns()
+        head, requests = w.split_batch([f.buffer for f in frames])
+        t1 = time.monotonic_ns()
         time.sleep(fake.get("sleep_ms", 0) / 1000)
 
-        for _ in range(count):
-            m = w.decode_infer(frames[pos].buffer)
-            inputs = frames[pos + 1:pos + 1 + len(m["inputs"])]
-            pos += 1 + len(m["inputs"])
-
+        out = []
+        for m in requests:
             if m["request_id"] == "crash":
                 os.kill(os.getpid(), signal.SIGKILL)
             if m["request_id"] == "error":
@@ -83,9 +92,13 @@ def main():
                        for name, dt, dims, size in m["inputs"]]
             out.append(w.infer_reply(m["id"], a.model, a.version,
                                      m["request_id"], outputs))
-            out.extend(inputs)
+            out.extend(m["frames"])
 
-        s.send_multipart(out, copy=False)
+        # compute_input: decoding; compute_infer: the "model"; no output
+        t2 = time.monotonic_ns()
+        s.send_multipart([w.execute_reply(head["id"], head["count"],
+                                          (t1 - t0, t2 - t1, 0))] + out,
+                         copy=False)
 
 
 if __name__ == "__main__":
