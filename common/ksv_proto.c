@@ -15,6 +15,9 @@
 
 #define KSV_ARENA_CHUNK  8192
 
+/* two empty strings, three u64, six {count, ns}, u32 nbatch */
+#define KSV_STATS_ENTRY_MIN  (2 + 2 + 3 * 8 + 6 * 16 + 4)
+
 
 struct ksv_arena_chunk_s {
     ksv_arena_chunk_t  *next;
@@ -1014,6 +1017,35 @@ ksv_decode_execute(ksv_reader_t *r, uint32_t *count)
 
 
 void
+ksv_encode_execute_reply(ksv_writer_t *w, uint64_t batch_id, uint32_t count,
+    const ksv_exec_times_t *t)
+{
+    ksv_put_prefix(w, KSV_MSG_EXECUTE_REPLY, batch_id);
+    ksv_put_u32(w, count);
+    ksv_put_u64(w, t->compute_input_ns);
+    ksv_put_u64(w, t->compute_infer_ns);
+    ksv_put_u64(w, t->compute_output_ns);
+}
+
+
+int
+ksv_decode_execute_reply(ksv_reader_t *r, uint32_t *count,
+    ksv_exec_times_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    *count = ksv_get_count(r, KSV_MAX_BATCH_REQUESTS);
+    if (r->failed || r->p == r->end) {
+        /* an instance that does not measure stops here */
+        return r->failed ? -1 : 0;
+    }
+    t->compute_input_ns = ksv_get_u64(r);
+    t->compute_infer_ns = ksv_get_u64(r);
+    t->compute_output_ns = ksv_get_u64(r);
+    return r->failed ? -1 : 0;
+}
+
+
+void
 ksv_encode_ready(ksv_writer_t *w, const ksv_ready_t *m)
 {
     ksv_str_t  message = m->message;
@@ -1038,6 +1070,129 @@ ksv_decode_ready(ksv_reader_t *r, ksv_ready_t *m)
     m->instance = ksv_get_u32(r);
     m->ok = ksv_get_u8(r);
     m->message = ksv_get_str(r);
+    return r->failed ? -1 : 0;
+}
+
+
+/* ---- STATS / STATS_REPLY ------------------------------------------------ */
+
+void
+ksv_encode_stats(ksv_writer_t *w, uint64_t id, ksv_str_t model,
+    ksv_str_t version)
+{
+    ksv_put_prefix(w, KSV_MSG_STATS, id);
+    ksv_put_str(w, model);
+    ksv_put_str(w, version);
+}
+
+
+int
+ksv_decode_stats(ksv_reader_t *r, ksv_str_t *model, ksv_str_t *version)
+{
+    *model = ksv_get_str(r);
+    *version = ksv_get_str(r);
+    return r->failed ? -1 : 0;
+}
+
+
+static void
+ksv_put_duration(ksv_writer_t *w, const ksv_stat_duration_t *d)
+{
+    ksv_put_u64(w, d->count);
+    ksv_put_u64(w, d->ns);
+}
+
+
+static void
+ksv_get_duration(ksv_reader_t *r, ksv_stat_duration_t *d)
+{
+    d->count = ksv_get_u64(r);
+    d->ns = ksv_get_u64(r);
+}
+
+
+void
+ksv_encode_stats_reply(ksv_writer_t *w, uint64_t id, const ksv_stats_t *m)
+{
+    uint32_t                  i, j;
+    const ksv_model_stats_t  *s;
+    const ksv_batch_stats_t  *b;
+
+    ksv_put_prefix(w, KSV_MSG_STATS_REPLY, id);
+    ksv_put_u32(w, m->nmodels);
+    for (i = 0; i < m->nmodels; i++) {
+        s = &m->models[i];
+        ksv_put_str(w, s->name);
+        ksv_put_str(w, s->version);
+        ksv_put_u64(w, s->last_inference);
+        ksv_put_u64(w, s->inference_count);
+        ksv_put_u64(w, s->execution_count);
+        ksv_put_duration(w, &s->success);
+        ksv_put_duration(w, &s->fail);
+        ksv_put_duration(w, &s->queue);
+        ksv_put_duration(w, &s->compute_input);
+        ksv_put_duration(w, &s->compute_infer);
+        ksv_put_duration(w, &s->compute_output);
+        ksv_put_u32(w, s->nbatch);
+        for (j = 0; j < s->nbatch; j++) {
+            b = &s->batch[j];
+            ksv_put_u32(w, b->batch_size);
+            ksv_put_duration(w, &b->compute_input);
+            ksv_put_duration(w, &b->compute_infer);
+            ksv_put_duration(w, &b->compute_output);
+        }
+    }
+}
+
+
+int
+ksv_decode_stats_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_stats_t *m)
+{
+    uint32_t            i, j;
+    ksv_batch_stats_t  *b;
+    ksv_model_stats_t  *s;
+
+    memset(m, 0, sizeof(*m));
+    m->nmodels = ksv_get_count(r, KSV_MAX_STATS);
+
+    /* an entry takes at least KSV_STATS_ENTRY_MIN bytes: a count the
+     * frame cannot hold allocates nothing */
+    if (!r->failed
+        && (size_t) (r->end - r->p) / KSV_STATS_ENTRY_MIN < m->nmodels)
+    {
+        r->failed = 1;
+    }
+
+    if (!r->failed && m->nmodels > 0) {
+        m->models = ksv_alloc_array(a, m->nmodels, sizeof(*m->models));
+        if (m->models == NULL) {
+            return -1;
+        }
+    }
+
+    for (i = 0; i < m->nmodels && !r->failed; i++) {
+        s = &m->models[i];
+        s->name = ksv_get_str(r);
+        s->version = ksv_get_str(r);
+        s->last_inference = ksv_get_u64(r);
+        s->inference_count = ksv_get_u64(r);
+        s->execution_count = ksv_get_u64(r);
+        ksv_get_duration(r, &s->success);
+        ksv_get_duration(r, &s->fail);
+        ksv_get_duration(r, &s->queue);
+        ksv_get_duration(r, &s->compute_input);
+        ksv_get_duration(r, &s->compute_infer);
+        ksv_get_duration(r, &s->compute_output);
+        s->batch = ksv_get_list(r, a, &s->nbatch, sizeof(*s->batch));
+        for (j = 0; j < s->nbatch && !r->failed; j++) {
+            b = &s->batch[j];
+            b->batch_size = ksv_get_u32(r);
+            ksv_get_duration(r, &b->compute_input);
+            ksv_get_duration(r, &b->compute_infer);
+            ksv_get_duration(r, &b->compute_output);
+        }
+    }
+
     return r->failed ? -1 : 0;
 }
 

@@ -41,7 +41,9 @@
 #define KSV_MAX_PARAMS         256
 #define KSV_MAX_MODELS         4096
 #define KSV_MAX_BATCH_REQUESTS 4096
-#define KSV_MAX_LIST           1024     /* gpus, versions, preferred sizes */
+#define KSV_MAX_LIST           1024     /* gpus, versions, preferred sizes,
+                                           batch sizes in statistics */
+#define KSV_MAX_STATS          65536    /* model versions in STATS_REPLY */
 #define KSV_MAX_STRING         65535
 
 
@@ -54,6 +56,8 @@ typedef enum {
     KSV_MSG_EXECUTE = 6,        /* daemon -> instance: one batch */
     KSV_MSG_EXECUTE_REPLY = 7,  /* instance -> daemon */
     KSV_MSG_READY = 8,          /* instance -> daemon: loaded (or not) */
+    KSV_MSG_STATS = 9,          /* module -> worker: statistics */
+    KSV_MSG_STATS_REPLY = 10,   /* worker -> module */
     KSV_MSG_KIND_MAX
 } ksv_msg_kind_t;
 
@@ -386,13 +390,31 @@ int ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m);
  * EXECUTE: [EXECUTE header: u32 nrequests] then, per request, one INFER
  * header frame followed by its input frames.  The INFER frames' ids are
  * the daemon's own request ids.
- * EXECUTE_REPLY: [EXECUTE_REPLY header: u32 nresponses] then, per request
- * in the same order, an INFER_REPLY frame with its output frames, or an
- * ERROR frame.
+ * EXECUTE_REPLY: [EXECUTE_REPLY header: u32 nresponses, u64
+ * compute_input_ns, u64 compute_infer_ns, u64 compute_output_ns] then,
+ * per request in the same order, an INFER_REPLY frame with its output
+ * frames, or an ERROR frame.
+ *
+ * The three durations are the instance's own measure of the whole batch
+ * (Triton's compute_input / compute_infer / compute_output): building
+ * the backend's request objects from the frames, running the model,
+ * turning its responses into frames.  A reply that ends after
+ * nresponses decodes with zero durations (an instance that does not
+ * measure).
  */
+typedef struct {
+    uint64_t         compute_input_ns;
+    uint64_t         compute_infer_ns;
+    uint64_t         compute_output_ns;
+} ksv_exec_times_t;
+
 void ksv_encode_execute(ksv_writer_t *w, ksv_msg_kind_t kind,
     uint64_t batch_id, uint32_t count);
 int ksv_decode_execute(ksv_reader_t *r, uint32_t *count);
+void ksv_encode_execute_reply(ksv_writer_t *w, uint64_t batch_id,
+    uint32_t count, const ksv_exec_times_t *t);
+int ksv_decode_execute_reply(ksv_reader_t *r, uint32_t *count,
+    ksv_exec_times_t *t);
 
 /* READY: instance -> daemon after initialize() (ok = 0: failed, why). */
 typedef struct {
@@ -405,6 +427,94 @@ typedef struct {
 
 void ksv_encode_ready(ksv_writer_t *w, const ksv_ready_t *m);
 int ksv_decode_ready(ksv_reader_t *r, ksv_ready_t *m);
+
+
+/* ---- STATS / STATS_REPLY (Triton's statistics extension) -------------- */
+
+/*
+ * STATS: string model ("" = every model), string version ("" = every
+ * version of it).  The worker answers STATS_REPLY, or ERROR NOT_FOUND
+ * ("Request for unknown model: ...") for an unknown model or version.
+ * With no model named, the reply lists the READY versions; with a model
+ * named, every version of it whatever its state.
+ *
+ * The worker aggregates for every nginx worker and host, since the
+ * counters must add up across them; the module only renders them
+ * (GET /v2/models[/m[/versions/v]]/stats JSON and Prometheus /metrics).
+ *
+ * A {count, ns} pair is a number of events and their summed duration in
+ * nanoseconds; both only grow while the worker runs (a restarted worker
+ * starts from zero).
+ */
+typedef struct {
+    uint64_t         count;
+    uint64_t         ns;
+} ksv_stat_duration_t;
+
+/* One batch size's executions.  batch_size is the total of the batch:
+ * rows (the sum of dim 0 over its requests) when max_batch_size > 0,
+ * otherwise 1.  Each duration has count = executions of that size and
+ * ns = their summed batch durations as the instance measured them. */
+typedef struct {
+    uint32_t             batch_size;
+    ksv_stat_duration_t  compute_input;
+    ksv_stat_duration_t  compute_infer;
+    ksv_stat_duration_t  compute_output;
+} ksv_batch_stats_t;
+
+typedef struct {
+    ksv_str_t            name;
+    ksv_str_t            version;       /* decimal */
+
+    /* when the last batch of this version finished, ms since the Unix
+     * epoch (wall clock); 0 before the first one */
+    uint64_t             last_inference;
+
+    /* inferences executed: a batch adds its batch_size (rows), so one
+     * request of shape [4, ...] counts 4 (Triton's inference_count) */
+    uint64_t             inference_count;
+
+    /* batches executed (calls of the model's execute()) */
+    uint64_t             execution_count;
+
+    /*
+     * Per request (Triton's inference_stats).  count = requests,
+     * ns = summed durations:
+     *   success         requests answered with outputs; ns from their
+     *                   arrival at the worker to their answer
+     *   fail            requests answered with an error once they had
+     *                   reached a model version (queue full, queue
+     *                   timeout, model error, instance crash, ...); ns as
+     *                   for success
+     *   queue           successful requests' wait from arrival to being
+     *                   handed to an instance
+     *   compute_input   successful requests; each adds its batch's whole
+     *   compute_infer   duration (as Triton does), so for a batch of 4
+     *   compute_output  the count grows by 4 and ns by 4 x the duration
+     */
+    ksv_stat_duration_t  success;
+    ksv_stat_duration_t  fail;
+    ksv_stat_duration_t  queue;
+    ksv_stat_duration_t  compute_input;
+    ksv_stat_duration_t  compute_infer;
+    ksv_stat_duration_t  compute_output;
+
+    /* per batch size seen, ascending (at most KSV_MAX_LIST sizes) */
+    uint32_t             nbatch;
+    ksv_batch_stats_t   *batch;
+} ksv_model_stats_t;
+
+typedef struct {
+    uint32_t             nmodels;       /* model versions */
+    ksv_model_stats_t   *models;        /* by name, then version */
+} ksv_stats_t;
+
+void ksv_encode_stats(ksv_writer_t *w, uint64_t id, ksv_str_t model,
+    ksv_str_t version);
+int ksv_decode_stats(ksv_reader_t *r, ksv_str_t *model, ksv_str_t *version);
+void ksv_encode_stats_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_stats_t *m);
+int ksv_decode_stats_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_stats_t *m);
 
 
 /* ---- shape helpers ----------------------------------------------------- */

@@ -312,10 +312,10 @@ kserve_model_load(kserve_model_t *m, const char *root, const char *name)
                                 : KSV_VERSION_UNAVAILABLE;
         snprintf(v->reason, sizeof(v->reason), "%s", m->error);
 
-        v->max_queue = m->config.dynamic_batching.default_queue_policy
-                       .max_queue_size;
-        if (v->max_queue == 0) {
-            v->max_queue = KSERVE_DEFAULT_QUEUE;
+        if (kserve_scheduler_init(v) != 0) {
+            v->supported = 0;
+            v->state = KSV_VERSION_UNAVAILABLE;
+            snprintf(v->reason, sizeof(v->reason), "out of memory");
         }
     }
     m->nversions = k;
@@ -422,11 +422,14 @@ kserve_repository_load(kserve_repository_t *repo, const char *root)
 void
 kserve_repository_free(kserve_repository_t *repo)
 {
-    uint32_t         i;
+    uint32_t         i, j;
     kserve_model_t  *m;
 
     for (i = 0; i < repo->nmodels; i++) {
         m = &repo->models[i];
+        for (j = 0; j < m->nversions; j++) {
+            kserve_scheduler_free(&m->versions[j]);
+        }
         free(m->name);
         free(m->dir);
         free(m->versions);

@@ -45,8 +45,7 @@ struct kserve_version_s {
     uint32_t              ninstances;
     uint32_t              next_instance;   /* round-robin start */
 
-    kserve_queue_t        queue;        /* owned by the scheduler */
-    uint32_t              max_queue;
+    kserve_sched_t        sched;        /* owned by the scheduler */
 };
 
 struct kserve_model_s {

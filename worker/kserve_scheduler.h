@@ -1,32 +1,83 @@
 /*
- * kserve-worker: per-version request queues and batches.
+ * kserve-worker: per-version request queues and the dynamic batcher.
  *
- * Every model version has a FIFO queue of requests.  Whenever the queue
- * is not empty and one of the version's instances is idle, the scheduler
- * forms a batch and hands it to that instance as one EXECUTE message.
- * Requests travel as the frames they arrived in (the client's INFER
- * header frame with its id rewritten to ours, then the input frames,
- * moved, never copied) and the instance's answers are routed back to
- * each client by the order of the batch.
+ * Every model version has its scheduler state (kserve_sched_t): queues,
+ * the batch timer, the answers held for preserve_ordering, statistics.
+ * Whenever one of the version's instances is idle and requests wait,
+ * kserve_scheduler_dispatch() forms a batch and hands it to that
+ * instance as one EXECUTE message.  Requests travel as the frames they
+ * arrived in (the client's INFER header frame with its id rewritten to
+ * ours, then the input frames, moved, never copied) and the instance's
+ * answers are routed back to each client by the order of the batch.
+ * The batch is a list of requests, nothing backend-specific: the Python
+ * instance hands it to execute() as a list, a CUDA backend would
+ * concatenate the inputs (equal shapes are guaranteed, see below).
  *
- * Today a batch holds exactly one request.  The batch object is already
- * backend-neutral and sized for many so Triton's dynamic batching
- * (preferred sizes, max_queue_delay) only has to change how
- * kserve_scheduler_form_batch() picks requests.
+ * Triton's config.pbtxt semantics:
  *
- * Every queued request has a deadline (its timeout_ms, and the model's
- * default_queue_policy timeout); kserve_scheduler_expire() answers the
- * ones past it with UNAVAILABLE "Request timeout expired".  Queues are
- * bounded by default_queue_policy.max_queue_size (or a default cap).
+ *   no dynamic_batching, or max_batch_size 0
+ *       every request executes alone, in queue order.
+ *
+ *   dynamic_batching { }  with max_batch_size > 0
+ *       dim 0 of every input is the batch; a request brings dim 0 rows.
+ *       Requests join the batch in scheduling order (below) while the
+ *       rows fit max_batch_size and the request's shapes (every input's
+ *       dims after dim 0, unless the input has allow_ragged_batch) equal
+ *       the first request's; the first request that does not fit or
+ *       does not match ends the batch (never skipped over: order is
+ *       kept).  Then, as Triton's dynamic batcher decides:
+ *         - the longest prefix of the batch whose rows are a
+ *           preferred_batch_size goes now (Triton drops this rule once
+ *           the oldest request has waited max_queue_delay; we keep it,
+ *           or preferred sizes would mean nothing under load);
+ *         - else, when more rows wait than the largest preferred size,
+ *           the longest prefix within it goes now, unless the oldest
+ *           request has waited max_queue_delay (then all of it goes);
+ *         - the whole batch goes now when it cannot grow (the next
+ *           request does not fit or match), reaches the largest
+ *           preferred size (max_batch_size without preferred sizes),
+ *           the oldest request has waited max_queue_delay, or that
+ *           delay is 0;
+ *         - otherwise nothing goes: the version's timer is set for when
+ *           the oldest request will have waited max_queue_delay, and
+ *           every new request re-runs the decision.
+ *
+ *   scheduling order
+ *       priority level 1 (highest) first; within a level, arrival
+ *       order, then the requests delayed past their queue timeout
+ *       (timeout_action DELAY).  The request parameter "priority"
+ *       (INT; 0 or absent: default_priority_level) picks the level;
+ *       above priority_levels is INVALID_ARG.  Without priority_levels
+ *       there is one level and the parameter is ignored.
+ *
+ *   default_queue_policy
+ *       max_queue_size bounds each level's queue (UNAVAILABLE "Exceeds
+ *       maximum queue size"; KSERVE_DEFAULT_QUEUE when unset);
+ *       default_timeout_microseconds bounds the wait in the queue
+ *       (REJECT: UNAVAILABLE "Request timeout expired"; DELAY: the
+ *       request moves behind its level's other requests);
+ *       allow_timeout_override lets the request parameter "timeout"
+ *       (INT, microseconds) lower that timeout, never raise it.
+ *
+ *   preserve_ordering
+ *       answers leave in arrival order: one that is ready early is held
+ *       until every earlier request of the version has been answered.
+ *
+ * Independently of the queue policy every request has the module's
+ * deadline (INFER timeout_ms): past it, it is answered UNAVAILABLE
+ * "Request timeout expired" without being run.
  */
 
 #ifndef KSERVE_SCHEDULER_H
 #define KSERVE_SCHEDULER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
 
+#include "ksv_proto.h"
 #include "ksv_status.h"
+#include "kserve_stats.h"
 
 
 typedef struct kserve_version_s   kserve_version_t;
@@ -42,8 +93,24 @@ struct kserve_request_s {
     zmq_msg_t           header;         /* INFER frame, id patched */
     zmq_msg_t          *inputs;
     uint32_t            ninputs;
-    int64_t             deadline_ms;    /* monotonic; 0: none */
     kserve_version_t   *version;
+
+    uint32_t            rows;           /* dim 0, or 1 without batching */
+    uint32_t            level;          /* priority level - 1 */
+    uint8_t             delayed;        /* in its level's delayed queue */
+    uint8_t             queued;
+    uint64_t            arrived_ns;     /* monotonic, at the worker */
+    uint64_t            dispatched_ns;
+    uint64_t            deadline_ns;    /* the module's; 0: none */
+    uint64_t            timeout_ns;     /* the queue policy's; 0: none */
+    uint64_t            seq;            /* arrival number when ordered */
+
+    uint8_t            *shape;          /* what must match to batch */
+    size_t              shape_len;
+
+    zmq_msg_t          *answer;         /* held for preserve_ordering */
+    size_t              nanswer;
+    int                 answer_ok;
 };
 
 typedef struct {
@@ -53,12 +120,43 @@ typedef struct {
 } kserve_queue_t;
 
 typedef struct {
+    kserve_queue_t      queue;          /* arrival order */
+    kserve_queue_t      delayed;        /* past the DELAY timeout */
+} kserve_level_t;
+
+typedef struct {
+    kserve_level_t     *levels;         /* [0] is priority 1 */
+    uint32_t            nlevels;
+    uint32_t            queued;         /* over all levels */
+    uint32_t            max_queue;      /* per level */
+    uint64_t            due_ns;         /* batch timer; 0: none */
+    uint64_t            next_seq;       /* preserve_ordering */
+    uint64_t            next_out;
+    kserve_queue_t      held;           /* answered early, by seq */
+    kserve_stats_t      stats;
+} kserve_sched_t;
+
+typedef struct {
     uint64_t            id;
     kserve_instance_t  *instance;
+    uint32_t            rows;
     uint32_t            n;
     kserve_request_t   *requests[];
 } kserve_batch_t;
 
+
+/* Sets up v's scheduler from its model's config.  Returns -1 when out of
+ * memory. */
+int kserve_scheduler_init(kserve_version_t *v);
+void kserve_scheduler_free(kserve_version_t *v);
+
+/*
+ * Reads what the scheduler needs from a request for v (rows, priority,
+ * timeouts, shapes); m is the decoded INFER.  Returns -1 with an
+ * INVALID_ARG message in err when the request cannot be scheduled.
+ */
+int kserve_request_setup(kserve_version_t *v, kserve_request_t *r,
+    const ksv_infer_t *m, char *err, size_t errlen);
 
 /* Takes ownership of a request: queues it or answers it at once
  * (not ready, queue full). */
@@ -68,9 +166,14 @@ void kserve_scheduler_submit(kserve_version_t *v, kserve_request_t *r);
  * becomes idle or requests arrive. */
 void kserve_scheduler_dispatch(kserve_version_t *v);
 
-/* Answers queued requests past their deadline.  Returns ms until the
- * next deadline (or -1 when none). */
-int64_t kserve_scheduler_expire(int64_t now);
+/* Runs the batch timers that are due.  Returns ns until the next one
+ * (or -1 when none). */
+int64_t kserve_scheduler_tick(uint64_t now_ns);
+
+/* Answers queued requests past their deadline (DELAY ones move to their
+ * level's delayed queue).  Returns ms until the next deadline (or -1
+ * when none). */
+int64_t kserve_scheduler_expire(int64_t now_ms);
 
 /* Routes an EXECUTE_REPLY (frames after the routing id) of inst's batch
  * back to the clients; the instance becomes idle. */

@@ -378,7 +378,6 @@ static void
 kserve_on_infer(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
 {
     char               err[512];
-    int64_t            now, us;
     uint32_t           i;
     ksv_infer_t        m;
     ksv_alloc_t        alloc;
@@ -420,20 +419,10 @@ kserve_on_infer(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
     r->id = kserve_next_id();
     r->client_id = id;
 
-    now = kserve_now_ms();
-    if (m.timeout_ms > 0) {
-        r->deadline_ms = now + m.timeout_ms;
-    }
-
-    /* the model's own queue timeout (Triton's default_queue_policy) */
-    us = (int64_t) v->model->config.dynamic_batching.default_queue_policy
-                   .default_timeout_us;
-    if (us > 0 && v->model->config.dynamic_batching.default_queue_policy
-                  .timeout_action == KSV_TIMEOUT_REJECT)
-    {
-        if (r->deadline_ms == 0 || now + us / 1000 < r->deadline_ms) {
-            r->deadline_ms = now + (us + 999) / 1000;
-        }
+    if (kserve_request_setup(v, r, &m, err, sizeof(err)) != 0) {
+        kserve_request_free(r);
+        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG, err);
+        goto done;
     }
 
     /* the frames move into the request: nothing is copied */
@@ -486,6 +475,156 @@ kserve_on_index(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
 }
 
 
+/* One version's entry of a STATS_REPLY; strings from the arena. */
+static int
+kserve_stats_entry(kserve_version_t *v, ksv_arena_t *arena,
+    ksv_model_stats_t *out)
+{
+    char  *num;
+
+    num = ksv_arena_alloc(arena, 24);
+    if (num == NULL) {
+        return -1;
+    }
+    snprintf(num, 24, "%lld", (long long) v->version);
+
+    memset(out, 0, sizeof(*out));
+    kserve_stats_export(&v->sched.stats, out);
+    out->name = ksv_str_c(v->model->name);
+    out->version = ksv_str_c(num);
+    return 0;
+}
+
+
+/*
+ * STATS: every READY version when no model is named (the models a
+ * client can use, as Triton lists its loaded models), every version of
+ * a named model whatever its state, or the one version named.
+ */
+static void
+kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
+{
+    char               msg[KSERVE_REASON_MAX + 256], vbuf[32], *end;
+    uint32_t           i, j, n;
+    long long          num;
+    ksv_str_t          name, version;
+    ksv_stats_t        st;
+    ksv_arena_t        arena;
+    ksv_writer_t       w;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    if (in->n != 2 || ksv_decode_stats(rd, &name, &version) != 0) {
+        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG,
+                            "malformed STATS message");
+        return;
+    }
+
+    ksv_arena_init(&arena);
+    memset(&st, 0, sizeof(st));
+    m = NULL;
+    v = NULL;
+
+    if (name.len > 0) {
+        m = kserve_repository_find(&kserve.repo, name.data, name.len);
+        if (m == NULL) {
+            snprintf(msg, sizeof(msg),
+                     "Request for unknown model: '%.*s' is not found",
+                     (int) (name.len < 256 ? name.len : 256), name.data);
+            kserve_server_error(&in->f[0], id, KSV_ERR_NOT_FOUND, msg);
+            goto done;
+        }
+    }
+
+    if (m != NULL && version.len > 0) {
+        if (version.len < sizeof(vbuf)) {
+            memcpy(vbuf, version.data, version.len);
+            vbuf[version.len] = '\0';
+            errno = 0;
+            num = strtoll(vbuf, &end, 10);
+            if (*end == '\0' && errno == 0 && vbuf[0] >= '0'
+                && vbuf[0] <= '9')
+            {
+                v = kserve_model_version(m, num);
+            }
+        }
+        if (v == NULL) {
+            snprintf(msg, sizeof(msg), "Request for unknown model: '%s' "
+                     "version %.*s is not found", m->name,
+                     (int) (version.len < 64 ? version.len : 64),
+                     version.data);
+            kserve_server_error(&in->f[0], id, KSV_ERR_NOT_FOUND, msg);
+            goto done;
+        }
+    }
+
+    /* count, then fill */
+    n = 0;
+    if (v != NULL) {
+        n = 1;
+    } else if (m != NULL) {
+        n = m->nversions;
+    } else {
+        for (i = 0; i < kserve.repo.nmodels; i++) {
+            for (j = 0; j < kserve.repo.models[i].nversions; j++) {
+                n += kserve.repo.models[i].versions[j].state
+                     == KSV_VERSION_READY;
+            }
+        }
+    }
+    if (n > KSV_MAX_STATS) {
+        n = KSV_MAX_STATS;
+    }
+
+    if (n > 0) {
+        st.models = ksv_arena_alloc(&arena, n * sizeof(ksv_model_stats_t));
+        if (st.models == NULL) {
+            goto nomem;
+        }
+    }
+
+    if (v != NULL) {
+        if (kserve_stats_entry(v, &arena, &st.models[st.nmodels++]) != 0) {
+            goto nomem;
+        }
+    }
+    for (i = 0; v == NULL && i < kserve.repo.nmodels; i++) {
+        if (m != NULL && &kserve.repo.models[i] != m) {
+            continue;
+        }
+        for (j = 0; j < kserve.repo.models[i].nversions && st.nmodels < n;
+             j++)
+        {
+            v = &kserve.repo.models[i].versions[j];
+            if (m == NULL && v->state != KSV_VERSION_READY) {
+                v = NULL;
+                continue;
+            }
+            if (kserve_stats_entry(v, &arena, &st.models[st.nmodels++])
+                != 0)
+            {
+                goto nomem;
+            }
+            v = NULL;
+        }
+    }
+
+    ksv_writer_init(&w);
+    ksv_encode_stats_reply(&w, id, &st);
+    kserve_reply(&in->f[0], &w);
+    ksv_writer_free(&w);
+    goto done;
+
+nomem:
+
+    kserve_server_error(&in->f[0], id, KSV_ERR_INTERNAL, "out of memory");
+
+done:
+
+    ksv_arena_free(&arena);
+}
+
+
 static void
 kserve_on_client_message(kserve_frames_t *in)
 {
@@ -533,6 +672,10 @@ kserve_on_client_message(kserve_frames_t *in)
 
     case KSV_MSG_INDEX:
         kserve_on_index(in, &rd, prefix.id);
+        break;
+
+    case KSV_MSG_STATS:
+        kserve_on_stats(in, &rd, prefix.id);
         break;
 
     default:

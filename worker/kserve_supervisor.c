@@ -56,6 +56,24 @@ kserve_instance_count(const ksv_model_config_t *c)
 }
 
 
+/*
+ * Whether this machine has an NVIDIA GPU (the driver's device nodes).
+ * Python models choose their device themselves, so a KIND_GPU instance
+ * without one still runs, on CPU, with a warning.
+ */
+static int
+kserve_have_gpu(void)
+{
+    static int  have = -1;
+
+    if (have < 0) {
+        have = access("/dev/nvidia0", F_OK) == 0
+               || access("/proc/driver/nvidia/gpus", F_OK) == 0;
+    }
+    return have;
+}
+
+
 static int
 kserve_version_instances(kserve_version_t *v)
 {
@@ -92,6 +110,14 @@ kserve_version_instances(kserve_version_t *v)
                          v->model->name, n);
                 snprintf(inst->label, sizeof(inst->label), "%s (version %lld)",
                          inst->name, (long long) v->version);
+                if (inst->kind == KSV_KIND_GPU && !kserve_have_gpu()) {
+                    kserve_warn("instance %s: KIND_GPU but this machine has "
+                                "no GPU; running it on CPU "
+                                "(model_instance_kind CPU, "
+                                "model_instance_device_id %d)", inst->label,
+                                (int) inst->device_id);
+                    inst->kind = KSV_KIND_CPU;
+                }
                 n++;
             }
         }
@@ -259,7 +285,7 @@ kserve_supervisor_update(kserve_version_t *v)
 
     /* nothing can serve the queue for a while: answer it now rather than
      * let it wait for deadlines */
-    if (ready == 0 && v->queue.len > 0) {
+    if (ready == 0 && v->sched.queued > 0) {
         kserve_scheduler_fail_queue(v, KSV_ERR_UNAVAILABLE,
                                     v->reason[0] ? v->reason
                                                  : "model is loading");

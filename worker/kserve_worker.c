@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -43,6 +44,11 @@
 kserve_worker_t  kserve;
 
 static int                    kserve_signal_pipe[2] = { -1, -1 };
+
+/* Batch timers need sub-millisecond precision (max_queue_delay is in
+ * microseconds) and zmq_poll counts in ms: a timerfd in the poll set
+ * wakes the loop on time. */
+static int                    kserve_batch_timer = -1;
 static volatile sig_atomic_t  kserve_stop_requested;
 
 
@@ -311,13 +317,23 @@ kserve_min_wait(int64_t a, int64_t b)
 static void
 kserve_poll_once(int64_t max_wait)
 {
-    int             rc;
-    int64_t         now, wait, next;
-    zmq_pollitem_t  items[3];
+    int                rc;
+    int64_t            now, wait, next, batch_ns;
+    uint64_t           expirations;
+    zmq_pollitem_t     items[4];
+    struct itimerspec  its;
 
     static int64_t  next_expire;
 
     now = kserve_now_ms();
+
+    /* a request queued since the last sweep may be due before it */
+    if (kserve.expire_hint_ms != 0) {
+        if (kserve.expire_hint_ms < next_expire) {
+            next_expire = kserve.expire_hint_ms;
+        }
+        kserve.expire_hint_ms = 0;
+    }
 
     /* the deadline sweep walks every queued request: run it when a
      * deadline is due, and at least every tick for new arrivals, but not
@@ -338,6 +354,23 @@ kserve_poll_once(int64_t max_wait)
         wait = KSERVE_TICK_MS;
     }
 
+    /* batches waiting for max_queue_delay: dispatch the due ones, arm
+     * the timer for the next */
+    batch_ns = kserve_scheduler_tick(kserve_now_ns());
+    memset(&its, 0, sizeof(its));
+    if (batch_ns >= 0) {
+        if (batch_ns == 0) {
+            batch_ns = 1;
+        }
+        its.it_value.tv_sec = batch_ns / 1000000000;
+        its.it_value.tv_nsec = batch_ns % 1000000000;
+    }
+    if (kserve_batch_timer >= 0) {
+        timerfd_settime(kserve_batch_timer, 0, &its, NULL);
+    } else if (batch_ns >= 0) {
+        wait = kserve_min_wait(wait, (batch_ns + 999999) / 1000000);
+    }
+
     memset(items, 0, sizeof(items));
     items[0].socket = kserve.frontend;
     items[0].events = ZMQ_POLLIN;
@@ -345,8 +378,10 @@ kserve_poll_once(int64_t max_wait)
     items[1].events = ZMQ_POLLIN;
     items[2].fd = kserve_signal_pipe[0];
     items[2].events = ZMQ_POLLIN;
+    items[3].fd = kserve_batch_timer;
+    items[3].events = ZMQ_POLLIN;
 
-    rc = zmq_poll(items, 3, (long) wait);
+    rc = zmq_poll(items, kserve_batch_timer >= 0 ? 4 : 3, (long) wait);
     if (rc < 0) {
         if (errno != EINTR) {
             kserve_error("zmq_poll: %s", zmq_strerror(errno));
@@ -365,6 +400,12 @@ kserve_poll_once(int64_t max_wait)
     }
     if (items[0].revents & ZMQ_POLLIN) {
         kserve_server_frontend_readable();
+    }
+    if (items[3].revents & ZMQ_POLLIN) {
+        /* the due batches go at the top of the next round */
+        if (read(kserve_batch_timer, &expirations, sizeof(expirations)) < 0) {
+            /* EAGAIN: already read */
+        }
     }
 }
 
@@ -449,6 +490,13 @@ main(int argc, char **argv)
 
     if (kserve_signals() != 0) {
         return 1;
+    }
+
+    kserve_batch_timer = timerfd_create(CLOCK_MONOTONIC,
+                                        TFD_NONBLOCK | TFD_CLOEXEC);
+    if (kserve_batch_timer < 0) {
+        kserve_warn("timerfd_create: %s; batch delays are rounded up to "
+                    "milliseconds", strerror(errno));
     }
 
     kserve_info("starting: repository %s, instance binary %s, python "

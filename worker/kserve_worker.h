@@ -47,6 +47,9 @@ typedef struct {
     kserve_repository_t   repo;
 
     uint64_t              next_id;      /* daemon-side request/batch ids */
+    int64_t               expire_hint_ms;  /* a new deadline is due then;
+                                              0: none (scheduler sets it,
+                                              the loop clears it) */
     int                   shutting_down;
 } kserve_worker_t;
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <zmq.h>
 
@@ -28,6 +29,17 @@ typedef struct {
     int               failed;
     ksv_py_error_t    err;
 } ksv_py_slot_t;
+
+
+/* Monotonic ns, for the compute_* statistics of EXECUTE_REPLY. */
+static uint64_t
+ksv_py_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
 
 
 /* ---- message vectors ------------------------------------------------------ */
@@ -591,6 +603,10 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
     ksv_prefix_t     prefix;
     ksv_writer_t     w;
     ksv_py_slot_t   *slots, *s;
+    uint8_t         *buf;
+    size_t           len, hdr;
+    uint64_t         t0, t1, t2;
+    ksv_exec_times_t times;
 
     if (in->n == 0) {
         return 0;
@@ -613,16 +629,21 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
     ksv_arena_init(&arena);
     alloc = ksv_arena_allocator(&arena);
 
+    /* Triton's three phases, timed for the whole batch: building the
+     * request objects, execute(), converting its responses */
+    t0 = ksv_py_now_ns();
     ksv_py_batch_decode(ctx, in, slots, count, &alloc);
+    t1 = ksv_py_now_ns();
 
     if (ksv_py_batch_execute(ctx, slots, count, &responses) != 0) {
         rc = -1;
         goto done;
     }
+    t2 = ksv_py_now_ns();
 
-    ksv_writer_init(&w);
-    ksv_encode_execute(&w, KSV_MSG_EXECUTE_REPLY, prefix.id, count);
-    if (ksv_msgvec_push_writer(reply, &w) != 0) {
+    /* the header's place; it is encoded once the output time is known */
+    hdr = reply->n;
+    if (ksv_msgvec_push(reply) == NULL) {
         rc = -1;
         goto done;
     }
@@ -650,6 +671,24 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
         }
     }
     Py_XDECREF(responses);
+
+    if (rc == 1) {
+        times.compute_input_ns = t1 - t0;
+        times.compute_infer_ns = t2 - t1;
+        times.compute_output_ns = ksv_py_now_ns() - t2;
+
+        ksv_writer_init(&w);
+        ksv_encode_execute_reply(&w, prefix.id, count, &times);
+        buf = ksv_writer_detach(&w, &len);
+        if (w.failed || buf == NULL) {
+            free(buf);
+            rc = -1;
+        } else {
+            zmq_msg_close(&reply->msgs[hdr]);
+            zmq_msg_init_data(&reply->msgs[hdr], buf, len, ksv_writer_free_cb,
+                              NULL);
+        }
+    }
 
 done:
 

@@ -356,6 +356,172 @@ test_error_and_ready(void)
 
 
 static void
+test_execute_reply(void)
+{
+    size_t            cut;
+    int               failures = 0;
+    uint32_t          count;
+    ksv_writer_t      w;
+    ksv_reader_t      r;
+    ksv_prefix_t      prefix;
+    ksv_exec_times_t  t, d;
+
+    t.compute_input_ns = 11;
+    t.compute_infer_ns = 2000000;
+    t.compute_output_ns = 33;
+
+    ksv_writer_init(&w);
+    ksv_encode_execute_reply(&w, 9, 4, &t);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0);
+    CHECK(prefix.kind == KSV_MSG_EXECUTE_REPLY && prefix.id == 9);
+    CHECK(ksv_decode_execute_reply(&r, &count, &d) == 0);
+    CHECK(count == 4 && d.compute_input_ns == 11
+          && d.compute_infer_ns == 2000000 && d.compute_output_ns == 33);
+
+    /* a reply without the durations (an instance that does not measure)
+     * decodes with zeros; one cut inside them fails */
+    for (cut = KSV_PREFIX_SIZE; cut < w.len; cut++) {
+        ksv_reader_init(&r, w.buf, cut);
+        CHECK(ksv_read_prefix(&r, &prefix) == 0);
+        if (ksv_decode_execute_reply(&r, &count, &d) != 0) {
+            failures++;
+        } else {
+            CHECK(cut == KSV_PREFIX_SIZE + 4 && count == 4
+                  && d.compute_infer_ns == 0);
+        }
+    }
+    CHECK(failures == (int) (w.len - KSV_PREFIX_SIZE) - 1);
+    ksv_writer_free(&w);
+
+    /* EXECUTE itself is unchanged */
+    ksv_writer_init(&w);
+    ksv_encode_execute(&w, KSV_MSG_EXECUTE, 10, 3);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0);
+    CHECK(ksv_decode_execute(&r, &count) == 0 && count == 3);
+    ksv_writer_free(&w);
+}
+
+
+static void
+test_stats_round_trip(void)
+{
+    size_t              cut;
+    int                 failures = 0;
+    ksv_str_t           model, version;
+    ksv_stats_t         st, d;
+    ksv_model_stats_t   ms[2];
+    ksv_batch_stats_t   bs[2];
+    ksv_writer_t        w;
+    ksv_reader_t        r;
+    ksv_prefix_t        prefix;
+    ksv_arena_t         arena;
+    ksv_alloc_t         a;
+
+    ksv_writer_init(&w);
+    ksv_encode_stats(&w, 21, ksv_str_lit("simple"), ksv_str_lit(""));
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0 && prefix.kind == KSV_MSG_STATS);
+    CHECK(ksv_decode_stats(&r, &model, &version) == 0);
+    CHECK(ksv_str_eq(model, "simple") && version.len == 0);
+    ksv_writer_free(&w);
+
+    memset(ms, 0, sizeof(ms));
+    memset(bs, 0, sizeof(bs));
+    bs[0].batch_size = 1;
+    bs[0].compute_infer.count = 3;
+    bs[0].compute_infer.ns = 3000;
+    bs[1].batch_size = 8;
+    bs[1].compute_output.count = 1;
+    bs[1].compute_output.ns = 77;
+    ms[0].name = ksv_str_lit("simple");
+    ms[0].version = ksv_str_lit("1");
+    ms[0].last_inference = 1700000000123ULL;
+    ms[0].inference_count = 11;
+    ms[0].execution_count = 4;
+    ms[0].success.count = 10;
+    ms[0].success.ns = 123456789;
+    ms[0].fail.count = 1;
+    ms[0].queue.ns = 5;
+    ms[0].compute_input.count = 10;
+    ms[0].compute_infer.ns = 999;
+    ms[0].compute_output.count = 10;
+    ms[0].nbatch = 2;
+    ms[0].batch = bs;
+    ms[1].name = ksv_str_lit("simple");
+    ms[1].version = ksv_str_lit("2");
+
+    st.nmodels = 2;
+    st.models = ms;
+
+    ksv_writer_init(&w);
+    ksv_encode_stats_reply(&w, 22, &st);
+    CHECK(!w.failed);
+
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0);
+    CHECK(prefix.kind == KSV_MSG_STATS_REPLY && prefix.id == 22);
+    CHECK(ksv_decode_stats_reply(&r, &a, &d) == 0);
+    CHECK(d.nmodels == 2);
+    CHECK(ksv_str_eq(d.models[0].name, "simple"));
+    CHECK(ksv_str_eq(d.models[1].version, "2"));
+    CHECK(d.models[0].last_inference == 1700000000123ULL);
+    CHECK(d.models[0].inference_count == 11);
+    CHECK(d.models[0].execution_count == 4);
+    CHECK(d.models[0].success.count == 10);
+    CHECK(d.models[0].success.ns == 123456789);
+    CHECK(d.models[0].fail.count == 1 && d.models[0].queue.ns == 5);
+    CHECK(d.models[0].compute_input.count == 10);
+    CHECK(d.models[0].compute_infer.ns == 999);
+    CHECK(d.models[0].compute_output.count == 10);
+    CHECK(d.models[0].nbatch == 2);
+    CHECK(d.models[0].batch[0].batch_size == 1);
+    CHECK(d.models[0].batch[0].compute_infer.ns == 3000);
+    CHECK(d.models[0].batch[1].batch_size == 8);
+    CHECK(d.models[0].batch[1].compute_output.ns == 77);
+    CHECK(d.models[1].nbatch == 0 && d.models[1].batch == NULL);
+
+    /* every truncation fails */
+    for (cut = 0; cut < w.len; cut++) {
+        ksv_reader_init(&r, w.buf, cut);
+        if (ksv_read_prefix(&r, &prefix) != 0
+            || ksv_decode_stats_reply(&r, &a, &d) != 0)
+        {
+            failures++;
+        }
+    }
+    CHECK(failures == (int) w.len);
+    ksv_writer_free(&w);
+
+    /* a count the frame cannot hold allocates nothing and fails */
+    ksv_arena_free(&arena);
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+    ksv_writer_init(&w);
+    ksv_put_prefix(&w, KSV_MSG_STATS_REPLY, 1);
+    ksv_put_u32(&w, KSV_MAX_STATS);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0);
+    CHECK(ksv_decode_stats_reply(&r, &a, &d) == -1);
+    CHECK(arena.head == NULL);
+    ksv_writer_free(&w);
+
+    ksv_writer_init(&w);
+    ksv_put_prefix(&w, KSV_MSG_STATS_REPLY, 1);
+    ksv_put_u32(&w, KSV_MAX_STATS + 1);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &prefix) == 0);
+    CHECK(ksv_decode_stats_reply(&r, &a, &d) == -1);
+    ksv_writer_free(&w);
+
+    ksv_arena_free(&arena);
+}
+
+
+static void
 test_shape_count(void)
 {
     int64_t   ok[3] = { 2, 3, 4 };
@@ -412,6 +578,8 @@ main(void)
     test_counts_are_capped();
     test_index_round_trip();
     test_error_and_ready();
+    test_execute_reply();
+    test_stats_round_trip();
     test_shape_count();
     test_datatypes();
     test_json_strings();
