@@ -196,7 +196,95 @@ ksv_json_server_metadata(ksv_writer_t *w)
 {
     ksv_json_lit(w, "{\"name\":\"" KSV_SERVER_NAME "\","
                     "\"version\":\"" KSV_SERVER_VERSION "\","
-                    "\"extensions\":[\"model_configuration\"]}");
+                    "\"extensions\":[\"model_configuration\","
+                    "\"statistics\"]}");
+}
+
+
+static void
+ksv_json_duration(ksv_writer_t *w, const char *name,
+    const ksv_stat_duration_t *d)
+{
+    ksv_json_cstr(w, name);
+    ksv_json_lit(w, ":{\"count\":");
+    ksv_json_u64(w, d->count);
+    ksv_json_lit(w, ",\"ns\":");
+    ksv_json_u64(w, d->ns);
+    ksv_put_u8(w, '}');
+}
+
+
+void
+ksv_json_model_stats(ksv_writer_t *w, const ksv_stats_t *st)
+{
+    uint32_t                  i, k;
+    const ksv_batch_stats_t  *b;
+    const ksv_model_stats_t  *s;
+
+    ksv_json_lit(w, "{\"model_stats\":[");
+
+    for (i = 0; i < st->nmodels; i++) {
+        s = &st->models[i];
+
+        if (i) {
+            ksv_put_u8(w, ',');
+        }
+
+        ksv_json_lit(w, "{\"name\":");
+        ksv_json_string(w, s->name.data, s->name.len);
+        ksv_json_lit(w, ",\"version\":");
+        ksv_json_string(w, s->version.data, s->version.len);
+        ksv_json_lit(w, ",\"last_inference\":");
+        ksv_json_u64(w, s->last_inference);
+        ksv_json_lit(w, ",\"inference_count\":");
+        ksv_json_u64(w, s->inference_count);
+        ksv_json_lit(w, ",\"execution_count\":");
+        ksv_json_u64(w, s->execution_count);
+
+        ksv_json_lit(w, ",\"inference_stats\":{");
+        ksv_json_duration(w, "success", &s->success);
+        ksv_put_u8(w, ',');
+        ksv_json_duration(w, "fail", &s->fail);
+        ksv_put_u8(w, ',');
+        ksv_json_duration(w, "queue", &s->queue);
+        ksv_put_u8(w, ',');
+        ksv_json_duration(w, "compute_input", &s->compute_input);
+        ksv_put_u8(w, ',');
+        ksv_json_duration(w, "compute_infer", &s->compute_infer);
+        ksv_put_u8(w, ',');
+        ksv_json_duration(w, "compute_output", &s->compute_output);
+
+        /* there is no response cache: Triton reports zeros then */
+        ksv_json_lit(w, ",\"cache_hit\":{\"count\":0,\"ns\":0}"
+                        ",\"cache_miss\":{\"count\":0,\"ns\":0}}");
+
+        /* decoupled models only, none here */
+        ksv_json_lit(w, ",\"response_stats\":{}");
+
+        ksv_json_lit(w, ",\"batch_stats\":[");
+
+        for (k = 0; k < s->nbatch; k++) {
+            b = &s->batch[k];
+
+            if (k) {
+                ksv_put_u8(w, ',');
+            }
+
+            ksv_json_lit(w, "{\"batch_size\":");
+            ksv_json_u64(w, b->batch_size);
+            ksv_put_u8(w, ',');
+            ksv_json_duration(w, "compute_input", &b->compute_input);
+            ksv_put_u8(w, ',');
+            ksv_json_duration(w, "compute_infer", &b->compute_infer);
+            ksv_put_u8(w, ',');
+            ksv_json_duration(w, "compute_output", &b->compute_output);
+            ksv_put_u8(w, '}');
+        }
+
+        ksv_json_lit(w, "],\"memory_usage\":[]}");
+    }
+
+    ksv_json_lit(w, "]}");
 }
 
 

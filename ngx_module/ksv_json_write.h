@@ -55,6 +55,18 @@ void ksv_json_server_metadata(ksv_writer_t *w);
  */
 void ksv_json_model_metadata(ksv_writer_t *w, const ksv_model_status_t *ms);
 
+/*
+ * Triton's statistics extension, GET /v2/models[/{m}[/versions/{v}]]/stats:
+ * {"model_stats":[{"name","version","last_inference","inference_count",
+ * "execution_count","inference_stats":{"success","fail","queue",
+ * "compute_input","compute_infer","compute_output","cache_hit",
+ * "cache_miss"},"response_stats":{},"batch_stats":[{"batch_size",
+ * "compute_input","compute_infer","compute_output"}],"memory_usage":[]}]},
+ * every duration as {"count","ns"}, in the order and with the keys
+ * Triton writes (cache and memory figures are always empty here).
+ */
+void ksv_json_model_stats(ksv_writer_t *w, const ksv_stats_t *st);
+
 #define KSV_SERVER_NAME     "ngx_kserve"
 #define KSV_SERVER_VERSION  "0.1.0"
 

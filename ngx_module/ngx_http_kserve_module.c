@@ -12,48 +12,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_kserve_transport.h"
+#include "ngx_http_kserve_module.h"
+#include "ngx_http_kserve_metrics.h"
 #include "ksv_infer_json.h"
 #include "ksv_json.h"
 #include "ksv_json_write.h"
-
-
-typedef struct {
-    ngx_array_t                  backends;  /* ngx_http_kserve_backend_t * */
-} ngx_http_kserve_main_conf_t;
-
-
-typedef struct {
-    ngx_http_kserve_backend_t   *backend;
-    ngx_msec_t                   timeout;
-    size_t                       max_body_size;
-    ngx_msec_t                   index_interval;
-} ngx_http_kserve_loc_conf_t;
-
-
-typedef enum {
-    NGX_HTTP_KSERVE_SERVER_METADATA = 0,
-    NGX_HTTP_KSERVE_LIVE,
-    NGX_HTTP_KSERVE_READY,
-    NGX_HTTP_KSERVE_MODEL_METADATA,
-    NGX_HTTP_KSERVE_MODEL_READY,
-    NGX_HTTP_KSERVE_MODEL_CONFIG,
-    NGX_HTTP_KSERVE_INFER
-} ngx_http_kserve_endpoint_e;
-
-
-typedef struct {
-    ngx_http_kserve_endpoint_e   endpoint;
-    ngx_str_t                    model;
-    ngx_str_t                    version;   /* empty: none in the URI */
-    int64_t                      version_n;
-} ngx_http_kserve_route_t;
-
-
-typedef struct {
-    ngx_http_kserve_pending_t    pending;
-    ngx_http_kserve_route_t      route;
-} ngx_http_kserve_ctx_t;
 
 
 static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
@@ -75,6 +38,10 @@ static ngx_int_t ngx_http_kserve_model_metadata(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
 static ngx_int_t ngx_http_kserve_model_config(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_model_stats(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+static void ngx_http_kserve_stats_done(ngx_http_kserve_pending_t *p,
+    zmq_msg_t *frames, ngx_uint_t nframes);
 static void ngx_http_kserve_infer_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_infer(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_read_body(ngx_http_request_t *r,
@@ -98,6 +65,9 @@ static char *ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_kserve_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kserve_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kserve_exit_process(ngx_cycle_t *cycle);
 
@@ -107,6 +77,13 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
     { ngx_string("kserve_pass"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_kserve_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("kserve_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_kserve_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -138,7 +115,7 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
 
 static ngx_http_module_t  ngx_http_kserve_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_kserve_postconfiguration,     /* postconfiguration */
 
     ngx_http_kserve_create_main_conf,      /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -263,6 +240,9 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     case NGX_HTTP_KSERVE_MODEL_CONFIG:
         return ngx_http_kserve_model_config(r, b, &route);
 
+    case NGX_HTTP_KSERVE_MODEL_STATS:
+        return ngx_http_kserve_model_stats(r, b, &route);
+
     default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
         return ngx_http_kserve_server_metadata(r);
     }
@@ -272,7 +252,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 /*
  * /v2[/]
  * /v2/health/live, /v2/health/ready
- * /v2/models/{m}[/versions/{v}][/ready|/config|/infer]
+ * /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
+ * /v2/models/stats
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -322,6 +303,13 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_DECLINED;
     }
 
+    /* every model's statistics: a model named "stats" needs a version */
+
+    if (end - p == 5 && ngx_strncmp(p, "stats", 5) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
+        return NGX_OK;
+    }
+
     seg = p;
 
     while (p < end && *p != '/') {
@@ -369,6 +357,11 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
 
     if (end - p == 7 && ngx_strncmp(p, "/config", 7) == 0) {
         route->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
+        return NGX_OK;
+    }
+
+    if (end - p == 6 && ngx_strncmp(p, "/stats", 6) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
         return NGX_OK;
     }
 
@@ -579,6 +572,138 @@ ngx_http_kserve_model_config(ngx_http_request_t *r,
 }
 
 
+/* ---- statistics ---------------------------------------------------------- */
+
+/*
+ * The worker keeps the statistics, summed over every nginx worker and
+ * host, and knows its models best: it is asked each time, and an unknown
+ * model is its NOT_FOUND.
+ */
+
+static ngx_int_t
+ngx_http_kserve_model_stats(ngx_http_request_t *r,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+{
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_str_t                    version;
+    ngx_uint_t                   fresh;
+    ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+
+    if (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE) {
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "kserve worker unavailable");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kserve_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->route = *route;
+    ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
+
+    /* the version as the worker spells it: "01" is version 1 */
+
+    ngx_str_null(&version);
+
+    if (route->version.len) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        version.data = p;
+        version.len = ngx_sprintf(p, "%L", route->version_n) - p;
+    }
+
+    ctx->pending.request = r;
+    ctx->pending.handler = ngx_http_kserve_stats_done;
+
+    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
+
+    rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
+                                    &version, klcf->timeout);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     fresh ? "kserve worker busy"
+                                           : "kserve worker unavailable");
+    }
+
+    /* the reply or the deadline finalizes the request */
+
+    r->main->count++;
+
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_kserve_stats_done(ngx_http_kserve_pending_t *p, zmq_msg_t *frames,
+    ngx_uint_t nframes)
+{
+    ngx_int_t                    rc;
+    ksv_error_t                  e;
+    ksv_stats_t                  stats;
+    ksv_writer_t                 w;
+    ngx_http_request_t          *r;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    r = p->request;
+
+    if (frames == NULL) {
+        klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+
+        rc = ngx_http_kserve_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                   "Deadline exceeded: no reply from the "
+                                   "kserve worker within %M ms",
+                                   klcf->timeout);
+        goto done;
+    }
+
+    rc = ngx_http_kserve_stats_reply(r->pool, frames, nframes, &stats, &e);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_kserve_error(r, ksv_status_http(e.code), "%*s",
+                                   (size_t) e.message.len, e.message.data);
+        goto done;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kserve: malformed reply to STATS (%ui frames)",
+                      nframes);
+
+        rc = ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "malformed reply from the kserve worker");
+        goto done;
+    }
+
+    /* strings point into the frames: render before they are closed */
+
+    ksv_writer_init(&w);
+    ksv_json_model_stats(&w, &stats);
+
+    rc = ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
 /* ---- inference ---------------------------------------------------------- */
 
 static void
@@ -746,6 +871,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                            : "kserve worker unavailable");
     }
 
+    ngx_http_kserve_metrics_inflight(r, ctx);
+
     /* notice a client that goes away while the model works */
     r->read_event_handler = ngx_http_test_reading;
 
@@ -829,6 +956,9 @@ ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p, zmq_msg_t *frames,
     ngx_http_kserve_loc_conf_t  *klcf;
 
     r = p->request;
+
+    ngx_http_kserve_metrics_answered(r, ngx_http_get_module_ctx(r,
+                                                ngx_http_kserve_module));
 
     if (frames == NULL) {
         klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
@@ -929,6 +1059,15 @@ static ngx_int_t
 ngx_http_kserve_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ksv_writer_t *w)
 {
+    return ngx_http_kserve_send_writer(r, status, &ngx_http_kserve_json_type,
+                                       w);
+}
+
+
+ngx_int_t
+ngx_http_kserve_send_writer(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ksv_writer_t *w)
+{
     size_t               len;
     uint8_t             *data;
     ngx_int_t            rc;
@@ -970,8 +1109,8 @@ ngx_http_kserve_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
-    r->headers_out.content_type = ngx_http_kserve_json_type;
-    r->headers_out.content_type_len = ngx_http_kserve_json_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
 
     rc = ngx_http_send_header(r);
 
@@ -1069,6 +1208,7 @@ ngx_http_kserve_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->backend = NULL;
+     *     conf->metrics = 0;
      */
 
     conf->timeout = NGX_CONF_UNSET_MSEC;
@@ -1084,6 +1224,8 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_kserve_loc_conf_t *prev = parent;
     ngx_http_kserve_loc_conf_t *conf = child;
+
+    ngx_http_kserve_main_conf_t  *kmcf;
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
@@ -1101,6 +1243,22 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"kserve_index_interval\" must be positive");
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->metrics && conf->backend == NULL) {
+        kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
+
+        if (kmcf->backends.nelts != 1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"kserve_metrics\" without endpoints needs "
+                               "exactly one endpoint list in the http block, "
+                               "%ui found",
+                               kmcf->backends.nelts);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->backend = ((ngx_http_kserve_backend_t **)
+                         kmcf->backends.elts)[0];
     }
 
     /* a backend shared by locations is polled as often as any asks */
@@ -1121,102 +1279,91 @@ ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_kserve_loc_conf_t *klcf = conf;
 
-    ngx_str_t                    *value, *ep;
-    ngx_uint_t                    i, j, n;
+    ngx_str_t                    *value;
     ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_kserve_backend_t    *b, **bp;
     ngx_http_kserve_main_conf_t  *kmcf;
 
-    if (klcf->backend != NULL) {
+    if (klcf->backend != NULL || klcf->metrics) {
         return "is duplicate";
     }
 
-    value = cf->args->elts;
-    n = cf->args->nelts - 1;
-
-    for (i = 1; i <= n; i++) {
-        if (!(value[i].len > 6
-              && (ngx_strncmp(value[i].data, "ipc://", 6) == 0
-                  || ngx_strncmp(value[i].data, "tcp://", 6) == 0)))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid endpoint \"%V\": "
-                               "ipc:// or tcp:// expected", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    /* the same endpoint list means the same socket */
-
     kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
-    bp = kmcf->backends.elts;
+    value = cf->args->elts;
 
-    for (i = 0; i < kmcf->backends.nelts; i++) {
-        if (bp[i]->endpoints.nelts != n) {
-            continue;
-        }
-
-        ep = bp[i]->endpoints.elts;
-
-        for (j = 0; j < n; j++) {
-            if (ep[j].len != value[j + 1].len
-                || ngx_strncmp(ep[j].data, value[j + 1].data, ep[j].len) != 0)
-            {
-                break;
-            }
-        }
-
-        if (j == n) {
-            klcf->backend = bp[i];
-            goto done;
-        }
-    }
-
-    b = ngx_pcalloc(cf->pool, sizeof(ngx_http_kserve_backend_t));
-    if (b == NULL) {
+    klcf->backend = ngx_http_kserve_backend_get(cf, &kmcf->backends,
+                                                &value[1],
+                                                cf->args->nelts - 1);
+    if (klcf->backend == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_array_init(&b->endpoints, cf->pool, n, sizeof(ngx_str_t))
-        != NGX_OK)
-    {
+    if (ngx_http_kserve_metrics_zone(cf, kmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    for (i = 1; i <= n; i++) {
-        ep = ngx_array_push(&b->endpoints);
-        if (ep == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        /* zmq_connect() wants a C string */
-
-        ep->len = value[i].len;
-        ep->data = ngx_pnalloc(cf->pool, value[i].len + 1);
-        if (ep->data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memcpy(ep->data, value[i].data, value[i].len);
-        ep->data[ep->len] = '\0';
-    }
-
-    b->index_interval = NGX_CONF_UNSET_MSEC;
-
-    bp = ngx_array_push(&kmcf->backends);
-    if (bp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *bp = b;
-    klcf->backend = b;
-
-done:
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_kserve_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * kserve_metrics [ENDPOINT ...]: the worker to ask for model statistics
+ * is the one named, else the only endpoint list of the http block,
+ * resolved in merge_loc_conf once every kserve_pass has been read.
+ */
+
+static char *
+ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_kserve_loc_conf_t *klcf = conf;
+
+    ngx_str_t                    *value;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    if (klcf->backend != NULL || klcf->metrics) {
+        return "is duplicate";
+    }
+
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
+    value = cf->args->elts;
+
+    if (cf->args->nelts > 1) {
+        klcf->backend = ngx_http_kserve_backend_get(cf, &kmcf->backends,
+                                                    &value[1],
+                                                    cf->args->nelts - 1);
+        if (klcf->backend == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    klcf->metrics = 1;
+
+    if (ngx_http_kserve_metrics_zone(cf, kmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_kserve_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kserve_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
+
+    if (kmcf->metrics_zone == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_kserve_metrics_init(cf);
 }
 
 

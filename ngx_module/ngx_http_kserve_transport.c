@@ -506,6 +506,7 @@ ngx_http_kserve_dispatch(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
         return;
 
     case KSV_MSG_INFER_REPLY:
+    case KSV_MSG_STATS_REPLY:
     case KSV_MSG_ERROR:
         break;
 
@@ -531,6 +532,80 @@ ngx_http_kserve_dispatch(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
     }
 
     ngx_http_kserve_complete(p, frames, nframes);
+}
+
+
+/* ---- statistics ------------------------------------------------------ */
+
+ngx_int_t
+ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, ngx_str_t *model, ngx_str_t *version,
+    ngx_msec_t timeout)
+{
+    size_t        len;
+    uint8_t      *header;
+    uint64_t      id;
+    ksv_str_t     m, v;
+    zmq_msg_t     frame;
+    ksv_writer_t  w;
+
+    m.data = (char *) model->data;
+    m.len = (uint32_t) model->len;
+    v.data = (char *) version->data;
+    v.len = (uint32_t) version->len;
+
+    id = ngx_http_kserve_next_id();
+
+    ksv_writer_init(&w);
+    ksv_encode_stats(&w, id, m, v);
+
+    if (w.failed) {
+        ksv_writer_free(&w);
+        return NGX_ERROR;
+    }
+
+    header = ksv_writer_detach(&w, &len);
+
+    if (zmq_msg_init_data(&frame, header, len, ksv_writer_free_cb, NULL)
+        != 0)
+    {
+        ksv_writer_free_cb(header, NULL);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_kserve_send(b, p, id, &frame, 1, timeout);
+}
+
+
+ngx_int_t
+ngx_http_kserve_stats_reply(ngx_pool_t *pool, zmq_msg_t *frames,
+    ngx_uint_t nframes, ksv_stats_t *stats, ksv_error_t *error)
+{
+    ksv_alloc_t   alloc;
+    ksv_prefix_t  prefix;
+    ksv_reader_t  rd;
+
+    ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    (void) ksv_read_prefix(&rd, &prefix);
+
+    if (prefix.kind == KSV_MSG_ERROR) {
+        if (nframes != 1 || ksv_decode_error(&rd, error) != 0) {
+            return NGX_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = pool;
+
+    if (prefix.kind != KSV_MSG_STATS_REPLY || nframes != 1
+        || ksv_decode_stats_reply(&rd, &alloc, stats) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -724,4 +799,97 @@ ngx_http_kserve_find_model(ngx_http_kserve_backend_t *b, ngx_str_t *name)
     }
 
     return NULL;
+}
+
+
+/* ---- configuration ---------------------------------------------------- */
+
+ngx_http_kserve_backend_t *
+ngx_http_kserve_backend_get(ngx_conf_t *cf, ngx_array_t *backends,
+    ngx_str_t *value, ngx_uint_t n)
+{
+    ngx_str_t                   *ep;
+    ngx_uint_t                   i, j;
+    ngx_http_kserve_backend_t   *b, **bp;
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "no endpoint given");
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!(value[i].len > 6
+              && (ngx_strncmp(value[i].data, "ipc://", 6) == 0
+                  || ngx_strncmp(value[i].data, "tcp://", 6) == 0)))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid endpoint \"%V\": "
+                               "ipc:// or tcp:// expected", &value[i]);
+            return NULL;
+        }
+    }
+
+    /* the same endpoint list means the same socket */
+
+    bp = backends->elts;
+
+    for (i = 0; i < backends->nelts; i++) {
+        if (bp[i]->endpoints.nelts != n) {
+            continue;
+        }
+
+        ep = bp[i]->endpoints.elts;
+
+        for (j = 0; j < n; j++) {
+            if (ep[j].len != value[j].len
+                || ngx_strncmp(ep[j].data, value[j].data, ep[j].len) != 0)
+            {
+                break;
+            }
+        }
+
+        if (j == n) {
+            return bp[i];
+        }
+    }
+
+    b = ngx_pcalloc(cf->pool, sizeof(ngx_http_kserve_backend_t));
+    if (b == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&b->endpoints, cf->pool, n, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        ep = ngx_array_push(&b->endpoints);
+        if (ep == NULL) {
+            return NULL;
+        }
+
+        /* zmq_connect() wants a C string */
+
+        ep->len = value[i].len;
+        ep->data = ngx_pnalloc(cf->pool, value[i].len + 1);
+        if (ep->data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(ep->data, value[i].data, value[i].len);
+        ep->data[ep->len] = '\0';
+    }
+
+    b->index_interval = NGX_CONF_UNSET_MSEC;
+
+    bp = ngx_array_push(backends);
+    if (bp == NULL) {
+        return NULL;
+    }
+
+    *bp = b;
+
+    return b;
 }

@@ -70,6 +70,14 @@ struct ngx_http_kserve_pending_s {
 };
 
 
+/*
+ * At configuration time: the backend for an endpoint list (n > 0
+ * arguments, checked here), shared with every location naming the same
+ * list in the same order, or NULL after logging why.
+ */
+ngx_http_kserve_backend_t *ngx_http_kserve_backend_get(ngx_conf_t *cf,
+    ngx_array_t *backends, ngx_str_t *value, ngx_uint_t n);
+
 ngx_int_t ngx_http_kserve_transport_init(ngx_cycle_t *cycle,
     ngx_array_t *backends);
 void ngx_http_kserve_transport_exit(ngx_cycle_t *cycle,
@@ -86,6 +94,23 @@ uint64_t ngx_http_kserve_next_id(void);
 ngx_int_t ngx_http_kserve_send(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout);
+
+/*
+ * Sends STATS for model and version (empty: all) as p's request; the
+ * reply reaches p->handler like any other.  Returns as
+ * ngx_http_kserve_send().
+ */
+ngx_int_t ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, ngx_str_t *model, ngx_str_t *version,
+    ngx_msec_t timeout);
+
+/*
+ * Decodes the reply to STATS into stats (allocated from pool, strings
+ * pointing into the frame).  Returns NGX_OK, NGX_DECLINED when the worker
+ * answered ERROR (error filled), or NGX_ERROR when the reply is malformed.
+ */
+ngx_int_t ngx_http_kserve_stats_reply(ngx_pool_t *pool, zmq_msg_t *frames,
+    ngx_uint_t nframes, ksv_stats_t *stats, ksv_error_t *error);
 
 ngx_http_kserve_index_state_e ngx_http_kserve_index_state(
     ngx_http_kserve_backend_t *b);

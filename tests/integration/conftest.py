@@ -49,7 +49,7 @@ http {{
         }}
         location = /metrics {{
             kserve_metrics;
-            kserve_timeout 5s;
+            kserve_timeout 2s;
         }}
         location = /static {{ return 200 "ok"; }}
     }}
@@ -177,7 +177,8 @@ class Gateway:
         assert wait_for(lambda: requests.get(self.url + "/static").ok)
 
     def nginx_signal(self, action):
-        subprocess.run(self.nginx_cmd + ["-s", action], check=True)
+        subprocess.run(self.nginx_cmd + ["-s", action], check=True,
+                       env=nginx_env())
 
     def instances(self, model):
         """Pids of the instance processes serving model."""

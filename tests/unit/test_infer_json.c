@@ -1,7 +1,7 @@
 /*
  * Unit tests for ngx_module/ksv_infer_json.c and ksv_json_write.c: JSON
  * inference requests checked against a model configuration, and the JSON
- * answers rendered from worker replies.
+ * answers rendered from worker replies (inference, metadata, statistics).
  */
 
 #include <math.h>
@@ -626,6 +626,94 @@ test_render(void)
 }
 
 
+static void
+test_stats(void)
+{
+    ksv_stats_t        st;
+    ksv_batch_stats_t  batch[2];
+    ksv_model_stats_t  models[2];
+
+    memset(models, 0, sizeof(models));
+    memset(batch, 0, sizeof(batch));
+
+    models[0].name = ksv_str_c("simple");
+    models[0].version = ksv_str_c("1");
+    models[0].last_inference = 1700000000123ULL;
+    models[0].inference_count = 6;
+    models[0].execution_count = 2;
+    models[0].success = (ksv_stat_duration_t) { 3, 3000 };
+    models[0].fail = (ksv_stat_duration_t) { 1, 10 };
+    models[0].queue = (ksv_stat_duration_t) { 3, 300 };
+    models[0].compute_input = (ksv_stat_duration_t) { 3, 30 };
+    models[0].compute_infer = (ksv_stat_duration_t) { 3, 2000 };
+    models[0].compute_output = (ksv_stat_duration_t) { 3, 40 };
+    models[0].nbatch = 2;
+    models[0].batch = batch;
+    batch[0].batch_size = 2;
+    batch[0].compute_input = (ksv_stat_duration_t) { 1, 5 };
+    batch[0].compute_infer = (ksv_stat_duration_t) { 1, 600 };
+    batch[0].compute_output = (ksv_stat_duration_t) { 1, 7 };
+    batch[1].batch_size = 4;
+    batch[1].compute_infer = (ksv_stat_duration_t) { UINT64_MAX, 1 };
+
+    /* a version never used: zeros, no batch sizes */
+    models[1].name = ksv_str_c("quo\"te");
+    models[1].version = ksv_str_c("12");
+
+    st.nmodels = 2;
+    st.models = models;
+
+    ksv_writer_init(&w);
+    ksv_json_model_stats(&w, &st);
+    CHECK(strcmp(text(),
+          "{\"model_stats\":[{\"name\":\"simple\",\"version\":\"1\","
+          "\"last_inference\":1700000000123,\"inference_count\":6,"
+          "\"execution_count\":2,\"inference_stats\":{"
+          "\"success\":{\"count\":3,\"ns\":3000},"
+          "\"fail\":{\"count\":1,\"ns\":10},"
+          "\"queue\":{\"count\":3,\"ns\":300},"
+          "\"compute_input\":{\"count\":3,\"ns\":30},"
+          "\"compute_infer\":{\"count\":3,\"ns\":2000},"
+          "\"compute_output\":{\"count\":3,\"ns\":40},"
+          "\"cache_hit\":{\"count\":0,\"ns\":0},"
+          "\"cache_miss\":{\"count\":0,\"ns\":0}},"
+          "\"response_stats\":{},\"batch_stats\":["
+          "{\"batch_size\":2,\"compute_input\":{\"count\":1,\"ns\":5},"
+          "\"compute_infer\":{\"count\":1,\"ns\":600},"
+          "\"compute_output\":{\"count\":1,\"ns\":7}},"
+          "{\"batch_size\":4,\"compute_input\":{\"count\":0,\"ns\":0},"
+          "\"compute_infer\":{\"count\":18446744073709551615,\"ns\":1},"
+          "\"compute_output\":{\"count\":0,\"ns\":0}}],"
+          "\"memory_usage\":[]},"
+          "{\"name\":\"quo\\\"te\",\"version\":\"12\","
+          "\"last_inference\":0,\"inference_count\":0,"
+          "\"execution_count\":0,\"inference_stats\":{"
+          "\"success\":{\"count\":0,\"ns\":0},"
+          "\"fail\":{\"count\":0,\"ns\":0},"
+          "\"queue\":{\"count\":0,\"ns\":0},"
+          "\"compute_input\":{\"count\":0,\"ns\":0},"
+          "\"compute_infer\":{\"count\":0,\"ns\":0},"
+          "\"compute_output\":{\"count\":0,\"ns\":0},"
+          "\"cache_hit\":{\"count\":0,\"ns\":0},"
+          "\"cache_miss\":{\"count\":0,\"ns\":0}},"
+          "\"response_stats\":{},\"batch_stats\":[],"
+          "\"memory_usage\":[]}]}") == 0);
+    ksv_writer_free(&w);
+
+    /* no model at all is still a document */
+    st.nmodels = 0;
+    ksv_writer_init(&w);
+    ksv_json_model_stats(&w, &st);
+    CHECK(strcmp(text(), "{\"model_stats\":[]}") == 0);
+    ksv_writer_free(&w);
+
+    ksv_writer_init(&w);
+    ksv_json_server_metadata(&w);
+    CHECK(strstr(text(), "\"statistics\"") != NULL);
+    ksv_writer_free(&w);
+}
+
+
 int
 main(void)
 {
@@ -638,6 +726,7 @@ main(void)
     test_depth();
     test_reply();
     test_render();
+    test_stats();
 
     ksv_arena_free(&arena);
 

@@ -1,0 +1,80 @@
+
+/*
+ * Copyright (C) ngx_kserve authors
+ */
+
+
+#ifndef _NGX_HTTP_KSERVE_MODULE_H_INCLUDED_
+#define _NGX_HTTP_KSERVE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kserve_transport.h"
+
+
+/*
+ * The configuration and per-request state that the module's files share:
+ * ngx_http_kserve_module.c (directives, the KServe v2 endpoints) and
+ * ngx_http_kserve_metrics.c (shared counters, the Prometheus endpoint).
+ */
+
+typedef struct {
+    ngx_array_t                  backends;  /* ngx_http_kserve_backend_t * */
+    ngx_shm_zone_t              *metrics_zone;
+} ngx_http_kserve_main_conf_t;
+
+
+typedef struct {
+    ngx_http_kserve_backend_t   *backend;
+    ngx_msec_t                   timeout;
+    size_t                       max_body_size;
+    ngx_msec_t                   index_interval;
+    unsigned                     metrics:1;     /* kserve_metrics */
+} ngx_http_kserve_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_KSERVE_SERVER_METADATA = 0,
+    NGX_HTTP_KSERVE_LIVE,
+    NGX_HTTP_KSERVE_READY,
+    NGX_HTTP_KSERVE_MODEL_METADATA,
+    NGX_HTTP_KSERVE_MODEL_READY,
+    NGX_HTTP_KSERVE_MODEL_CONFIG,
+    NGX_HTTP_KSERVE_MODEL_STATS,
+    NGX_HTTP_KSERVE_INFER,
+    NGX_HTTP_KSERVE_METRICS
+} ngx_http_kserve_endpoint_e;
+
+
+typedef struct {
+    ngx_http_kserve_endpoint_e   endpoint;
+    ngx_str_t                    model;     /* empty: none in the URI */
+    ngx_str_t                    version;   /* empty: none in the URI */
+    int64_t                      version_n;
+} ngx_http_kserve_route_t;
+
+
+/* Only requests that wait for the worker (or read a body) have one. */
+
+typedef struct {
+    ngx_http_kserve_pending_t    pending;
+    ngx_http_kserve_route_t      route;
+    unsigned                     inflight:1;    /* counted in the gauge */
+} ngx_http_kserve_ctx_t;
+
+
+/*
+ * Sends the writer's bytes as the whole response with status and
+ * content type; the buffer is freed with the request, w is left empty.
+ */
+ngx_int_t ngx_http_kserve_send_writer(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ksv_writer_t *w);
+
+
+extern ngx_module_t  ngx_http_kserve_module;
+
+
+#endif /* _NGX_HTTP_KSERVE_MODULE_H_INCLUDED_ */
