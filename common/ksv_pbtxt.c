@@ -1536,6 +1536,33 @@ pb_copy_str(ksv_arena_t *arena, ksv_str_t *dst, const char *s, size_t n)
 }
 
 
+/* What Triton refuses in an input or output and the parser cannot see
+ * (dims are range-checked as they are read): no name, no data_type. */
+static int
+pb_check_io(const ksv_io_config_t *io, uint32_t n, const char *what,
+    const char *model_name, char *err, size_t errlen)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (io[i].name.len == 0) {
+            snprintf(err, errlen, "%s %u of model '%s' has no name", what, i,
+                     model_name);
+            return -1;
+        }
+
+        if (io[i].datatype == KSV_TYPE_INVALID) {
+            snprintf(err, errlen, "%s '%.*s' of model '%s' has no data_type",
+                     what, (int) io[i].name.len, io[i].name.data,
+                     model_name);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 int
 ksv_pbtxt_defaults(ksv_model_config_t *c, const char *model_name,
     ksv_arena_t *arena, char *err, size_t errlen)
@@ -1556,6 +1583,15 @@ ksv_pbtxt_defaults(ksv_model_config_t *c, const char *model_name,
                  "model name '%.*s' in config.pbtxt does not match its "
                  "directory '%s'", (int) c->name.len, c->name.data,
                  model_name);
+        return -1;
+    }
+
+    if (pb_check_io(c->inputs, c->ninputs, "input", model_name, err, errlen)
+        != 0
+        || pb_check_io(c->outputs, c->noutputs, "output", model_name, err,
+                       errlen)
+           != 0)
+    {
         return -1;
     }
 

@@ -60,7 +60,8 @@ int ksv_pbtxt_parse(const char *text, size_t len, const char *filename,
  *   - version_policy latest without num_versions: 1;
  *   - default_model_filename missing: "model.py".
  * Returns 0, or -1 with a message in err (count < 1, a name that differs
- * from the directory name, a negative dim below -1, ...).
+ * from the directory name, an input or output without a name or a
+ * data_type; dims below -1 are refused by the parser already).
  */
 int ksv_pbtxt_defaults(ksv_model_config_t *c, const char *model_name,
     ksv_arena_t *arena, char *err, size_t errlen);

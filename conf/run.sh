@@ -68,6 +68,9 @@ cat <<MSG
 ngx_kserve is up on http://127.0.0.1:$port  (logs in $run)
 try:
   curl -s -X POST http://127.0.0.1:$port/v2/models/simple/infer -d '{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+routed (kserve_route fraud; X-KServe-Variant says which variant answered):
+  curl -si -X POST http://127.0.0.1:$port/v2/models/fraud/infer -H 'X-User-Id: alice' -d '{"inputs":[{"name":"FEATURES","shape":[1,4],"datatype":"FP32","data":[1,2,3,10]}]}'
+  redis-cli HSET kserve:route:fraud fraud_v1 50 fraud_v2 50; redis-cli HGETALL kserve:stats:fraud:fraud_v2
 Ctrl-C (or make stop) stops redis, the worker and nginx.
 MSG
 

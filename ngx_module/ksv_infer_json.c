@@ -15,6 +15,7 @@
 
 typedef struct {
     const ksv_model_config_t  *config;
+    const ksv_infer_limits_t  *limits;
     ksv_alloc_t               *alloc;
     ksv_infer_error_t         *err;
 } ksv_parse_t;
@@ -36,7 +37,11 @@ static char *ksv_dup(ksv_alloc_t *a, const char *s, size_t len);
 static int ksv_parse_params(ksv_parse_t *ps, json_t *obj, const char *what,
     ksv_param_t **params, uint32_t *nparams);
 static int ksv_parse_input(ksv_parse_t *ps, json_t *in,
-    const ksv_io_config_t **io, ksv_tensor_t *t);
+    const ksv_io_config_t **io, ksv_tensor_t *t, int64_t *bsize);
+static int ksv_parse_raw(ksv_parse_t *ps, const uint8_t *body, size_t len,
+    ksv_infer_t *m, ksv_infer_buf_t **bufs);
+static int ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t,
+    const uint8_t *p, uint64_t size, uint64_t count);
 static int ksv_check_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
     const ksv_tensor_t *t, int64_t *batch);
 static int ksv_count_data(ksv_parse_t *ps, json_t *v, const ksv_tensor_t *t,
@@ -69,26 +74,98 @@ ksv_infer_json_parse(const void *body, size_t len,
     const ksv_model_config_t *config, ksv_alloc_t *a, ksv_infer_t *m,
     uint8_t ***data, ksv_infer_error_t *err)
 {
-    int                     rc;
+    uint8_t          **out;
+    uint32_t           i;
+    ksv_infer_buf_t   *bufs;
+
+    *data = NULL;
+
+    if (ksv_infer_parse(body, len, KSV_INFER_JSON_ONLY, config, NULL, a, m,
+                        &bufs, err)
+        != 0)
+    {
+        return -1;
+    }
+
+    /* without binary data every buffer is the parser's own */
+
+    out = a->alloc(a->ctx, (m->ninputs ? m->ninputs : 1) * sizeof(uint8_t *));
+    if (out == NULL) {
+        ksv_infer_free_bufs(bufs, m->ninputs);
+        err->code = KSV_ERR_INTERNAL;
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < m->ninputs; i++) {
+        out[i] = bufs[i].data;
+    }
+
+    *data = out;
+
+    return 0;
+}
+
+
+int
+ksv_infer_parse(const void *body, size_t len, size_t header_len,
+    const ksv_model_config_t *config, const ksv_infer_limits_t *limits,
+    ksv_alloc_t *a, ksv_infer_t *m, ksv_infer_buf_t **bufs_out,
+    ksv_infer_error_t *err)
+{
+    int                     rc, depth;
     json_t                 *root, *v, *inputs, *in;
-    size_t                  i, n;
+    size_t                  i, n, blen, off;
     size_t                  nbig, qlen;
-    uint8_t               **bufs, *seen, *p, *quoted;
-    int64_t                 batch;
-    uint32_t                required, optional, ninputs, k;
-    uint64_t                count, bytes, expected;
+    int64_t                 batch, bsize;
+    uint8_t                *seen, *p, *quoted;
+    uint32_t                required, optional, ninputs, k, maxn;
+    uint64_t                count, bytes, expected, limit;
     const char             *name;
     ksv_tensor_t           *t;
     ksv_parse_t             ps;
     json_error_t            jerr;
+    const uint8_t          *bin;
+    ksv_infer_buf_t        *bufs;
     const ksv_io_config_t  *io;
 
+    static const ksv_infer_limits_t  no_limits;
+
     memset(m, 0, sizeof(ksv_infer_t));
-    *data = NULL;
+    *bufs_out = NULL;
 
     ps.config = config;
+    ps.limits = limits ? limits : &no_limits;
     ps.alloc = a;
     ps.err = err;
+
+    if (header_len == 0) {
+        return ksv_parse_raw(&ps, body, len, m, bufs_out);
+    }
+
+    /* the JSON, then the binary data of the inputs, in their order */
+
+    blen = 0;
+
+    if (header_len != KSV_INFER_JSON_ONLY) {
+        if (header_len > len) {
+            return ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                            "Inference-Header-Content-Length %zu is beyond "
+                            "the end of the %zu-byte body", header_len, len);
+        }
+
+        blen = len - header_len;
+        len = header_len;
+    }
+
+    bin = (const uint8_t *) body + len;
+    off = 0;
+
+    depth = KSV_JSON_MAX_DEPTH;
+
+    if (ps.limits->max_depth && ps.limits->max_depth < KSV_JSON_MAX_DEPTH) {
+        depth = (int) ps.limits->max_depth;
+    }
 
     if (len == 0) {
         return ksv_fail(&ps, KSV_ERR_INVALID_ARG,
@@ -96,10 +173,10 @@ ksv_infer_json_parse(const void *body, size_t len,
                         "the body is empty");
     }
 
-    if (!ksv_prescan(body, len, KSV_JSON_MAX_DEPTH, &nbig)) {
+    if (!ksv_prescan(body, len, depth, &nbig)) {
         return ksv_fail(&ps, KSV_ERR_INVALID_ARG,
                         "failed to parse the request JSON buffer: "
-                        "nesting deeper than %d levels", KSV_JSON_MAX_DEPTH);
+                        "nesting deeper than %d levels", depth);
     }
 
     if (nbig == 0) {
@@ -188,14 +265,20 @@ ksv_infer_json_parse(const void *body, size_t len,
 
     n = json_array_size(inputs);
 
-    if (n > KSV_MAX_TENSORS) {
+    maxn = KSV_MAX_TENSORS;
+
+    if (ps.limits->max_inputs && ps.limits->max_inputs < maxn) {
+        maxn = ps.limits->max_inputs;
+    }
+
+    if (n > maxn) {
         ksv_fail(&ps, KSV_ERR_INVALID_ARG,
-                 "too many inputs (%zu, at most %d)", n, KSV_MAX_TENSORS);
+                 "too many inputs (%zu, at most %u)", n, maxn);
         goto done;
     }
 
     m->inputs = a->alloc(a->ctx, (n ? n : 1) * sizeof(ksv_tensor_t));
-    bufs = a->alloc(a->ctx, (n ? n : 1) * sizeof(uint8_t *));
+    bufs = a->alloc(a->ctx, (n ? n : 1) * sizeof(ksv_infer_buf_t));
     seen = a->alloc(a->ctx, config->ninputs + 1);
 
     if (m->inputs == NULL || bufs == NULL || seen == NULL) {
@@ -203,7 +286,7 @@ ksv_infer_json_parse(const void *body, size_t len,
     }
 
     memset(m->inputs, 0, (n ? n : 1) * sizeof(ksv_tensor_t));
-    memset(bufs, 0, (n ? n : 1) * sizeof(uint8_t *));
+    memset(bufs, 0, (n ? n : 1) * sizeof(ksv_infer_buf_t));
     memset(seen, 0, config->ninputs + 1);
 
     /* names first: a misspelt input is reported as such, not as a count */
@@ -283,18 +366,88 @@ ksv_infer_json_parse(const void *body, size_t len,
     /* then each input: datatype, shape, data */
 
     batch = -1;
+    limit = ps.limits->max_elements ? ps.limits->max_elements : UINT64_MAX;
 
     for (i = 0; i < n; i++) {
         in = json_array_get(inputs, i);
         t = &m->inputs[i];
 
-        if (ksv_parse_input(&ps, in, &io, t) != 0
+        if (ksv_parse_input(&ps, in, &io, t, &bsize) != 0
             || ksv_check_shape(&ps, io, t, &batch) != 0)
         {
             goto done;
         }
 
+        /* the shape alone is bounded first: no overflow, no huge counts */
+
+        if (ksv_shape_count(t->dims, t->ndims, limit, &expected) != 0) {
+            if (limit == UINT64_MAX) {
+                ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                         "input '%.*s': the number of elements of its "
+                         "'shape' overflows", (int) t->name.len, t->name.data);
+
+            } else {
+                ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                         "input '%.*s': its 'shape' has more than %llu "
+                         "elements, the limit", (int) t->name.len,
+                         t->name.data, (unsigned long long) limit);
+            }
+
+            goto done;
+        }
+
         v = json_object_get(in, "data");
+
+        if (bsize >= 0) {
+
+            if (v != NULL) {
+                ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                         "input '%.*s' has both 'data' and "
+                         "'binary_data_size'",
+                         (int) t->name.len, t->name.data);
+                goto done;
+            }
+
+            if (header_len == KSV_INFER_JSON_ONLY) {
+                ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                         "input '%.*s' has 'binary_data_size' but the "
+                         "request has no Inference-Header-Content-Length "
+                         "header", (int) t->name.len, t->name.data);
+                goto done;
+            }
+
+            if ((uint64_t) bsize > blen - off) {
+                ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                         "input '%.*s': binary_data_size %lld is beyond "
+                         "the end of the body (%zu bytes of binary data "
+                         "left)", (int) t->name.len, t->name.data,
+                         (long long) bsize, blen - off);
+                goto done;
+            }
+
+            if (ksv_check_binary(&ps, t, bin + off, (uint64_t) bsize,
+                                 expected)
+                != 0)
+            {
+                goto done;
+            }
+
+            t->byte_size = (uint64_t) bsize;
+            bufs[i].data = bsize ? (uint8_t *) bin + off : NULL;
+            bufs[i].owned = 0;
+            off += (size_t) bsize;
+            ninputs = (uint32_t) i + 1;
+            continue;
+        }
+
+        if (t->datatype == KSV_TYPE_FP16 || t->datatype == KSV_TYPE_BF16) {
+            ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                     "input '%.*s': datatype %s can only be sent as "
+                     "binary tensor data, not in JSON",
+                     (int) t->name.len, t->name.data,
+                     ksv_datatype_name(t->datatype));
+            goto done;
+        }
 
         if (v == NULL) {
             ksv_fail(&ps, KSV_ERR_INVALID_ARG,
@@ -310,11 +463,7 @@ ksv_infer_json_parse(const void *body, size_t len,
             goto done;
         }
 
-        /* the leaves are bounded by the body size, so the shape is too */
-
-        if (ksv_shape_count(t->dims, t->ndims, count, &expected) != 0
-            || expected != count)
-        {
+        if (expected != count) {
             ksv_fail(&ps, KSV_ERR_INVALID_ARG,
                      "unexpected number of elements in 'data' of input "
                      "'%.*s': got %llu, which does not match its 'shape'",
@@ -334,16 +483,25 @@ ksv_infer_json_parse(const void *body, size_t len,
             continue;
         }
 
-        bufs[i] = malloc(bytes);
-        if (bufs[i] == NULL) {
+        bufs[i].data = malloc(bytes);
+        if (bufs[i].data == NULL) {
             goto nomem;
         }
 
-        p = bufs[i];
+        bufs[i].owned = 1;
+
+        p = bufs[i].data;
         ksv_write_data(v, t->datatype, &p);
     }
 
     m->ninputs = (uint32_t) n;
+
+    if (off != blen) {
+        ksv_fail(&ps, KSV_ERR_INVALID_ARG,
+                 "the request has %zu bytes of binary data but its inputs' "
+                 "binary_data_size add up to %zu", blen, off);
+        goto done;
+    }
 
     /* "outputs" */
 
@@ -353,7 +511,7 @@ ksv_infer_json_parse(const void *body, size_t len,
         goto done;
     }
 
-    *data = bufs;
+    *bufs_out = bufs;
     rc = 0;
     goto done;
 
@@ -364,13 +522,33 @@ nomem:
 done:
 
     if (rc != 0 && bufs != NULL) {
-        ksv_infer_json_free_data(bufs, ninputs);
+        ksv_infer_free_bufs(bufs, ninputs);
         m->ninputs = 0;
     }
 
     json_decref(root);
 
     return rc;
+}
+
+
+void
+ksv_infer_free_bufs(ksv_infer_buf_t *bufs, uint32_t n)
+{
+    uint32_t  i;
+
+    if (bufs == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (bufs[i].owned) {
+            free(bufs[i].data);
+        }
+
+        bufs[i].data = NULL;
+        bufs[i].owned = 0;
+    }
 }
 
 
@@ -687,7 +865,7 @@ ksv_parse_params(ksv_parse_t *ps, json_t *obj, const char *what,
 
 static int
 ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
-    ksv_tensor_t *t)
+    ksv_tensor_t *t, int64_t *bsize)
 {
     json_t                    *v, *d;
     size_t                     i, n;
@@ -697,6 +875,7 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
     const ksv_model_config_t  *c;
 
     c = ps->config;
+    *bsize = -1;
 
     v = json_object_get(in, "name");
     name = json_string_value(v);
@@ -734,7 +913,7 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
 
     t->datatype = (uint8_t) dt;
 
-    /* "parameters": only binary_data_size matters, and is not yet here */
+    /* "parameters": only binary_data_size matters (-1: JSON "data") */
 
     v = json_object_get(in, "parameters");
 
@@ -745,10 +924,16 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
                             name);
         }
 
-        if (json_object_get(v, "binary_data_size") != NULL) {
-            return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                            "input '%s': binary tensor data is not "
-                            "supported yet", name);
+        d = json_object_get(v, "binary_data_size");
+
+        if (d != NULL) {
+            if (!json_is_integer(d) || json_integer_value(d) < 0) {
+                return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                                "input '%s': 'binary_data_size' must be a "
+                                "non-negative integer", name);
+            }
+
+            *bsize = json_integer_value(d);
         }
 
         if (json_object_get(v, "shared_memory_region") != NULL) {
@@ -756,13 +941,6 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
                             "input '%s': shared memory is not supported",
                             name);
         }
-    }
-
-    if (dt == KSV_TYPE_FP16 || dt == KSV_TYPE_BF16) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%s': datatype %s can only be sent as "
-                        "binary tensor data, not in JSON", name,
-                        ksv_datatype_name(dt));
     }
 
     /* "shape" */
@@ -916,10 +1094,16 @@ ksv_count_data(ksv_parse_t *ps, json_t *v, const ksv_tensor_t *t, int depth,
     }
 
     if (t->datatype == KSV_TYPE_BYTES) {
-        if (json_string_length(v) > UINT32_MAX) {
+        if (json_string_length(v) > UINT32_MAX
+            || (ps->limits->max_bytes_element
+                && json_string_length(v) > ps->limits->max_bytes_element))
+        {
             return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': string element too long",
-                            (int) t->name.len, t->name.data);
+                            "input '%.*s': BYTES element %llu is %zu "
+                            "bytes, longer than the limit",
+                            (int) t->name.len, t->name.data,
+                            (unsigned long long) *count,
+                            json_string_length(v));
         }
 
         *bytes += 4 + json_string_length(v);
@@ -1076,7 +1260,7 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs, ksv_infer_t *m)
     json_t                    *o, *v, *b;
     size_t                     i, n;
     uint8_t                   *seen;
-    uint32_t                   k;
+    uint32_t                   k, maxn;
     const char                *name;
     ksv_output_req_t          *out;
     const ksv_model_config_t  *c;
@@ -1089,11 +1273,15 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs, ksv_infer_t *m)
     }
 
     n = json_array_size(outputs);
+    maxn = KSV_MAX_TENSORS;
 
-    if (n > KSV_MAX_TENSORS) {
+    if (ps->limits->max_outputs && ps->limits->max_outputs < maxn) {
+        maxn = ps->limits->max_outputs;
+    }
+
+    if (n > maxn) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "too many outputs (%zu, at most %d)",
-                        n, KSV_MAX_TENSORS);
+                        "too many outputs (%zu, at most %u)", n, maxn);
     }
 
     m->outputs = ps->alloc->alloc(ps->alloc->ctx,
@@ -1136,7 +1324,10 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs, ksv_infer_t *m)
 
         out = &m->outputs[i];
         out->name = c->outputs[k].name;
-        out->flags = 0;
+
+        /* binary_data, else the request's binary_data_output */
+        out->flags = (m->flags & KSV_INFER_ALL_BINARY) ? KSV_OUTPUT_BINARY
+                                                       : 0;
 
         v = json_object_get(o, "parameters");
 
@@ -1161,6 +1352,9 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs, ksv_infer_t *m)
 
             if (json_is_true(b)) {
                 out->flags |= KSV_OUTPUT_BINARY;
+
+            } else {
+                out->flags &= ~KSV_OUTPUT_BINARY;
             }
         }
 
@@ -1178,6 +1372,262 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs, ksv_infer_t *m)
     }
 
     m->noutputs = (uint32_t) n;
+
+    return 0;
+}
+
+
+/*
+ * An input's binary data against its shape: fixed-size types by their
+ * byte count; BYTES element by element (u32 LE length + bytes), each
+ * read bounded by size, the walk by the shape's count.
+ */
+
+static int
+ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t, const uint8_t *p,
+    uint64_t size, uint64_t count)
+{
+    size_t          es;
+    uint32_t        len;
+    uint64_t        n, max;
+    const uint8_t  *end;
+
+    if (t->datatype != KSV_TYPE_BYTES) {
+        es = ksv_datatype_size(t->datatype);
+
+        if (es == 0 || count > UINT64_MAX / es || count * es != size) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': unexpected binary_data_size "
+                            "%llu, its shape and datatype %s need %llu "
+                            "bytes", (int) t->name.len, t->name.data,
+                            (unsigned long long) size,
+                            ksv_datatype_name(t->datatype),
+                            (unsigned long long) (es && count
+                                                  <= UINT64_MAX / es
+                                                  ? count * es : 0));
+        }
+
+        return 0;
+    }
+
+    max = ps->limits->max_bytes_element;
+    end = p + size;
+
+    for (n = 0; p < end; n++) {
+        if (n == count) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': binary data holds more than the "
+                            "%llu BYTES elements of its shape",
+                            (int) t->name.len, t->name.data,
+                            (unsigned long long) count);
+        }
+
+        if (end - p < 4) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': BYTES element %llu has a "
+                            "truncated length prefix",
+                            (int) t->name.len, t->name.data,
+                            (unsigned long long) n);
+        }
+
+        len = (uint32_t) p[0] | (uint32_t) p[1] << 8
+              | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+        p += 4;
+
+        if ((uint64_t) len > (uint64_t) (end - p)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': BYTES element %llu of %u bytes "
+                            "is beyond its binary_data_size",
+                            (int) t->name.len, t->name.data,
+                            (unsigned long long) n, len);
+        }
+
+        if (max && len > max) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': BYTES element %llu is %u "
+                            "bytes, longer than the limit",
+                            (int) t->name.len, t->name.data,
+                            (unsigned long long) n, len);
+        }
+
+        p += len;
+    }
+
+    if (n != count) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "input '%.*s': binary data holds %llu BYTES "
+                        "elements but its shape has %llu",
+                        (int) t->name.len, t->name.data,
+                        (unsigned long long) n, (unsigned long long) count);
+    }
+
+    return 0;
+}
+
+
+/*
+ * Inference-Header-Content-Length: 0, Triton's raw request: the body is
+ * the data of the model's only input, its shape the configuration's
+ * (batch 1 first when batching) with one -1 dimension deduced from the
+ * size; a BYTES input is one element, the body.
+ */
+
+static int
+ksv_parse_raw(ksv_parse_t *ps, const uint8_t *body, size_t len,
+    ksv_infer_t *m, ksv_infer_buf_t **bufs_out)
+{
+    int                        wild;
+    size_t                     es;
+    uint8_t                   *p;
+    uint32_t                   i, nd;
+    uint64_t                   count, per, limit;
+    ksv_tensor_t              *t;
+    ksv_infer_buf_t           *bufs;
+    const ksv_io_config_t     *io;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+
+    if (c->ninputs != 1) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "raw request must only have 1 input (found %u) to "
+                        "be deduced but model '%.*s' has %u inputs",
+                        1u, (int) c->name.len, c->name.data, c->ninputs);
+    }
+
+    io = &c->inputs[0];
+
+    m->inputs = ps->alloc->alloc(ps->alloc->ctx, sizeof(ksv_tensor_t));
+    bufs = ps->alloc->alloc(ps->alloc->ctx, sizeof(ksv_infer_buf_t));
+
+    if (m->inputs == NULL || bufs == NULL) {
+        return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+    }
+
+    memset(m->inputs, 0, sizeof(ksv_tensor_t));
+    memset(bufs, 0, sizeof(ksv_infer_buf_t));
+
+    t = m->inputs;
+    t->name = io->name;
+    t->datatype = io->datatype;
+
+    nd = 0;
+    wild = -1;
+    count = 1;
+    limit = ps->limits->max_elements ? ps->limits->max_elements
+                                     : UINT64_MAX;
+
+    if (c->max_batch_size > 0) {
+        t->dims[nd++] = 1;
+    }
+
+    if (io->ndims + nd > KSV_MAX_DIMS) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "raw input '%.*s' has too many dimensions",
+                        (int) io->name.len, io->name.data);
+    }
+
+    for (i = 0; i < io->ndims; i++) {
+        if (io->dims[i] < 0) {
+            if (wild != -1) {
+                return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                                "the shape of the raw input '%.*s' can not "
+                                "be deduced because there are more than "
+                                "one variable-sized dimension",
+                                (int) io->name.len, io->name.data);
+            }
+
+            wild = (int) nd;
+            t->dims[nd++] = 1;
+            continue;
+        }
+
+        if (io->dims[i] && count > limit / (uint64_t) io->dims[i]) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "raw input '%.*s': too many elements",
+                            (int) io->name.len, io->name.data);
+        }
+
+        count *= (uint64_t) io->dims[i];
+        t->dims[nd++] = io->dims[i];
+    }
+
+    t->ndims = (uint8_t) nd;
+
+    if (t->datatype == KSV_TYPE_BYTES) {
+        if (count != 1) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "raw input '%.*s' is one BYTES element, but "
+                            "its shape has %llu",
+                            (int) io->name.len, io->name.data,
+                            (unsigned long long) count);
+        }
+
+        if (len > UINT32_MAX
+            || (ps->limits->max_bytes_element
+                && len > ps->limits->max_bytes_element))
+        {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "raw input '%.*s': BYTES element of %zu bytes "
+                            "is longer than the limit",
+                            (int) io->name.len, io->name.data, len);
+        }
+
+        /* the one copy of a raw request: the element needs its length */
+
+        p = malloc(4 + len);
+        if (p == NULL) {
+            return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+        }
+
+        p[0] = (uint8_t) len;
+        p[1] = (uint8_t) (len >> 8);
+        p[2] = (uint8_t) (len >> 16);
+        p[3] = (uint8_t) (len >> 24);
+        memcpy(p + 4, body, len);
+
+        bufs[0].data = p;
+        bufs[0].owned = 1;
+        t->byte_size = 4 + len;
+
+    } else {
+        es = ksv_datatype_size(t->datatype);
+
+        if (es == 0 || count > UINT64_MAX / es) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "raw input '%.*s': too many elements",
+                            (int) io->name.len, io->name.data);
+        }
+
+        per = count * es;
+
+        if (wild != -1 && per != 0 && len % per == 0) {
+            t->dims[wild] = (int64_t) (len / per);
+            count = len / per;
+
+            if (count > limit) {
+                return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                                "raw input '%.*s': more than %llu elements",
+                                (int) io->name.len, io->name.data,
+                                (unsigned long long) limit);
+            }
+
+        } else if (per != len || (wild != -1 && per == 0)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "raw input '%.*s': %zu bytes do not make a "
+                            "whole %s tensor of its shape",
+                            (int) io->name.len, io->name.data, len,
+                            ksv_datatype_name(t->datatype));
+        }
+
+        bufs[0].data = len ? (uint8_t *) body : NULL;
+        bufs[0].owned = 0;
+        t->byte_size = len;
+    }
+
+    m->ninputs = 1;
+    m->flags |= KSV_INFER_ALL_BINARY;
+    *bufs_out = bufs;
 
     return 0;
 }
@@ -1391,6 +1841,16 @@ ksv_infer_json_reply(ksv_writer_t *w, const ksv_infer_reply_t *m,
     const void *const *frames, const size_t *sizes, uint32_t nframes,
     char *err, size_t errlen)
 {
+    return ksv_infer_reply_header(w, m, frames, sizes, nframes, NULL, err,
+                                  errlen);
+}
+
+
+int
+ksv_infer_reply_header(ksv_writer_t *w, const ksv_infer_reply_t *m,
+    const void *const *frames, const size_t *sizes, uint32_t nframes,
+    const uint8_t *binary, char *err, size_t errlen)
+{
     uint32_t             i;
     uint64_t             count;
     const ksv_tensor_t  *t;
@@ -1440,6 +1900,15 @@ ksv_infer_json_reply(ksv_writer_t *w, const ksv_infer_reply_t *m,
         ksv_json_cstr(w, ksv_datatype_name(t->datatype));
         ksv_json_lit(w, ",\"shape\":");
         ksv_json_dims(w, t->dims, t->ndims);
+
+        if (binary != NULL && binary[i]) {
+            /* the frame follows the JSON as it is: Triton's layout */
+            ksv_json_lit(w, ",\"parameters\":{\"binary_data_size\":");
+            ksv_json_u64(w, sizes[i]);
+            ksv_json_lit(w, "}}");
+            continue;
+        }
+
         ksv_json_lit(w, ",\"data\":[");
 
         if (ksv_reply_data(w, t, frames[i], sizes[i], count, err, errlen)

@@ -20,6 +20,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_metrics.h"
+#include "ngx_http_kserve_route.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
 
@@ -286,6 +287,19 @@ ngx_http_kserve_metrics_handler(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     b = klcf->backend;
 
+    /* kserve_api_keys: Prometheus sends one as a bearer token */
+
+    if (klcf->api_keys != NULL
+        && ngx_http_kserve_keys_check(r, klcf->api_keys,
+                                      &klcf->api_key_header)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kserve: no valid API key in \"%V\"",
+                      &klcf->api_key_header);
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
     /* a worker that is not there leaves only the gateway's own figures */
 
     if (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE) {
@@ -495,6 +509,10 @@ ngx_http_kserve_metrics_gateway(ngx_http_request_t *r, ksv_writer_t *w)
                       == NGX_HTTP_KSERVE_INDEX_FRESH ? '1' : '0');
         ksv_put_u8(w, '\n');
     }
+
+    /* routed names: per variant (kserve_route) */
+
+    ngx_http_kserve_route_metrics(r, w);
 }
 
 

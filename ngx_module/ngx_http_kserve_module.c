@@ -14,6 +14,9 @@
 
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_metrics.h"
+#include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_redis.h"
+#include "ngx_http_kserve_tensor.h"
 #include "ksv_infer_json.h"
 #include "ksv_json.h"
 #include "ksv_json_write.h"
@@ -44,8 +47,11 @@ static void ngx_http_kserve_stats_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static void ngx_http_kserve_infer_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_infer(ngx_http_request_t *r);
-static ngx_int_t ngx_http_kserve_read_body(ngx_http_request_t *r,
-    u_char **data, size_t *len);
+static ngx_int_t ngx_http_kserve_valid_name(ngx_str_t *name);
+static ngx_int_t ngx_http_kserve_keep_outputs(ngx_http_request_t *r,
+    ngx_http_kserve_ctx_t *ctx, ksv_infer_t *m);
+static ngx_uint_t ngx_http_kserve_output_binary(ngx_http_kserve_ctx_t *ctx,
+    ksv_str_t *name);
 static void ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static ngx_int_t ngx_http_kserve_infer_reply(ngx_http_request_t *r,
@@ -67,9 +73,21 @@ static char *ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_kserve_api_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_kserve_json_depth(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_kserve_lowcase(ngx_conf_t *cf, void *post,
+    void *data);
 static ngx_int_t ngx_http_kserve_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kserve_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kserve_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_post_t  ngx_http_kserve_json_depth_post =
+    { ngx_http_kserve_json_depth };
+static ngx_conf_post_t  ngx_http_kserve_lowcase_post =
+    { ngx_http_kserve_lowcase };
 
 
 static ngx_command_t  ngx_http_kserve_commands[] = {
@@ -109,6 +127,76 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
       offsetof(ngx_http_kserve_loc_conf_t, index_interval),
       NULL },
 
+    { ngx_string("kserve_max_inputs"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_inputs),
+      NULL },
+
+    { ngx_string("kserve_max_outputs"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_outputs),
+      NULL },
+
+    { ngx_string("kserve_max_json_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_json_depth),
+      &ngx_http_kserve_json_depth_post },
+
+    { ngx_string("kserve_max_tensor_elements"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_elements),
+      NULL },
+
+    { ngx_string("kserve_max_bytes_element"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, max_bytes_element),
+      NULL },
+
+    { ngx_string("kserve_api_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_kserve_api_keys,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("kserve_api_key_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, api_key_header),
+      &ngx_http_kserve_lowcase_post },
+
+    { ngx_string("kserve_api_key_health"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, api_key_health),
+      NULL },
+
+    { ngx_string("kserve_route"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_kserve_route_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("kserve_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_kserve_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -145,6 +233,7 @@ ngx_module_t  ngx_http_kserve_module = {
 
 
 static ngx_str_t  ngx_http_kserve_json_type = ngx_string("application/json");
+static ngx_str_t  ngx_http_kserve_bearer = ngx_string("Bearer realm=\"kserve\"");
 
 
 static ngx_int_t
@@ -152,6 +241,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_pick_t      *pick;
     ngx_http_kserve_route_t      route;
     ngx_http_kserve_backend_t   *b;
     ngx_http_kserve_loc_conf_t  *klcf;
@@ -160,6 +250,69 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     b = klcf->backend;
 
     rc = ngx_http_kserve_route(r, &route);
+
+    /* API key first: nothing about the server for a client without one */
+
+    if (klcf->api_keys != NULL
+        && (klcf->api_key_health || rc != NGX_OK
+            || (route.endpoint != NGX_HTTP_KSERVE_LIVE
+                && route.endpoint != NGX_HTTP_KSERVE_READY))
+        && ngx_http_kserve_keys_check(r, klcf->api_keys,
+                                      &klcf->api_key_header)
+           != NGX_OK)
+    {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kserve: no valid API key in \"%V\"",
+                      &klcf->api_key_header);
+
+        if (klcf->api_key_header.len == sizeof("authorization") - 1
+            && ngx_strcmp(klcf->api_key_header.data, "authorization") == 0)
+        {
+            r->headers_out.www_authenticate =
+                                   ngx_list_push(&r->headers_out.headers);
+            if (r->headers_out.www_authenticate == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            r->headers_out.www_authenticate->hash = 1;
+            ngx_str_set(&r->headers_out.www_authenticate->key,
+                        "WWW-Authenticate");
+            r->headers_out.www_authenticate->value = ngx_http_kserve_bearer;
+        }
+
+        return ngx_http_kserve_error(r, NGX_HTTP_UNAUTHORIZED,
+                                     "Unauthorized: a valid API key is "
+                                     "required");
+    }
+
+    /* model names are names, never paths */
+
+    if (rc == NGX_OK && route.model.len
+        && ngx_http_kserve_valid_name(&route.model) != NGX_OK)
+    {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid model name: only letters, "
+                                     "digits, '_', '-' and '.' are allowed, "
+                                     "and it may not start with '.'");
+    }
+
+    /* a routed name (kserve_route) becomes one of its variants */
+
+    pick = NULL;
+
+    if (rc == NGX_OK
+        && ngx_http_kserve_route_resolve(r, &route, &pick) == NGX_ERROR)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_INFER
         && (r->method & NGX_HTTP_POST))
@@ -183,6 +336,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         }
 
         ctx->route = route;
+        ctx->pick = pick;
         ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
         rc = ngx_http_read_client_request_body(r, ngx_http_kserve_infer_body);
@@ -376,6 +530,37 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
 }
 
 
+/* [A-Za-z0-9_.-]+, not starting with '.' (no "..", no hidden names) */
+
+static ngx_int_t
+ngx_http_kserve_valid_name(ngx_str_t *name)
+{
+    u_char  *p, *end, c;
+
+    if (name->len == 0 || name->len > KSV_MAX_STRING
+        || name->data[0] == '.')
+    {
+        return NGX_ERROR;
+    }
+
+    end = name->data + name->len;
+
+    for (p = name->data; p < end; p++) {
+        c = *p;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* ---- health and metadata ------------------------------------------------ */
 
 static ngx_int_t
@@ -538,11 +723,19 @@ ngx_http_kserve_model_metadata(ngx_http_request_t *r,
 {
     ngx_int_t            rc;
     ksv_writer_t         w;
-    ksv_model_status_t  *ms;
+    ksv_model_status_t  *ms, alias;
 
     rc = ngx_http_kserve_find(r, b, route, &ms);
     if (ms == NULL) {
         return rc;
+    }
+
+    if (route->alias.len) {
+        /* a routed name: its first variant, under the name asked for */
+        alias = *ms;
+        alias.config.name.data = (char *) route->alias.data;
+        alias.config.name.len = (uint32_t) route->alias.len;
+        ms = &alias;
     }
 
     ksv_writer_init(&w);
@@ -558,11 +751,18 @@ ngx_http_kserve_model_config(ngx_http_request_t *r,
 {
     ngx_int_t            rc;
     ksv_writer_t         w;
-    ksv_model_status_t  *ms;
+    ksv_model_status_t  *ms, alias;
 
     rc = ngx_http_kserve_find(r, b, route, &ms);
     if (ms == NULL) {
         return rc;
+    }
+
+    if (route->alias.len) {
+        alias = *ms;
+        alias.config.name.data = (char *) route->alias.data;
+        alias.config.name.len = (uint32_t) route->alias.len;
+        ms = &alias;
     }
 
     ksv_writer_init(&w);
@@ -725,9 +925,9 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
-    size_t                       len, hlen;
+    size_t                       len, hlen, header_len;
     u_char                      *body;
-    uint8_t                    **data, *header;
+    uint8_t                     *header;
     uint32_t                     i;
     uint64_t                     id;
     ngx_int_t                    rc;
@@ -736,10 +936,13 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ksv_alloc_t                  alloc;
     ksv_infer_t                  m;
     ksv_writer_t                 w;
+    ksv_infer_buf_t             *data;
     ksv_model_status_t          *ms;
     ksv_infer_error_t            err;
+    ksv_infer_limits_t           limits;
     ksv_version_status_t        *vs;
     ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_body_t      *kb;
     ngx_http_kserve_backend_t   *b;
     ngx_http_kserve_loc_conf_t  *klcf;
 
@@ -747,9 +950,25 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
     b = klcf->backend;
 
-    if (ngx_http_kserve_read_body(r, &body, &len) != NGX_OK) {
+    /* binary tensor data: a JSON header of this length, then tensors */
+
+    rc = ngx_http_kserve_header_length(r, &header_len);
+
+    if (rc == NGX_DECLINED) {
+        header_len = KSV_INFER_JSON_ONLY;
+
+    } else if (rc != NGX_OK) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid Inference-Header-Content-Length:"
+                                     " not a non-negative decimal number");
+    }
+
+    if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    body = kb->data;
+    len = kb->len;
 
     if (len > klcf->max_body_size) {
         return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
@@ -791,11 +1010,23 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     alloc.alloc = ngx_http_kserve_pool_alloc;
     alloc.ctx = r->pool;
 
-    if (ksv_infer_json_parse(body, len, &ms->config, &alloc, &m, &data, &err)
+    limits.max_inputs = (uint32_t) klcf->max_inputs;
+    limits.max_outputs = (uint32_t) klcf->max_outputs;
+    limits.max_depth = (uint32_t) klcf->max_json_depth;
+    limits.max_elements = klcf->max_elements;
+    limits.max_bytes_element = klcf->max_bytes_element;
+
+    if (ksv_infer_parse(body, len, header_len, &ms->config, &limits, &alloc,
+                        &m, &data, &err)
         != 0)
     {
         return ngx_http_kserve_error(r, ksv_status_http(err.code), "%s",
                                      err.message);
+    }
+
+    if (ngx_http_kserve_keep_outputs(r, ctx, &m) != NGX_OK) {
+        ksv_infer_free_bufs(data, m.ninputs);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     m.model_name = ms->config.name;
@@ -812,11 +1043,15 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     if (w.failed || frames == NULL) {
         ksv_writer_free(&w);
-        ksv_infer_json_free_data(data, m.ninputs);
+        ksv_infer_free_bufs(data, m.ninputs);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the header frame, then each input's buffer as it is: no copies */
+    /*
+     * The header frame, then each input's buffer as it is: the parser's
+     * own (JSON data) or a view of the body (binary data), which the
+     * frame keeps alive until libzmq is done with it.
+     */
 
     header = ksv_writer_detach(&w, &hlen);
 
@@ -824,22 +1059,33 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         != 0)
     {
         ksv_writer_free_cb(header, NULL);
-        ksv_infer_json_free_data(data, m.ninputs);
+        ksv_infer_free_bufs(data, m.ninputs);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     for (i = 0; i < m.ninputs; i++) {
-        if (data[i] == NULL) {
+        if (data[i].data == NULL) {
             rc = zmq_msg_init(&frames[i + 1]);
 
-        } else {
-            rc = zmq_msg_init_data(&frames[i + 1], data[i],
+        } else if (data[i].owned) {
+            rc = zmq_msg_init_data(&frames[i + 1], data[i].data,
                                    m.inputs[i].byte_size,
                                    ksv_infer_json_free_cb, NULL);
+
+        } else {
+            ngx_http_kserve_body_ref(kb);
+
+            rc = zmq_msg_init_data(&frames[i + 1], data[i].data,
+                                   m.inputs[i].byte_size,
+                                   ngx_http_kserve_body_free_cb, kb);
+            if (rc != 0) {
+                ngx_http_kserve_body_free_cb(NULL, kb);
+            }
         }
 
         if (rc != 0) {
-            ksv_infer_json_free_data(&data[i], m.ninputs - i);
+            data[i].owned = (data[i].owned && data[i].data != NULL);
+            ksv_infer_free_bufs(&data[i], m.ninputs - i);
 
             while (i-- > 0) {
                 zmq_msg_close(&frames[i + 1]);
@@ -849,7 +1095,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        data[i] = NULL;
+        data[i].data = NULL;
+        data[i].owned = 0;
     }
 
     ctx->pending.request = r;
@@ -857,6 +1104,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     /* a full queue of a worker we hear from is "busy", else "unavailable" */
     fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
+
+    ngx_http_kserve_route_sending(r, ctx, b, &m, frames, m.ninputs + 1);
 
     rc = ngx_http_kserve_send(b, &ctx->pending, id, frames, m.ninputs + 1,
                               klcf->timeout);
@@ -880,70 +1129,67 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 }
 
 
-/* The body in one piece: in memory as read, or gathered from its chain. */
+/*
+ * The outputs asked for and which of them are binary, copied: the reply
+ * comes after the model index (whose names m points into) may change.
+ */
 
 static ngx_int_t
-ngx_http_kserve_read_body(ngx_http_request_t *r, u_char **data, size_t *len)
+ngx_http_kserve_keep_outputs(ngx_http_request_t *r,
+    ngx_http_kserve_ctx_t *ctx, ksv_infer_t *m)
 {
-    off_t         size;
-    u_char       *p;
-    ssize_t       n;
-    ngx_buf_t    *buf;
-    ngx_chain_t  *cl;
+    uint32_t    i;
+    ngx_str_t  *name;
 
-    *data = (u_char *) "";
-    *len = 0;
+    ctx->all_binary = (m->flags & KSV_INFER_ALL_BINARY) ? 1 : 0;
+    ctx->noutputs = m->noutputs;
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+    if (m->noutputs == 0) {
         return NGX_OK;
     }
 
-    cl = r->request_body->bufs;
+    ctx->output_names = ngx_palloc(r->pool, m->noutputs * sizeof(ngx_str_t));
+    ctx->output_binary = ngx_pnalloc(r->pool, m->noutputs);
 
-    if (cl->next == NULL && !cl->buf->in_file) {
-        *data = cl->buf->pos;
-        *len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
-    size = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
-
-    p = ngx_pnalloc(r->pool, size ? size : 1);
-    if (p == NULL) {
+    if (ctx->output_names == NULL || ctx->output_binary == NULL) {
         return NGX_ERROR;
     }
 
-    *data = p;
-    *len = size;
+    for (i = 0; i < m->noutputs; i++) {
+        name = &ctx->output_names[i];
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        buf = cl->buf;
+        name->len = m->outputs[i].name.len;
+        name->data = ngx_pnalloc(r->pool, name->len + 1);
 
-        if (!buf->in_file) {
-            p = ngx_cpymem(p, buf->pos, buf->last - buf->pos);
-            continue;
-        }
-
-        /* spooled to a temporary file: a blocking read, as nginx does */
-
-        size = buf->file_last - buf->file_pos;
-        n = ngx_read_file(buf->file, p, size, buf->file_pos);
-
-        if (n != size) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kserve: read %z of %O bytes from \"%V\"",
-                          n, size, &buf->file->name);
+        if (name->data == NULL) {
             return NGX_ERROR;
         }
 
-        p += size;
+        ngx_memcpy(name->data, m->outputs[i].name.data, name->len);
+
+        ctx->output_binary[i] =
+                       (m->outputs[i].flags & KSV_OUTPUT_BINARY) ? 1 : 0;
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_kserve_output_binary(ngx_http_kserve_ctx_t *ctx, ksv_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ctx->noutputs; i++) {
+        if (ctx->output_names[i].len == name->len
+            && ngx_strncmp(ctx->output_names[i].data, name->data, name->len)
+               == 0)
+        {
+            return ctx->output_binary[i];
+        }
+    }
+
+    return ctx->all_binary;
 }
 
 
@@ -953,12 +1199,27 @@ ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p, zmq_msg_t *frames,
 {
     ngx_int_t                    rc;
     ngx_http_request_t          *r;
+    ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_loc_conf_t  *klcf;
 
     r = p->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
 
-    ngx_http_kserve_metrics_answered(r, ngx_http_get_module_ctx(r,
-                                                ngx_http_kserve_module));
+    ngx_http_kserve_metrics_answered(r, ctx);
+
+    /* a routed name's variant failed: once more, on the fallback */
+
+    if (ctx->pick != NULL
+        && ngx_http_kserve_route_done(r, ctx, frames, nframes) == NGX_AGAIN)
+    {
+        rc = ngx_http_kserve_infer(r);
+
+        if (rc != NGX_DONE) {
+            ngx_http_finalize_request(r, rc);
+        }
+
+        return;
+    }
 
     if (frames == NULL) {
         klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
@@ -980,16 +1241,18 @@ static ngx_int_t
 ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     ngx_uint_t nframes)
 {
-    u_char              errstr[256];
-    size_t              *sizes;
-    uint32_t             i;
-    const void         **data;
-    ksv_error_t          e;
-    ksv_alloc_t          alloc;
-    ksv_prefix_t         prefix;
-    ksv_reader_t         rd;
-    ksv_writer_t         w;
-    ksv_infer_reply_t    m;
+    u_char                  errstr[256], *binary;
+    size_t                 *sizes;
+    uint32_t                i;
+    ngx_uint_t              nbinary;
+    const void            **data;
+    ksv_error_t             e;
+    ksv_alloc_t             alloc;
+    ksv_prefix_t            prefix;
+    ksv_reader_t            rd;
+    ksv_writer_t            w;
+    ksv_infer_reply_t       m;
+    ngx_http_kserve_ctx_t  *ctx;
 
     ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
     (void) ksv_read_prefix(&rd, &prefix);
@@ -1014,20 +1277,26 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
 
     data = ngx_palloc(r->pool, (nframes + 1) * sizeof(void *));
     sizes = ngx_palloc(r->pool, (nframes + 1) * sizeof(size_t));
+    binary = ngx_pnalloc(r->pool, nframes + 1);
 
-    if (data == NULL || sizes == NULL) {
+    if (data == NULL || sizes == NULL || binary == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
+    nbinary = 0;
 
     for (i = 0; i < m.noutputs; i++) {
         data[i] = zmq_msg_data(&frames[i + 1]);
         sizes[i] = zmq_msg_size(&frames[i + 1]);
+        binary[i] = ngx_http_kserve_output_binary(ctx, &m.outputs[i].name);
+        nbinary += binary[i];
     }
 
     ksv_writer_init(&w);
 
-    if (ksv_infer_json_reply(&w, &m, data, sizes, m.noutputs,
-                             (char *) errstr, sizeof(errstr))
+    if (ksv_infer_reply_header(&w, &m, data, sizes, m.noutputs, binary,
+                               (char *) errstr, sizeof(errstr))
         != 0)
     {
         ksv_writer_free(&w);
@@ -1038,6 +1307,12 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
         return ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "malformed reply from the kserve "
                                      "worker: %s", errstr);
+    }
+
+    if (nbinary) {
+        /* the JSON header, then the binary outputs' frames as they are */
+        return ngx_http_kserve_send_tensors(r, &w, &frames[1], binary,
+                                            m.noutputs);
     }
 
     return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
@@ -1111,6 +1386,10 @@ ngx_http_kserve_send_writer(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_length_n = len;
     r->headers_out.content_type = *type;
     r->headers_out.content_type_len = type->len;
+
+    if (ngx_http_kserve_route_header(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_send_header(r);
 
@@ -1214,6 +1493,13 @@ ngx_http_kserve_create_loc_conf(ngx_conf_t *cf)
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->index_interval = NGX_CONF_UNSET_MSEC;
+    conf->max_inputs = NGX_CONF_UNSET_UINT;
+    conf->max_outputs = NGX_CONF_UNSET_UINT;
+    conf->max_json_depth = NGX_CONF_UNSET_UINT;
+    conf->max_elements = NGX_CONF_UNSET_UINT;
+    conf->max_bytes_element = NGX_CONF_UNSET_SIZE;
+    conf->api_keys = NGX_CONF_UNSET_PTR;
+    conf->api_key_health = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1232,6 +1518,29 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               64 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->index_interval, prev->index_interval,
                               1000);
+    ngx_conf_merge_uint_value(conf->max_inputs, prev->max_inputs,
+                              KSV_MAX_TENSORS);
+    ngx_conf_merge_uint_value(conf->max_outputs, prev->max_outputs,
+                              KSV_MAX_TENSORS);
+    ngx_conf_merge_uint_value(conf->max_json_depth, prev->max_json_depth,
+                              KSV_JSON_MAX_DEPTH);
+    ngx_conf_merge_uint_value(conf->max_elements, prev->max_elements,
+                              1024 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->max_bytes_element,
+                              prev->max_bytes_element, 0);
+    ngx_conf_merge_ptr_value(conf->api_keys, prev->api_keys, NULL);
+    ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header,
+                             "authorization");
+    ngx_conf_merge_value(conf->api_key_health, prev->api_key_health, 0);
+
+    if (conf->max_inputs == 0 || conf->max_inputs > KSV_MAX_TENSORS
+        || conf->max_outputs == 0 || conf->max_outputs > KSV_MAX_TENSORS)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kserve_max_inputs\" and \"kserve_max_outputs\" "
+                           "must be between 1 and %d", KSV_MAX_TENSORS);
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->timeout == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1352,10 +1661,69 @@ ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* kserve_api_keys FILE | off */
+
+static char *
+ngx_http_kserve_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_kserve_loc_conf_t *klcf = conf;
+
+    ngx_str_t  *value;
+
+    if (klcf->api_keys != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        klcf->api_keys = NULL;
+        return NGX_CONF_OK;
+    }
+
+    klcf->api_keys = ngx_http_kserve_keys_load(cf, &value[1]);
+    if (klcf->api_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_kserve_json_depth(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *np = data;
+
+    if (*np == 0 || *np > KSV_JSON_MAX_DEPTH) {
+        return "must be between 1 and 100";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* header names are compared in lower case */
+
+static char *
+ngx_http_kserve_lowcase(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = data;
+
+    ngx_strlow(s->data, s->data, s->len);
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_kserve_postconfiguration(ngx_conf_t *cf)
 {
     ngx_http_kserve_main_conf_t  *kmcf;
+
+    if (ngx_http_kserve_route_postconfiguration(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
 
@@ -1382,6 +1750,10 @@ ngx_http_kserve_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_kserve_route_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     kmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_kserve_module);
 
     if (kmcf == NULL || kmcf->backends.nelts == 0) {
@@ -1403,5 +1775,6 @@ ngx_http_kserve_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_kserve_route_exit_process(cycle);
     ngx_http_kserve_transport_exit(cycle, &kmcf->backends);
 }

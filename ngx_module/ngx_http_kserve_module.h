@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_transport.h"
+#include "ngx_http_kserve_auth.h"
 
 
 /*
@@ -21,9 +22,15 @@
  * ngx_http_kserve_metrics.c (shared counters, the Prometheus endpoint).
  */
 
+/* routed names and Redis: ngx_http_kserve_route.h */
+typedef struct ngx_http_kserve_routing_s  ngx_http_kserve_routing_t;
+typedef struct ngx_http_kserve_pick_s     ngx_http_kserve_pick_t;
+
+
 typedef struct {
     ngx_array_t                  backends;  /* ngx_http_kserve_backend_t * */
     ngx_shm_zone_t              *metrics_zone;
+    ngx_http_kserve_routing_t   *routing;   /* kserve_route, kserve_redis */
 } ngx_http_kserve_main_conf_t;
 
 
@@ -32,6 +39,19 @@ typedef struct {
     ngx_msec_t                   timeout;
     size_t                       max_body_size;
     ngx_msec_t                   index_interval;
+
+    /* limits of one inference request (kserve_max_*) */
+    ngx_uint_t                   max_inputs;
+    ngx_uint_t                   max_outputs;
+    ngx_uint_t                   max_json_depth;
+    ngx_uint_t                   max_elements;
+    size_t                       max_bytes_element;
+
+    /* kserve_api_keys: NULL when no key is required */
+    ngx_http_kserve_keys_t      *api_keys;
+    ngx_str_t                    api_key_header;    /* lower case */
+    ngx_flag_t                   api_key_health;    /* health needs one */
+
     unsigned                     metrics:1;     /* kserve_metrics */
 } ngx_http_kserve_loc_conf_t;
 
@@ -54,6 +74,7 @@ typedef struct {
     ngx_str_t                    model;     /* empty: none in the URI */
     ngx_str_t                    version;   /* empty: none in the URI */
     int64_t                      version_n;
+    ngx_str_t                    alias;     /* routed name resolved */
 } ngx_http_kserve_route_t;
 
 
@@ -62,7 +83,15 @@ typedef struct {
 typedef struct {
     ngx_http_kserve_pending_t    pending;
     ngx_http_kserve_route_t      route;
+    ngx_http_kserve_pick_t      *pick;          /* routed name's variant */
+
+    /* outputs asked for, to answer binary_data (binary tensor data) */
+    ngx_uint_t                   noutputs;      /* 0: all of them */
+    ngx_str_t                   *output_names;
+    u_char                      *output_binary;
+
     unsigned                     inflight:1;    /* counted in the gauge */
+    unsigned                     all_binary:1;  /* binary_data_output, raw */
 } ngx_http_kserve_ctx_t;
 
 

@@ -307,6 +307,41 @@ failed_at:
 }
 
 
+ngx_int_t
+ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
+    ngx_uint_t nframes, ngx_log_t *log)
+{
+    ngx_err_t   err;
+    ngx_uint_t  i;
+
+    for (i = 0; i < nframes; i++) {
+        if (zmq_msg_send(&frames[i], b->socket,
+                         ZMQ_DONTWAIT | (i + 1 < nframes ? ZMQ_SNDMORE : 0))
+            == -1)
+        {
+            err = zmq_errno();
+
+            for ( /* void */ ; i < nframes; i++) {
+                zmq_msg_close(&frames[i]);
+            }
+
+            if (err == EAGAIN) {
+                return NGX_AGAIN;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "kserve: zmq_msg_send() failed: %s",
+                          zmq_strerror(err));
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_post_event(b->connection->read, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_kserve_cleanup(void *data)
 {

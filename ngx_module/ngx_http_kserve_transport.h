@@ -96,6 +96,15 @@ ngx_int_t ngx_http_kserve_send(ngx_http_kserve_backend_t *b,
     ngx_uint_t nframes, ngx_msec_t timeout);
 
 /*
+ * Sends a multipart message nobody waits for (a mirror's shadow INFER):
+ * no entry in the id table, so its reply is dropped when it arrives.
+ * The frames are always consumed.  Returns NGX_OK, NGX_AGAIN when the
+ * socket would block, or NGX_ERROR.
+ */
+ngx_int_t ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b,
+    zmq_msg_t *frames, ngx_uint_t nframes, ngx_log_t *log);
+
+/*
  * Sends STATS for model and version (empty: all) as p's request; the
  * reply reaches p->handler like any other.  Returns as
  * ngx_http_kserve_send().

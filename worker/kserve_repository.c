@@ -191,8 +191,10 @@ kserve_policy_selects(const ksv_version_policy_t *vp, const int64_t *all,
 
 
 /*
- * Decides whether the daemon can run the model: the python backend, or
- * (as Triton auto-completes) no backend and no platform but a model.py.
+ * Decides whether the daemon can run the model: the python or the cuda
+ * backend, or (as Triton auto-completes) no backend and no platform but
+ * a model.py.  A cuda model's library is checked by its instance, whose
+ * READY says what is wrong with it.
  */
 static void
 kserve_check_backend(kserve_model_t *m, int64_t highest)
@@ -200,7 +202,7 @@ kserve_check_backend(kserve_model_t *m, int64_t highest)
     char                 path[PATH_MAX];
     ksv_model_config_t  *c = &m->config;
 
-    if (ksv_str_eq(c->backend, "python")) {
+    if (ksv_str_eq(c->backend, "python") || ksv_str_eq(c->backend, "cuda")) {
         return;
     }
 

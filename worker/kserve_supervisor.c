@@ -75,6 +75,13 @@ kserve_have_gpu(void)
 
 
 static int
+kserve_is_cuda(const kserve_version_t *v)
+{
+    return ksv_str_eq(v->model->config.backend, "cuda");
+}
+
+
+static int
 kserve_version_instances(kserve_version_t *v)
 {
     uint32_t                     i, k, d, n, ndev;
@@ -103,6 +110,7 @@ kserve_version_instances(kserve_version_t *v)
                 inst->version = v;
                 inst->index = n;
                 inst->kind = g->kind;
+                inst->gpu_asked = g->kind == KSV_KIND_GPU;
                 inst->device_id = (g->kind == KSV_KIND_GPU && g->ngpus > 0)
                                   ? g->gpus[d] : 0;
                 inst->backoff_ms = KSERVE_BACKOFF_MIN_MS;
@@ -110,7 +118,9 @@ kserve_version_instances(kserve_version_t *v)
                          v->model->name, n);
                 snprintf(inst->label, sizeof(inst->label), "%s (version %lld)",
                          inst->name, (long long) v->version);
-                if (inst->kind == KSV_KIND_GPU && !kserve_have_gpu()) {
+                if (inst->kind == KSV_KIND_GPU && !kserve_have_gpu()
+                    && !kserve_is_cuda(v))
+                {
                     kserve_warn("instance %s: KIND_GPU but this machine has "
                                 "no GPU; running it on CPU "
                                 "(model_instance_kind CPU, "
@@ -129,7 +139,64 @@ kserve_version_instances(kserve_version_t *v)
 
 
 /*
- * fork + execv.  The child runs only async-signal-safe calls between the
+ * CUDA_VISIBLE_DEVICES for a python KIND_GPU instance: its device id, or
+ * the id-th entry of the list the daemon itself was given.
+ */
+static void
+kserve_visible_devices(const kserve_instance_t *inst, char *buf, size_t len)
+{
+    int          i;
+    size_t       n;
+    const char  *list, *p, *comma;
+
+    list = getenv("CUDA_VISIBLE_DEVICES");
+    if (list != NULL && list[0] != '\0') {
+        p = list;
+        for (i = 0; p != NULL && i < inst->device_id; i++) {
+            comma = strchr(p, ',');
+            p = comma != NULL ? comma + 1 : NULL;
+        }
+        if (p != NULL) {
+            comma = strchr(p, ',');
+            n = comma != NULL ? (size_t) (comma - p) : strlen(p);
+            snprintf(buf, len, "CUDA_VISIBLE_DEVICES=%.*s", (int) n, p);
+            return;
+        }
+        kserve_warn("instance %s: device %d is not in CUDA_VISIBLE_DEVICES "
+                    "'%s'", inst->label, (int) inst->device_id, list);
+    }
+    snprintf(buf, len, "CUDA_VISIBLE_DEVICES=%d", (int) inst->device_id);
+}
+
+
+/* environ with `entry` replacing its variable (malloc'd array). */
+static char **
+kserve_env_with(char *entry)
+{
+    size_t        n, k, name;
+    char        **env;
+
+    name = (size_t) (strchr(entry, '=') - entry) + 1;
+    for (n = 0; environ[n] != NULL; n++) {
+        /* count */
+    }
+    env = malloc((n + 2) * sizeof(char *));
+    if (env == NULL) {
+        return NULL;
+    }
+    for (n = 0, k = 0; environ[n] != NULL; n++) {
+        if (strncmp(environ[n], entry, name) != 0) {
+            env[k++] = environ[n];
+        }
+    }
+    env[k++] = entry;
+    env[k] = NULL;
+    return env;
+}
+
+
+/*
+ * fork + execve.  The child runs only async-signal-safe calls between the
  * two (the daemon has libzmq threads; nothing else is safe after fork):
  * everything it needs is prepared before the fork.
  */
@@ -139,8 +206,8 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     int                i;
     pid_t              pid;
     char               version[32], index[32], device[32];
-    char               errmsg[PATH_MAX + 64];
-    char              *argv[KSERVE_ARGV_MAX];
+    char               errmsg[PATH_MAX + 64], visible[128];
+    char              *argv[KSERVE_ARGV_MAX], **envp, *binary;
     size_t             errlen;
     sigset_t           all;
     kserve_version_t  *v = inst->version;
@@ -149,8 +216,21 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     snprintf(index, sizeof(index), "%u", inst->index);
     snprintf(device, sizeof(device), "%d", (int) inst->device_id);
 
+    binary = kserve_is_cuda(v) ? kserve.cuda_instance
+                               : kserve.python_instance;
+    envp = environ;
+    if (inst->gpu_asked && !kserve_is_cuda(v)) {
+        kserve_visible_devices(inst, visible, sizeof(visible));
+        envp = kserve_env_with(visible);
+        if (envp == NULL) {
+            envp = environ;
+            kserve_error("instance %s: out of memory, CUDA_VISIBLE_DEVICES "
+                         "not set", inst->label);
+        }
+    }
+
     i = 0;
-    argv[i++] = kserve.python_instance;
+    argv[i++] = binary;
     argv[i++] = "--connect";
     argv[i++] = kserve.instances_endpoint;
     argv[i++] = "--repository";
@@ -171,7 +251,7 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
 
     errlen = (size_t) snprintf(errmsg, sizeof(errmsg),
                                "kserve-worker: cannot exec %s\n",
-                               kserve.python_instance);
+                               binary);
     if (errlen >= sizeof(errmsg)) {
         errlen = sizeof(errmsg) - 1;
     }
@@ -189,11 +269,15 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
         sigprocmask(SIG_SETMASK, &all, NULL);
         signal(SIGPIPE, SIG_DFL);
         syscall(SYS_close_range, 3U, ~0U, 0U);
-        execv(argv[0], argv);
+        execve(argv[0], argv, envp);
         if (write(2, errmsg, errlen) < 0) {
             /* nothing left to do */
         }
         _exit(127);
+    }
+
+    if (envp != environ) {
+        free(envp);
     }
 
     if (pid < 0) {

@@ -3,8 +3,16 @@
  *
  * Each model version runs as many instance processes as its
  * instance_group asks (count per group, and per listed GPU for KIND_GPU).
- * An instance is a separate process (kserve-python-instance) so a model
- * that crashes, leaks or hangs in C code takes down only itself.
+ * An instance is a separate process (kserve-python-instance, or
+ * kserve-cuda-instance for backend "cuda") so a model that crashes,
+ * leaks or hangs in C code takes down only itself.
+ *
+ * GPUs: a KIND_GPU instance gets --device-id; a python one also gets
+ * CUDA_VISIBLE_DEVICES set to that GPU (so frameworks in it see only
+ * their own device, as device 0; an inherited CUDA_VISIBLE_DEVICES list
+ * is indexed by the id).  A cuda instance sees every GPU and selects
+ * its own with cudaSetDevice, and decides itself what to do on a
+ * machine without one.
  *
  * Life of an instance:
  *
@@ -47,6 +55,7 @@ struct kserve_instance_s {
     kserve_version_t   *version;
     uint32_t            index;          /* --instance, within the version */
     uint8_t             kind;           /* ksv_instance_kind_t */
+    uint8_t             gpu_asked;      /* its group is KIND_GPU */
     int32_t             device_id;
     pid_t               pid;
     pid_t               last_pid;       /* its previous process */

@@ -4,7 +4,8 @@
  *
  *   kserve-worker --repository DIR --listen ENDPOINT [--listen ...]
  *                 [--run-dir DIR] [--python-instance PATH]
- *                 [--python-utils DIR] [--max-frame-size BYTES]
+ *                 [--python-utils DIR] [--cuda-instance PATH]
+ *                 [--max-frame-size BYTES]
  *                 [--log-level debug|info|warn|error]
  *
  * This file holds main(): options, signals and the one event loop.  The
@@ -72,7 +73,9 @@ kserve_usage(FILE *f)
         "[--listen ENDPOINT ...]\n"
         "                     [--run-dir DIR] [--python-instance PATH] "
         "[--python-utils DIR]\n"
-        "                     [--max-frame-size BYTES] "
+        "                     [--cuda-instance PATH] "
+        "[--max-frame-size BYTES]\n"
+        "                     "
         "[--log-level debug|info|warn|error]\n"
         "\n"
         "  --repository DIR        Triton model repository\n"
@@ -85,6 +88,10 @@ kserve_usage(FILE *f)
         "kserve-python-instance next to this one)\n"
         "  --python-utils DIR      triton_python_backend_utils "
         "(default: <dir of this binary>/../backends/python)\n"
+        "  --cuda-instance PATH    instance binary of backend \"cuda\" "
+        "models\n"
+        "                          (default: kserve-cuda-instance next to "
+        "this one)\n"
         "  --max-frame-size BYTES  largest frame a client may send "
         "(default 1 GiB)\n"
         "  --log-level LEVEL       default info\n");
@@ -98,6 +105,7 @@ kserve_options(int argc, char **argv)
     char          *end, exe[PATH_MAX], real[PATH_MAX], *dir;
     ssize_t        n;
     const char    *run_dir, *python_instance, *python_utils;
+    const char    *cuda_instance;
     unsigned long long  size;
 
     static const struct option  opts[] = {
@@ -106,6 +114,7 @@ kserve_options(int argc, char **argv)
         { "run-dir", required_argument, NULL, 'd' },
         { "python-instance", required_argument, NULL, 'p' },
         { "python-utils", required_argument, NULL, 'u' },
+        { "cuda-instance", required_argument, NULL, 'c' },
         { "max-frame-size", required_argument, NULL, 'm' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -115,6 +124,7 @@ kserve_options(int argc, char **argv)
     run_dir = NULL;
     python_instance = NULL;
     python_utils = NULL;
+    cuda_instance = NULL;
     kserve.max_frame_size = KSERVE_DEFAULT_MAX_FRAME;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -142,6 +152,10 @@ kserve_options(int argc, char **argv)
 
         case 'u':
             python_utils = optarg;
+            break;
+
+        case 'c':
+            cuda_instance = optarg;
             break;
 
         case 'm':
@@ -204,6 +218,14 @@ kserve_options(int argc, char **argv)
     } else {
         snprintf(kserve.python_instance, sizeof(kserve.python_instance),
                  "%s/kserve-python-instance", dir);
+    }
+
+    if (cuda_instance != NULL) {
+        snprintf(kserve.cuda_instance, sizeof(kserve.cuda_instance), "%s",
+                 cuda_instance);
+    } else {
+        snprintf(kserve.cuda_instance, sizeof(kserve.cuda_instance),
+                 "%s/kserve-cuda-instance", dir);
     }
 
     if (python_utils != NULL) {
@@ -508,6 +530,10 @@ main(int argc, char **argv)
         /* not fatal: models then report why they cannot load */
         kserve_error("instance binary %s: %s", kserve.python_instance,
                      strerror(errno));
+    }
+    if (access(kserve.cuda_instance, X_OK) != 0) {
+        kserve_warn("cuda instance binary %s: %s (backend \"cuda\" models "
+                    "cannot load)", kserve.cuda_instance, strerror(errno));
     }
 
     if (kserve_repository_load(&kserve.repo, kserve.repository) != 0

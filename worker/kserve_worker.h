@@ -37,6 +37,7 @@ typedef struct {
     char                  instances_endpoint[PATH_MAX + 16];
     char                  python_instance[PATH_MAX];
     char                  python_utils[PATH_MAX];
+    char                  cuda_instance[PATH_MAX];
     uint64_t              max_frame_size;
 
     /* sockets (kserve_server.c) */

@@ -25,22 +25,8 @@
 
 #include <zmq.h>
 
+#include "ksv_instance.h"
 #include "py_runtime.h"
-
-
-/* A growable array of zmq messages: one multipart message. */
-typedef struct {
-    zmq_msg_t   *msgs;
-    size_t       n;
-    size_t       cap;
-} ksv_msgvec_t;
-
-void ksv_msgvec_init(ksv_msgvec_t *v);
-/* A slot at the end, initialized empty; NULL when out of memory. */
-zmq_msg_t *ksv_msgvec_push(ksv_msgvec_t *v);
-/* Closes every message; the array keeps its memory. */
-void ksv_msgvec_clear(ksv_msgvec_t *v);
-void ksv_msgvec_free(ksv_msgvec_t *v);
 
 
 typedef struct {

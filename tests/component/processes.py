@@ -8,6 +8,7 @@ temporary directory or on 127.0.0.1.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -17,6 +18,11 @@ import pytest
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
 TOOLS = os.path.join(TOP, "tests", "tools")
+
+# the first line of an ASan/LSan/UBSan report
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|"
+                              r"runtime error: |"
+                              r"SUMMARY: UndefinedBehaviorSanitizer")
 
 
 def built(name):
@@ -111,4 +117,13 @@ class Process:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         LOGS.pop(self.log_path, None)
+        reports = self.sanitizer_reports()
+        assert not reports, "%s: sanitizer report in %s:\n%s" % (
+            self.name, self.log_path, "".join(reports[:20]))
         return self.proc.returncode
+
+    def sanitizer_reports(self):
+        """Lines that open an ASan/LSan/UBSan report (SANITIZE=1 builds;
+        the process and its children write to this log)."""
+        with open(self.log_path, errors="replace") as f:
+            return [line for line in f if SANITIZER_REPORT.search(line)]

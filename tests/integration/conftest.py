@@ -7,6 +7,7 @@ At the end, nginx's error log must hold no [alert], [crit] or [emerg].
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,6 +38,37 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     client_max_body_size 0;
+    # routed names (test_routing): weights and stats in this Redis
+    kserve_redis 127.0.0.1:{redis_port} interval=250ms;
+    kserve_route fraud {{
+        variant fraud_v1 weight=90;
+        variant fraud_v2 weight=10;
+        sticky $http_x_user_id;
+        fallback fraud_v1;
+    }}
+    kserve_route fraud_swrr {{
+        variant fraud_v1 weight=2;
+        variant fraud_v2 weight=1;
+        strategy swrr;
+    }}
+    kserve_route fraud_canary {{
+        variant fraud_v1;
+        variant fraud_v2 weight=0;
+        rule $http_x_canary yes fraud_v2;
+        strategy least_outstanding;
+    }}
+    kserve_route flaky {{
+        variant identity_fp32;
+        variant fail_model;
+        fallback identity_fp32;
+        max_fails 3;
+        eject_time 2s 4s;
+    }}
+    kserve_route shadowed {{
+        variant identity_fp32;
+        mirror slow_mirror 100%;
+        strategy fastest;
+    }}
     server {{
         listen 127.0.0.1:{port};
         location /v2 {{
@@ -61,8 +93,49 @@ http {{
             kserve_index_interval 200ms;
         }}
     }}
+    # API keys, tight limits, big bodies spooled to files (test_binary,
+    # test_hostile, test_auth)
+    server {{
+        listen 127.0.0.1:{guard_port};
+        client_body_timeout 2s;
+        client_body_buffer_size 64k;
+        kserve_api_keys {dir}/api_keys;
+        location /v2 {{
+            kserve_pass {endpoint};
+            kserve_index_interval 200ms;
+            kserve_max_body_size 300m;
+            kserve_api_key_header X-API-Key;
+        }}
+        location /v2/models/simple/ {{
+            kserve_pass {endpoint};
+            kserve_index_interval 200ms;
+            kserve_api_key_header X-API-Key;
+            kserve_max_inputs 2;
+            kserve_max_outputs 1;
+            kserve_max_json_depth 4;
+            kserve_max_tensor_elements 16;
+        }}
+        location /v2/models/text_upper/ {{
+            kserve_pass {endpoint};
+            kserve_index_interval 200ms;
+            kserve_api_key_health on;
+            kserve_max_bytes_element 8;
+        }}
+        location = /v2/health/ready {{
+            kserve_pass {endpoint};
+            kserve_index_interval 200ms;
+            kserve_api_key_header X-API-Key;
+            kserve_api_key_health on;
+        }}
+    }}
 }}
 """
+
+
+# the first line of an ASan/LSan/UBSan report
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|"
+                              r"runtime error: |"
+                              r"SUMMARY: UndefinedBehaviorSanitizer")
 
 
 def nginx_env():
@@ -79,7 +152,8 @@ def nginx_env():
         libs.append(os.path.realpath(path))
     env["LD_PRELOAD"] = " ".join(libs)
     env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
-    env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
+    env["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:" \
+        "print_stacktrace=1"
     return env
 
 
@@ -127,6 +201,9 @@ class Gateway:
         self.dir = workdir
         self.port = free_port()
         self.short_port = free_port()
+        self.guard_port = free_port()
+        self.guard_url = "http://127.0.0.1:%d" % self.guard_port
+        self.api_keys = ("key-one", "k2/+=")
         self.redis_port = free_port()
         self.endpoint = "ipc://%s/kserve.sock" % workdir
         self.url = "http://127.0.0.1:%d" % self.port
@@ -165,10 +242,13 @@ class Gateway:
 
     def start_nginx(self):
         conf = os.path.join(self.dir, "nginx.conf")
+        with open(os.path.join(self.dir, "api_keys"), "w") as f:
+            f.write("# test keys\n\n  %s  \n%s\r\n" % self.api_keys)
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(
                 build=BUILD, dir=self.dir, port=self.port,
-                short_port=self.short_port, endpoint=self.endpoint,
+                short_port=self.short_port, guard_port=self.guard_port,
+                endpoint=self.endpoint, redis_port=self.redis_port,
                 user="user root;" if os.getuid() == 0 else ""))
         self.nginx_cmd = ["nginx", "-p", self.dir, "-c", conf,
                           "-e", os.path.join(self.dir, "error.log")]
@@ -205,13 +285,23 @@ class Gateway:
                 proc.wait()
 
     def error_log_problems(self):
-        path = os.path.join(self.dir, "error.log")
-        if not os.path.exists(path):
-            return []
-        with open(path, errors="replace") as f:
-            return [line for line in f
-                    if "[alert]" in line or "[crit]" in line
-                    or "[emerg]" in line]
+        """[alert]/[crit]/[emerg] lines of nginx's error log, and any
+        sanitizer report (SANITIZE=1) in it or in the worker's log, which
+        the instances share: nginx workers' stderr is the error log, and
+        an instance that dies of a report is restarted, so only its log
+        tells."""
+        problems = []
+        for name in ("error.log", "worker.log"):
+            path = os.path.join(self.dir, name)
+            if not os.path.exists(path):
+                continue
+            with open(path, errors="replace") as f:
+                problems += [line for line in f
+                             if SANITIZER_REPORT.search(line)
+                             or (name == "error.log"
+                                 and ("[alert]" in line or "[crit]" in line
+                                      or "[emerg]" in line))]
+        return problems
 
     # -- HTTP ----------------------------------------------------------
 

@@ -381,10 +381,280 @@ test_errors(void)
     CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP32\",\"shape\":[1],"
                 "\"datatype\":\"FP32\",\"parameters\":"
                 "{\"binary_data_size\":4}}]}",
-                KSV_ERR_UNSUPPORTED, "binary tensor data"));
+                KSV_ERR_INVALID_ARG, "Inference-Header-Content-Length"));
     CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
                 "\"parameters\":{\"classification\":2}}]}",
                 KSV_ERR_UNSUPPORTED, "classification"));
+}
+
+
+/* ---- binary tensor data ---------------------------------------------- */
+
+static ksv_infer_buf_t  *bufs;
+
+#define HDR_LEN  ((size_t) -2)      /* the JSON's own length */
+
+/* header (JSON) + tail (binary, tlen bytes) with header_len = strlen(hdr) */
+
+static int
+parse_bin(const ksv_model_config_t *config, const char *hdr,
+    const void *tail, size_t tlen, size_t header_len,
+    const ksv_infer_limits_t *limits, uint8_t *body)
+{
+    size_t       hl;
+    ksv_alloc_t  a;
+
+    ksv_arena_free(&arena);
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+
+    memset(&err, 0, sizeof(err));
+
+    hl = strlen(hdr);
+    memcpy(body, hdr, hl);
+
+    if (header_len == HDR_LEN) {
+        header_len = hl;
+    }
+
+    memcpy(body + hl, tail, tlen);
+
+    return ksv_infer_parse(body, hl + tlen, header_len, config, limits, &a,
+                           &m, &bufs, &err);
+}
+
+
+static int
+bin_fails(const ksv_model_config_t *config, const char *hdr,
+    const void *tail, size_t tlen, size_t header_len,
+    const ksv_infer_limits_t *limits, const char *words)
+{
+    static uint8_t  body[4096];
+
+    if (parse_bin(config, hdr, tail, tlen, header_len, limits, body) == 0) {
+        ksv_infer_free_bufs(bufs, m.ninputs);
+        fprintf(stderr, "  accepted: %s\n", hdr);
+        return 0;
+    }
+
+    if (err.code != KSV_ERR_INVALID_ARG || strstr(err.message, words) == NULL)
+    {
+        fprintf(stderr, "  %s -> %d \"%s\"\n", hdr, err.code, err.message);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+#define BIN_FP16  "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":[2]," \
+                  "\"datatype\":\"FP16\",\"parameters\":" \
+                  "{\"binary_data_size\":4}}]}"
+#define BIN_STR   "{\"inputs\":[{\"name\":\"IN_BYTES\",\"shape\":[2]," \
+                  "\"datatype\":\"BYTES\",\"parameters\":" \
+                  "{\"binary_data_size\":%d}}]}"
+
+static void
+test_binary(void)
+{
+    char                hdr[512];
+    size_t              hl;
+    uint8_t             body[4096];
+    ksv_infer_limits_t  lim;
+
+    static const uint8_t  fp16[4] = { 0x00, 0x3c, 0x00, 0xc0 };
+    static const uint8_t  strs[13] = { 2, 0, 0, 0, 'h', 'i',
+                                       3, 0, 0, 0, 'y', 'o', 'u' };
+
+    /* FP16 works through binary data, and the frame is the body itself */
+
+    hl = strlen(BIN_FP16);
+    CHECK(parse_bin(&typed, BIN_FP16, fp16, 4, hl, NULL, body) == 0);
+    CHECK(m.ninputs == 1 && m.inputs[0].byte_size == 4);
+    CHECK(bufs[0].owned == 0 && bufs[0].data == body + hl);
+    ksv_infer_free_bufs(bufs, m.ninputs);
+
+    /* BYTES: walked element by element */
+
+    snprintf(hdr, sizeof(hdr), BIN_STR, 13);
+    CHECK(parse_bin(&typed, hdr, strs, 13, strlen(hdr), NULL, body) == 0);
+    CHECK(m.inputs[0].byte_size == 13 && bufs[0].owned == 0);
+    ksv_infer_free_bufs(bufs, m.ninputs);
+
+    /* a binary input beside a JSON one, in the order of "inputs" */
+
+    snprintf(hdr, sizeof(hdr), "{\"inputs\":[{\"name\":\"IN_INT8\","
+             "\"shape\":[2],\"datatype\":\"INT8\",\"data\":[1,2]},"
+             "{\"name\":\"IN_FP16\",\"shape\":[2],\"datatype\":\"FP16\","
+             "\"parameters\":{\"binary_data_size\":4}}],\"outputs\":"
+             "[{\"name\":\"OUT\"}],\"parameters\":"
+             "{\"binary_data_output\":true}}");
+    CHECK(parse_bin(&typed, hdr, fp16, 4, strlen(hdr), NULL, body) == 0);
+    CHECK(bufs[0].owned == 1 && bufs[0].data[1] == 2);
+    CHECK(bufs[1].owned == 0 && m.inputs[1].byte_size == 4);
+    CHECK(m.flags & KSV_INFER_ALL_BINARY);
+    CHECK(m.noutputs == 1 && (m.outputs[0].flags & KSV_OUTPUT_BINARY));
+    ksv_infer_free_bufs(bufs, m.ninputs);
+
+    /* binary_data: false wins over binary_data_output */
+    snprintf(hdr, sizeof(hdr), "{\"inputs\":[],\"outputs\":[{\"name\":"
+             "\"OUT\",\"parameters\":{\"binary_data\":false}}],"
+             "\"parameters\":{\"binary_data_output\":true}}");
+    CHECK(parse_bin(&typed, hdr, "", 0, strlen(hdr), NULL, body) == 0);
+    CHECK(!(m.outputs[0].flags & KSV_OUTPUT_BINARY));
+
+    /* sizes that lie */
+
+    CHECK(bin_fails(&typed, BIN_FP16, fp16, 3, strlen(BIN_FP16), NULL,
+                    "beyond the end"));
+    CHECK(bin_fails(&typed, BIN_FP16, strs, 6, strlen(BIN_FP16), NULL,
+                    "add up to 4"));
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
+                    "[2],\"datatype\":\"FP16\",\"parameters\":"
+                    "{\"binary_data_size\":2}}]}", fp16, 2, HDR_LEN, NULL,
+                    "need 4 bytes"));
+    CHECK(bin_fails(&typed, BIN_FP16, fp16, 4, 4000, NULL,
+                    "beyond the end"));
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
+                    "[2],\"datatype\":\"FP16\",\"parameters\":"
+                    "{\"binary_data_size\":-4}}]}", fp16, 4, HDR_LEN, NULL,
+                    "non-negative"));
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
+                    "[2],\"datatype\":\"FP16\",\"data\":[1,2],\"parameters\":"
+                    "{\"binary_data_size\":4}}]}", fp16, 4, HDR_LEN, NULL,
+                    "both"));
+
+    snprintf(hdr, sizeof(hdr), BIN_STR, 12);
+    CHECK(bin_fails(&typed, hdr, strs, 12, strlen(hdr), NULL,
+                    "beyond its binary_data_size"));
+    snprintf(hdr, sizeof(hdr), BIN_STR, 6);
+    CHECK(bin_fails(&typed, hdr, strs, 6, strlen(hdr), NULL,
+                    "holds 1 BYTES elements"));
+    snprintf(hdr, sizeof(hdr), BIN_STR, 8);
+    CHECK(bin_fails(&typed, hdr, strs, 8, strlen(hdr), NULL,
+                    "truncated length"));
+    snprintf(hdr, sizeof(hdr), "{\"inputs\":[{\"name\":\"IN_BYTES\","
+             "\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":"
+             "{\"binary_data_size\":13}}]}");
+    CHECK(bin_fails(&typed, hdr, strs, 13, strlen(hdr), NULL,
+                    "more than the 1 BYTES"));
+
+    /* limits */
+
+    memset(&lim, 0, sizeof(lim));
+    lim.max_bytes_element = 2;
+    snprintf(hdr, sizeof(hdr), BIN_STR, 13);
+    CHECK(bin_fails(&typed, hdr, strs, 13, strlen(hdr), &lim,
+                    "longer than the limit"));
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_BYTES\",\"shape\":"
+                    "[1],\"datatype\":\"BYTES\",\"data\":[\"abc\"]}]}",
+                    "", 0, KSV_INFER_JSON_ONLY, &lim,
+                    "longer than the limit"));
+
+    memset(&lim, 0, sizeof(lim));
+    lim.max_elements = 1;
+    CHECK(bin_fails(&typed, BIN_FP16, fp16, 4, strlen(BIN_FP16), &lim,
+                    "more than 1 elements"));
+
+    memset(&lim, 0, sizeof(lim));
+    lim.max_inputs = 1;
+    lim.max_outputs = 0;
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT8\",\"shape\":"
+                    "[1],\"datatype\":\"INT8\",\"data\":[1]},{\"name\":"
+                    "\"IN_UINT8\",\"shape\":[1],\"datatype\":\"UINT8\","
+                    "\"data\":[1]}]}", "", 0, KSV_INFER_JSON_ONLY, &lim,
+                    "too many inputs"));
+
+    memset(&lim, 0, sizeof(lim));
+    lim.max_depth = 3;
+    CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT8\",\"shape\":"
+                    "[1],\"datatype\":\"INT8\",\"data\":[[1]]}]}", "", 0,
+                    KSV_INFER_JSON_ONLY, &lim, "deeper than 3"));
+
+    /* raw: the body is the only input; BYTES is one element */
+
+    CHECK(bin_fails(&typed, "", fp16, 4, 0, NULL, "only have 1 input"));
+    CHECK(parse_bin(&simple, "", "", 0, 0, NULL, body) != 0);
+
+    {
+        ksv_io_config_t     rin, rout;
+        ksv_model_config_t  raw;
+
+        io(&rin, "X", KSV_TYPE_FP32, -1);
+        io(&rout, "Y", KSV_TYPE_FP32, -1);
+        memset(&raw, 0, sizeof(raw));
+        raw.name = ksv_str_c("raw");
+        raw.max_batch_size = 4;
+        raw.ninputs = 1;
+        raw.inputs = &rin;
+        raw.noutputs = 1;
+        raw.outputs = &rout;
+
+        CHECK(parse_bin(&raw, "", strs, 12, 0, NULL, body) == 0);
+        CHECK(m.ninputs == 1 && m.inputs[0].ndims == 2
+              && m.inputs[0].dims[0] == 1 && m.inputs[0].dims[1] == 3);
+        CHECK(bufs[0].data == body && bufs[0].owned == 0);
+        CHECK(m.flags & KSV_INFER_ALL_BINARY);
+        ksv_infer_free_bufs(bufs, m.ninputs);
+
+        CHECK(bin_fails(&raw, "", strs, 13, 0, NULL, "whole FP32"));
+
+        rin.datatype = KSV_TYPE_BYTES;
+        CHECK(parse_bin(&raw, "", "hello", 5, 0, NULL, body) == 0);
+        CHECK(m.inputs[0].byte_size == 9 && bufs[0].owned == 1
+              && memcmp(bufs[0].data, "\5\0\0\0hello", 9) == 0);
+        ksv_infer_free_bufs(bufs, m.ninputs);
+    }
+}
+
+
+/* The reply header of binary outputs: binary_data_size, no data. */
+
+static void
+test_reply_binary(void)
+{
+    size_t             sizes[2];
+    uint8_t            binary[2] = { 1, 0 };
+    const void        *frames[2];
+    ksv_tensor_t       outs[2];
+    ksv_writer_t       w;
+    ksv_infer_reply_t  r;
+    char               e[256];
+
+    static const uint8_t  f0[4] = { 0, 0, 0x80, 0x3f };
+    static const uint8_t  f1[2] = { 1, 0 };
+
+    memset(&r, 0, sizeof(r));
+    memset(outs, 0, sizeof(outs));
+    r.model_name = ksv_str_c("m");
+    r.model_version = ksv_str_c("1");
+    r.noutputs = 2;
+    r.outputs = outs;
+    outs[0].name = ksv_str_c("A");
+    outs[0].datatype = KSV_TYPE_FP32;
+    outs[0].ndims = 1;
+    outs[0].dims[0] = 1;
+    outs[0].byte_size = 4;
+    outs[1].name = ksv_str_c("B");
+    outs[1].datatype = KSV_TYPE_BOOL;
+    outs[1].ndims = 1;
+    outs[1].dims[0] = 2;
+    outs[1].byte_size = 2;
+    frames[0] = f0;
+    frames[1] = f1;
+    sizes[0] = 4;
+    sizes[1] = 2;
+
+    ksv_writer_init(&w);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 2, binary, e,
+                                 sizeof(e)) == 0);
+    ksv_put_u8(&w, 0);
+    CHECK(strcmp((char *) w.buf, "{\"model_name\":\"m\",\"model_version\":"
+                 "\"1\",\"outputs\":[{\"name\":\"A\",\"datatype\":\"FP32\","
+                 "\"shape\":[1],\"parameters\":{\"binary_data_size\":4}},"
+                 "{\"name\":\"B\",\"datatype\":\"BOOL\",\"shape\":[2],"
+                 "\"data\":[true,false]}]}") == 0);
+    ksv_writer_free(&w);
 }
 
 
@@ -723,6 +993,8 @@ main(void)
     test_simple_request();
     test_types();
     test_errors();
+    test_binary();
+    test_reply_binary();
     test_depth();
     test_reply();
     test_render();

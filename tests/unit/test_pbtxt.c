@@ -354,6 +354,15 @@ test_errors(void)
     CHECK(parse("name: \"m\"") == 0);
     CHECK(ksv_pbtxt_defaults(&cfg, "other", &arena, err, sizeof(err)) == -1);
     CHECK(strstr(err, "does not match") != NULL);
+
+    /* found by tests/fuzz/fuzz_pbtxt: nameless or typeless tensors */
+    CHECK(parse("input { data_type: TYPE_FP32 dims: 1 }") == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "input 0 of model 'm' has no name") != NULL);
+
+    CHECK(parse("output { name: \"Y\" dims: 1 }") == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "output 'Y' of model 'm' has no data_type") != NULL);
 }
 
 

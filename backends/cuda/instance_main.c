@@ -1,0 +1,404 @@
+/*
+ * ngx_kserve: kserve-cuda-instance, one instance of a CUDA model.
+ *
+ * The sibling of kserve-python-instance, started by kserve-worker for
+ * models with `backend: "cuda"` with the same command line:
+ *
+ *   kserve-cuda-instance --connect ipc://<run>/instances.sock
+ *       --repository <repo> --model <name> --version <v> --instance <n>
+ *       --kind KIND_CPU|KIND_GPU --device-id <d> [--utils-dir <dir>]
+ *
+ * It parses the model's config.pbtxt, dlopen()s the model library
+ * (cuda_loader.c), picks the GPU or the CPU path, creates the model's
+ * state, reserves its buffers (cuda_batch.c) and announces itself with
+ * READY (ok = 0 with the reason when any of that failed, then exits 1).
+ * Then it serves EXECUTE messages one at a time until SIGTERM or the
+ * daemon's death.
+ *
+ * The path:
+ *   KIND_GPU / KIND_MODEL with a GPU      GPU (execute), on --device-id
+ *   KIND_GPU without a GPU                CPU (execute_cpu), one log line
+ *   KIND_CPU                              CPU
+ *   the model lacks the path's entry      the other one, one log line
+ * KSV_REQUIRE_GPU=1 in the environment turns every fallback to the CPU
+ * into a load failure (make test-gpu: proves the GPU path ran).
+ *
+ * Exit status: 0 after SIGTERM, 1 when the model failed to load or the
+ * socket broke, 2 for a bad command line, 3 after a sticky CUDA error
+ * (the batch was answered first; the supervisor restarts the instance).
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#if KSV_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#include "ksv_instance.h"
+#include "ksv_json.h"
+#include "ksv_proto.h"
+#include "cuda_batch.h"
+#include "cuda_loader.h"
+
+
+#define KSV_PROG  "kserve-cuda-instance"
+
+
+static int
+ksv_serve(void *sock, ksv_cuda_engine_t *e)
+{
+    int             rc = 0;
+    ksv_msgvec_t    in, out;
+    zmq_pollitem_t  item;
+
+    ksv_msgvec_init(&in);
+    ksv_msgvec_init(&out);
+
+    while (!ksv_instance_terminate) {
+        item.socket = sock;
+        item.fd = 0;
+        item.events = ZMQ_POLLIN;
+        item.revents = 0;
+
+        rc = zmq_poll(&item, 1, KSV_INSTANCE_POLL_MS);
+        if (rc < 0) {
+            if (errno == EINTR) {
+                rc = 0;
+                continue;
+            }
+            perror(KSV_PROG ": zmq_poll");
+            rc = 1;
+            break;
+        }
+        if (rc == 0) {
+            continue;
+        }
+
+        if (ksv_instance_recv(sock, &in) != 0) {
+            perror(KSV_PROG ": zmq_msg_recv");
+            rc = 1;
+            break;
+        }
+
+        rc = ksv_cuda_batch_run(e, &in, &out);
+        ksv_msgvec_clear(&in);
+        if (rc < 0) {
+            fprintf(stderr, KSV_PROG ": out of memory\n");
+            rc = 1;
+            break;
+        }
+
+        if (rc > 0 && ksv_instance_send(sock, &out) != 0) {
+            perror(KSV_PROG ": zmq_msg_send");
+            rc = 1;
+            break;
+        }
+        rc = 0;
+
+        if (e->fatal) {
+            fprintf(stderr, KSV_PROG ": %s: exiting after a sticky CUDA "
+                    "error\n", e->instance_name);
+            rc = 3;
+            break;
+        }
+    }
+
+    ksv_msgvec_free(&in);
+    ksv_msgvec_free(&out);
+    return rc;
+}
+
+
+static int
+ksv_require_gpu(void)
+{
+    const char  *v = getenv("KSV_REQUIRE_GPU");
+
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+
+/*
+ * Chooses the path: sets e->gpu and *device, or returns -1 with the
+ * reason in err.  Logs every fallback to the CPU.
+ */
+static int
+ksv_choose_path(const ksv_instance_opts_t *o, const ksv_cuda_lib_t *lib,
+    ksv_cuda_engine_t *e, int *device, char *err, size_t errlen)
+{
+    int    want_gpu, ngpus;
+    long   id;
+    char  *end, why[256];
+
+    want_gpu = strcmp(o->kind, "CPU") != 0;
+    ngpus = 0;
+    why[0] = '\0';
+
+    errno = 0;
+    id = strtol(o->device_id, &end, 10);
+    if (errno != 0 || *end != '\0' || id < 0 || id > INT32_MAX) {
+        snprintf(err, errlen, "bad --device-id '%s'", o->device_id);
+        return -1;
+    }
+    *device = (int) id;
+
+#if KSV_HAVE_CUDA
+    if (want_gpu) {
+        cudaError_t  ce = cudaGetDeviceCount(&ngpus);
+
+        if (ce != cudaSuccess) {
+            snprintf(why, sizeof(why), "%s", cudaGetErrorString(ce));
+            (void) cudaGetLastError();
+            ngpus = 0;
+        } else if (ngpus == 0) {
+            snprintf(why, sizeof(why), "no CUDA device");
+        }
+    }
+#else
+    snprintf(why, sizeof(why), "this instance was built without CUDA");
+#endif
+
+    if (!want_gpu) {
+        if (lib->execute_cpu == NULL) {
+            snprintf(err, errlen, "instance kind is KIND_CPU and the model "
+                     "library %s has no CPU entry point "
+                     "(ksv_cuda_model_execute_cpu)", lib->path);
+            return -1;
+        }
+        e->gpu = 0;
+        return 0;
+    }
+
+    if (ngpus == 0) {
+        if (ksv_require_gpu()) {
+            snprintf(err, errlen, "KSV_REQUIRE_GPU is set and there is no "
+                     "GPU (%s)", why);
+            return -1;
+        }
+        if (lib->execute_cpu == NULL) {
+            snprintf(err, errlen, "no GPU (%s) and the model has no CPU "
+                     "entry point (ksv_cuda_model_execute_cpu)", why);
+            return -1;
+        }
+        fprintf(stderr, KSV_PROG ": %s: no GPU (%s): running the model's "
+                "CPU entry point\n", o->model, why);
+        e->gpu = 0;
+        return 0;
+    }
+
+    if (*device >= ngpus) {
+        snprintf(err, errlen, "GPU %d does not exist (this machine has %d)",
+                 *device, ngpus);
+        return -1;
+    }
+
+    if (lib->execute == NULL) {
+        if (ksv_require_gpu()) {
+            snprintf(err, errlen, "KSV_REQUIRE_GPU is set and the model "
+                     "library %s has no GPU entry point "
+                     "(ksv_cuda_model_execute)", lib->path);
+            return -1;
+        }
+        fprintf(stderr, KSV_PROG ": %s: the model library has no GPU entry "
+                "point: running its CPU entry point\n", o->model);
+        e->gpu = 0;
+        return 0;
+    }
+
+#if KSV_HAVE_CUDA
+    {
+        cudaError_t  ce = cudaSetDevice(*device);
+
+        if (ce != cudaSuccess) {
+            snprintf(err, errlen, "cannot use GPU %d: %s", *device,
+                     cudaGetErrorString(ce));
+            return -1;
+        }
+    }
+#endif
+    e->gpu = 1;
+    return 0;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                    rc, device, created;
+    char                  *err, *json, *instance_name, *model_dir;
+    char                  *version_dir, *lib_path, *abs, msg[1024];
+    void                  *zctx, *sock, *state;
+    size_t                 len;
+    ksv_arena_t            arena;
+    ksv_writer_t           w;
+    ksv_cuda_lib_t         lib;
+    ksv_cuda_engine_t      engine;
+    ksv_model_config_t     config;
+    ksv_instance_opts_t    o;
+    ksv_cuda_model_args_t  args;
+
+    ksv_instance_parse_args(argc, argv, KSV_PROG, 0, &o);
+    ksv_instance_signals(&o);
+
+    zctx = zmq_ctx_new();
+    sock = zctx != NULL ? ksv_instance_connect(zctx, o.connect) : NULL;
+    if (sock == NULL) {
+        fprintf(stderr, KSV_PROG ": cannot connect to %s: %s\n", o.connect,
+                zmq_strerror(errno));
+        return 1;
+    }
+
+    ksv_arena_init(&arena);
+    memset(&lib, 0, sizeof(lib));
+    memset(&engine, 0, sizeof(engine));
+    err = NULL;
+    json = NULL;
+    instance_name = NULL;
+    model_dir = NULL;
+    version_dir = NULL;
+    lib_path = NULL;
+    state = NULL;
+    created = 0;
+
+    if (ksv_instance_load_config(&o, &arena, &config, &err) != 0) {
+        goto failed;
+    }
+
+    ksv_writer_init(&w);
+    ksv_model_config_to_json(&w, &config);
+    ksv_put_u8(&w, '\0');
+    instance_name = ksv_instance_name(&config, &o);
+    if (w.failed || instance_name == NULL
+        || asprintf(&model_dir, "%s/%s", o.repository, o.model) < 0)
+    {
+        ksv_writer_free(&w);
+        model_dir = NULL;
+        err = strdup("out of memory");
+        goto failed;
+    }
+    json = (char *) ksv_writer_detach(&w, &len);
+
+    abs = realpath(model_dir, NULL);
+    if (abs != NULL) {
+        free(model_dir);
+        model_dir = abs;
+    }
+    if (asprintf(&version_dir, "%s/%s", model_dir, o.version) < 0) {
+        version_dir = NULL;
+        err = strdup("out of memory");
+        goto failed;
+    }
+
+    /* Triton's default file name is the python backend's; ours model.so */
+    if (ksv_str_eq(config.default_model_filename, "model.py")
+        || config.default_model_filename.len == 0)
+    {
+        rc = asprintf(&lib_path, "%s/model.so", version_dir);
+    } else {
+        rc = asprintf(&lib_path, "%s/%.*s", version_dir,
+                      (int) config.default_model_filename.len,
+                      config.default_model_filename.data);
+    }
+    if (rc < 0) {
+        lib_path = NULL;
+        err = strdup("out of memory");
+        goto failed;
+    }
+
+    if (ksv_cuda_lib_open(&lib, lib_path, &err) != 0) {
+        goto failed;
+    }
+
+    if (ksv_choose_path(&o, &lib, &engine, &device, msg, sizeof(msg)) != 0) {
+        err = strdup(msg);
+        goto failed;
+    }
+
+    engine.lib = &lib;
+    engine.config = &config;
+    engine.model_name = ksv_str_c(o.model);
+    engine.model_version = ksv_str_c(o.version);
+    engine.instance_name = instance_name;
+
+    if (ksv_cuda_engine_init(&engine, msg, sizeof(msg)) != 0) {
+        err = strdup(msg);
+        goto failed;
+    }
+
+    memset(&args, 0, sizeof(args));
+    args.struct_size = sizeof(args);
+    args.model_config = json;
+    args.model_name = o.model;
+    args.model_version = strtoll(o.version, NULL, 10);
+    args.model_dir = model_dir;
+    args.version_dir = version_dir;
+    args.instance_name = instance_name;
+    args.device = engine.gpu ? device : -1;
+    args.max_batch_size = config.max_batch_size > 0
+                          ? (uint32_t) config.max_batch_size : 0;
+
+    msg[0] = '\0';
+    rc = lib.create(&args, &state, msg, sizeof(msg));
+    if (rc != 0) {
+        if (asprintf(&err, "%s: %s", lib_path,
+                     msg[0] ? msg : "ksv_cuda_model_create failed") < 0)
+        {
+            err = NULL;
+        }
+        goto failed;
+    }
+    created = 1;
+    engine.state = state;
+
+    if (ksv_cuda_engine_warmup(&engine, msg, sizeof(msg)) != 0) {
+        err = strdup(msg);
+        goto failed;
+    }
+
+    fprintf(stderr, KSV_PROG ": %s: loaded %s on %s\n", instance_name,
+            lib_path, engine.gpu ? "the GPU" : "the CPU");
+
+    if (ksv_instance_send_ready(sock, &o, 1, NULL) != 0) {
+        perror(KSV_PROG ": sending READY");
+        rc = 1;
+    } else {
+        rc = ksv_serve(sock, &engine);
+    }
+    goto done;
+
+failed:
+
+    fprintf(stderr, KSV_PROG ": %s: %s\n", o.model,
+            err != NULL ? err : "out of memory");
+    (void) ksv_instance_send_ready(sock, &o, 0,
+                                   err != NULL ? err : "out of memory");
+    rc = 1;
+
+done:
+
+    /* after a sticky error the context cannot be trusted with cleanup */
+    if (!engine.fatal) {
+        ksv_cuda_engine_free(&engine);
+        if (created) {
+            lib.destroy(state);
+        }
+        ksv_cuda_lib_close(&lib);
+    }
+
+    free(err);
+    free(json);
+    free(instance_name);
+    free(model_dir);
+    free(version_dir);
+    free(lib_path);
+    ksv_arena_free(&arena);
+    zmq_close(sock);
+    zmq_ctx_term(zctx);
+    return rc;
+}

@@ -1,0 +1,185 @@
+
+/*
+ * Copyright (C) ngx_kserve authors
+ */
+
+
+#ifndef _NGX_HTTP_KSERVE_ROUTE_H_INCLUDED_
+#define _NGX_HTTP_KSERVE_ROUTE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kserve_module.h"
+#include "ksv_route.h"
+
+
+/*
+ * Routed model names (kserve_route NAME { ... }): what clients call maps
+ * to variants, each a model[:version] of the location's worker.  The
+ * configuration is parsed once into these structs; the weights in effect,
+ * the smooth WRR state and the statistics not yet sent to Redis are per
+ * nginx worker; the health state (consecutive failures, ejection) and the
+ * counters /metrics shows live in the shared zone "kserve_route", so every
+ * nginx worker ejects and counts together.
+ */
+
+#define NGX_HTTP_KSERVE_RANDOM    0
+#define NGX_HTTP_KSERVE_SWRR      1
+#define NGX_HTTP_KSERVE_LEAST     2
+#define NGX_HTTP_KSERVE_FASTEST   3
+
+
+/* in the shared zone, only touched with atomic operations */
+typedef struct {
+    ngx_atomic_t                 requests;
+    ngx_atomic_t                 success;
+    ngx_atomic_t                 failure;
+    ngx_atomic_t                 client_error;
+    ngx_atomic_t                 latency_us;
+    ngx_atomic_t                 buckets[KSV_ROUTE_NBUCKETS + 1];
+    ngx_atomic_t                 retries;
+    ngx_atomic_t                 mirrored;
+    ngx_atomic_t                 ejections;
+    ngx_atomic_t                 outstanding;
+    ngx_atomic_t                 fails;          /* consecutive */
+    ngx_atomic_t                 level;          /* ejections in a row */
+    ngx_atomic_t                 ejected_until;  /* ngx_current_msec */
+    ngx_atomic_t                 ewma_us;
+} ngx_http_kserve_variant_shm_t;
+
+
+/* this nginx worker's counts not yet flushed to Redis */
+typedef struct {
+    uint64_t                     requests;
+    uint64_t                     success;
+    uint64_t                     failure;
+    uint64_t                     client_error;
+    uint64_t                     latency_us;
+    uint64_t                     buckets[KSV_ROUTE_NBUCKETS + 1];
+    uint64_t                     retries;
+    uint64_t                     mirrored;
+    uint64_t                     ejections;
+} ngx_http_kserve_variant_stats_t;
+
+
+typedef struct {
+    ngx_str_t                    name;           /* model[:version] */
+    ngx_str_t                    model;
+    ngx_str_t                    version;        /* empty: model's policy */
+    int64_t                      version_n;
+    ngx_uint_t                   conf_weight;    /* nginx.conf */
+    unsigned                     routable:1;     /* a "variant" line */
+
+    /* per nginx worker */
+    ngx_uint_t                   weight;         /* in effect */
+    ngx_http_kserve_variant_shm_t    *shm;
+    ngx_http_kserve_variant_stats_t   delta;     /* not sent yet */
+    ngx_http_kserve_variant_stats_t   flight;    /* being sent */
+} ngx_http_kserve_variant_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t     value;
+    ngx_str_t                    match;
+    ngx_str_t                    target;
+    ngx_uint_t                   variant;
+} ngx_http_kserve_rule_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    redis_key;      /* kserve:route:NAME */
+
+    /* the variants first (nrouted), then fallback and mirror if apart */
+    ngx_array_t                  variants;       /* ngx_http_kserve_variant_t */
+    ngx_uint_t                   nrouted;
+
+    ngx_uint_t                   strategy;
+    ngx_http_complex_value_t    *sticky;
+    ngx_array_t                  rules;          /* ngx_http_kserve_rule_t */
+    ngx_int_t                    fallback;       /* index, or -1 */
+    ngx_int_t                    mirror;         /* index, or -1 */
+    ngx_uint_t                   mirror_pct;     /* in 1/100 % */
+    ngx_uint_t                   max_fails;      /* 0: never eject */
+    ngx_msec_t                   eject_time;
+    ngx_msec_t                   eject_max;
+
+    ngx_str_t                    fallback_name;  /* while parsing */
+    ngx_str_t                    mirror_name;
+    ngx_uint_t                   line;
+
+    /* per nginx worker */
+    ksv_route_peer_t            *peers;          /* nrouted */
+    uint32_t                     redis_hash;     /* last HGETALL seen */
+    unsigned                     redis_seen:1;
+    unsigned                     redis_weights:1;
+    unsigned                     polling:1;
+} ngx_http_kserve_routed_t;
+
+
+typedef struct ngx_http_kserve_redis_s  ngx_http_kserve_redis_t;
+
+struct ngx_http_kserve_routing_s {
+    ngx_array_t                  routes;    /* ngx_http_kserve_routed_t * */
+    ngx_shm_zone_t              *zone;
+    ngx_http_kserve_redis_t     *redis;     /* kserve_redis, or NULL */
+};
+
+
+/* one request's choice */
+struct ngx_http_kserve_pick_s {
+    ngx_http_kserve_routed_t    *routed;
+    ngx_http_kserve_variant_t   *variant;
+    uint64_t                     start_us;
+    unsigned                     outstanding:1;
+    unsigned                     retried:1;
+    unsigned                     sent:1;
+};
+
+
+/* configuration: the kserve_route block, and its checks at the end */
+ngx_http_kserve_routing_t *ngx_http_kserve_routing(ngx_conf_t *cf);
+char *ngx_http_kserve_route_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_kserve_route_postconfiguration(ngx_conf_t *cf);
+
+ngx_int_t ngx_http_kserve_route_init_process(ngx_cycle_t *cycle);
+void ngx_http_kserve_route_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Before a model's endpoint runs: a routed name becomes a variant in
+ * route (infer: the chosen one, *pick set; metadata, config: the first
+ * variant, route->alias the routed name; ready: a ready variant).
+ * Returns NGX_DECLINED for a name that is not routed.
+ */
+ngx_int_t ngx_http_kserve_route_resolve(ngx_http_request_t *r,
+    ngx_http_kserve_route_t *route, ngx_http_kserve_pick_t **pick);
+
+/* Right before the INFER frames are sent: the clock, and the mirror. */
+void ngx_http_kserve_route_sending(ngx_http_request_t *r,
+    ngx_http_kserve_ctx_t *ctx, ngx_http_kserve_backend_t *b,
+    ksv_infer_t *m, zmq_msg_t *frames, ngx_uint_t nframes);
+
+/*
+ * The reply (frames == NULL: the deadline) of a routed INFER: accounted,
+ * and the variant's health updated.  Returns NGX_AGAIN when the request
+ * is to be sent again to the fallback (ctx->route names it now).
+ */
+ngx_int_t ngx_http_kserve_route_done(ngx_http_request_t *r,
+    ngx_http_kserve_ctx_t *ctx, zmq_msg_t *frames, ngx_uint_t nframes);
+
+/* X-KServe-Variant on the response of a routed request. */
+ngx_int_t ngx_http_kserve_route_header(ngx_http_request_t *r);
+
+/* The per-variant families of /metrics. */
+void ngx_http_kserve_route_metrics(ngx_http_request_t *r, ksv_writer_t *w);
+
+/* Redis: weights read from a HGETALL reply (field, value pairs). */
+void ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt,
+    ngx_log_t *log, ngx_str_t *fields, ngx_uint_t n);
+
+
+#endif /* _NGX_HTTP_KSERVE_ROUTE_H_INCLUDED_ */

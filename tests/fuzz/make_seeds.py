@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets into tests/fuzz/corpus/.
+
+    python3 tests/fuzz/make_seeds.py
+
+Seeds are small real examples, one file each, named for what they are:
+  fuzz_pbtxt/       every config.pbtxt in conf/models and tests/models
+                    plus a few that use the syntax those do not;
+  fuzz_codec/       one header frame of every message kind, encoded by
+                    tests/tools/ksv_wire.py (the protocol as documented);
+  fuzz_infer_json/  KServe v2 JSON requests for the target's models
+                    (simple, mixed, all_types), and INFER_REPLY header
+                    frames followed by their output frames.
+The files are committed; rerun this after a protocol change.
+"""
+
+import glob
+import json
+import os
+import shutil
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+
+import ksv_wire as w  # noqa: E402
+
+CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def pbtxt_seeds():
+    t = "fuzz_pbtxt"
+    for path in sorted(glob.glob(os.path.join(ROOT, "conf/models/*/config.pbtxt"))
+                       + glob.glob(os.path.join(ROOT, "tests/models/*/config.pbtxt"))):
+        model = os.path.basename(os.path.dirname(path))
+        shutil.copyfile(path, os.path.join(CORPUS, t, model + ".pbtxt"))
+
+    write(t, "syntax_variety.pbtxt", """\
+name: "syntax" platform: "python" ; max_batch_size: 4,
+input < name: "A" data_type: TYPE_FP32 dims: [ 2, -1 ]
+        reshape: { shape: [ -1 ] } allow_ragged_batch: true >
+input { name: "B" "\\x42" data_type: TYPE_STRING dims: 1 dims: 3 }
+output [ { name: "Y" data_type: TYPE_BF16 dims: [ -1 ] } ]
+instance_group [ { name: "g" count: 2 kind: KIND_GPU gpus: [ 0, 1 ] },
+                 { kind: KIND_AUTO } ]
+version_policy: { specific { versions: [ 1, 3 ] } }
+dynamic_batching {
+  preferred_batch_size: [ 2, 4 ] max_queue_delay_microseconds: 100
+  preserve_ordering: true priority_levels: 2 default_priority_level: 1
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 5
+                         allow_timeout_override: true max_queue_size: 8 }
+}
+parameters { key: "EXECUTION_ENV_PATH" value { string_value: "$$x" } }
+optimization { cuda { graphs: true } }   # unknown: skipped
+model_warmup [ { name: "w" batch_size: 1 } ]
+""")
+    write(t, "latest_policy.pbtxt",
+          'name: "m" backend: "python"\n'
+          'version_policy { latest { num_versions: 2 } }\n'
+          'version_policy: { all { } }\n'
+          'default_model_filename: "m.py"\n')
+
+
+def codec_seeds():
+    t = "fuzz_codec"
+    ins = [("INPUT0", "INT32", [1, 16], 64), ("TEXT", "BYTES", [2], 13)]
+    outs = [("OUTPUT0", "FP32", [1, 16], 64)]
+    params = {"priority": 1, "binary_data_output": True, "x": 0.5, "s": "v"}
+    write(t, "infer", w.infer(1, "simple", "1", ins, request_id="req-1",
+                              timeout_ms=500, outputs=["OUTPUT0",
+                                                       ("OUTPUT1", 1)],
+                              flags=w.INFER_ALL_BINARY, params=params))
+    write(t, "infer_reply", w.infer_reply(2, "simple", "1", "req-1", outs,
+                                          params={"sequence_end": False}))
+    write(t, "error", w.error(3, w.UNAVAILABLE, "Exceeds maximum queue size"))
+    write(t, "index", w.index(4, 0x1234))
+    cfg = w.config(
+        "simple", backend="python", max_batch_size=8,
+        inputs=[w.io_config("INPUT0", "INT32", [16]),
+                w.io_config("R", "FP32", [2, 2], optional=1,
+                            reshape=[4])],
+        outputs=[w.io_config("OUTPUT0", "INT32", [16])],
+        groups=[w.group_config("simple_0", 2, w.KIND_GPU, [0, 1])],
+        version_policy=dict(kind=w.VPOLICY_SPECIFIC, latest_num=0,
+                            versions=[1, 3]),
+        dynamic_batching=w.batching_config(1, 1, [2, 4], 100, 2, 1,
+                                           w.TIMEOUT_DELAY, 1, 5, 8),
+        parameters={"k": "v"})
+    write(t, "index_reply", w.index_reply(
+        5, 99, [(cfg, [(1, w.READY_STATE, ""),
+                       (3, w.UNAVAILABLE_STATE, "init failed")])]))
+    write(t, "index_reply_unchanged", w.index_reply(6, 99))
+    write(t, "execute", w.execute(7, 2))
+    write(t, "execute_reply", w.execute_reply(8, 2, (10, 20, 30)))
+    write(t, "execute_reply_short", w.execute_reply(9, 1, None))
+    write(t, "ready", w.ready("simple", 1, 0, 0, "boom"))
+    write(t, "stats", w.stats(10, "simple", "1"))
+    d = (3, 3000)
+    write(t, "stats_reply", w.stats_reply(11, [dict(
+        name="simple", version="1", last_inference=1700000000123,
+        inference_count=6, execution_count=2,
+        success=d, fail=(1, 10), queue=d, compute_input=d, compute_infer=d,
+        compute_output=d,
+        batch=[dict(batch_size=2, compute_input=(1, 5),
+                    compute_infer=(1, 600), compute_output=(1, 7))])]))
+
+
+def f32(*v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+def infer_json_seeds():
+    t = "fuzz_infer_json"
+    ones = [1] * 16
+    write(t, "simple.json", json.dumps({
+        "id": "req-1",
+        "parameters": {"binary_data_output": False, "priority": 2},
+        "inputs": [
+            {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32",
+             "data": ones},
+            {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32",
+             "data": [list(range(16))]}],
+        "outputs": [{"name": "OUTPUT0"},
+                    {"name": "OUTPUT1", "parameters": {"binary_data": True}}]}))
+    write(t, "simple_batch2.json", json.dumps({"inputs": [
+        {"name": "INPUT0", "shape": [2, 16], "datatype": "INT32",
+         "data": [ones, list(range(-8, 8))]},
+        {"name": "INPUT1", "shape": [2, 16], "datatype": "INT32",
+         "data": ones + [2147483647] * 15 + [-2147483648]}]}))
+    write(t, "mixed.json", json.dumps({"inputs": [
+        {"name": "TEXT", "shape": [2, 2], "datatype": "BYTES",
+         "data": [["hello", ""], ["\u00e9t\u00e9", "a\u0000b"]]},
+        {"name": "MASK", "shape": [2, 2, 1], "datatype": "BOOL",
+         "data": [True, False, True, True]},
+        {"name": "IDS", "shape": [2, 3], "datatype": "UINT64",
+         "data": [0, 1, 18446744073709551615, 9223372036854775808, 7, 8]},
+        {"name": "EMB", "shape": [2, 1, 2], "datatype": "FP32",
+         "data": [0.5, -1e-38, 3.4028234663852886e38, -0.0]},
+        {"name": "W", "shape": [2, 1], "datatype": "FP64",
+         "data": [1e308, 5e-324]},
+        {"name": "Q", "shape": [2, 1], "datatype": "INT8",
+         "data": [-128, 127]}],
+        "outputs": [{"name": "OUT"}, {"name": "SCORE"}]}))
+    inputs = []
+    samples = {"BOOL": [True, False], "UINT8": [0, 255], "UINT16": [65535, 1],
+               "UINT32": [4294967295, 0], "UINT64": [18446744073709551615, 1],
+               "INT8": [-128, 127], "INT32": [-2147483648, 2147483647],
+               "INT64": [-9223372036854775808, 9223372036854775807],
+               "FP32": [1.5, -2], "FP64": [0.1, 1e-300],
+               "BYTES": ["x", "\u4e2d\u6587"]}
+    for dt, data in samples.items():
+        inputs.append({"name": "IN_" + dt, "shape": [2], "datatype": dt,
+                       "data": data})
+    inputs.append({"name": "IN_INT16", "shape": [1, 2, 1],
+                   "datatype": "INT16", "data": [[[-32768], [32767]]]})
+    write(t, "all_types.json", json.dumps({"inputs": inputs}))
+    write(t, "fp16_refused.json", json.dumps({"inputs": [
+        {"name": "IN_FP16", "shape": [1], "datatype": "FP16",
+         "data": [1.0]}]}))
+    write(t, "empty_tensor.json", json.dumps({"inputs": [
+        {"name": "IN_FP32", "shape": [0], "datatype": "FP32", "data": []},
+        {"name": "IN_BYTES", "shape": [0], "datatype": "BYTES",
+         "data": []}]}))
+    write(t, "deep.json", '{"inputs":[{"name":"IN_INT32","shape":[1],'
+          '"datatype":"INT32","data":' + "[" * 40 + "1" + "]" * 40 + "}]}")
+
+    # INFER_REPLY header frames with their output frames appended
+    bts = struct.pack("<I", 5) + b"hello" + struct.pack("<I", 0)
+    outs = [("OUTPUT0", "FP32", [1, 3], 12), ("OUT", "BYTES", [2], len(bts)),
+            ("B", "BOOL", [2], 2), ("U", "UINT64", [1], 8),
+            ("H", "FP16", [2], 4), ("BF", "BF16", [1], 2),
+            ("I", "INT16", [1], 2)]
+    frames = (f32(1.0, float("nan"), -0.0) + bts + b"\x01\x00"
+              + struct.pack("<Q", 2**64 - 1) + struct.pack("<2H", 0x3c00, 0x7c00)
+              + struct.pack("<H", 0x3f80) + struct.pack("<h", -2))
+    write(t, "reply_all", w.infer_reply(1, "simple", "1", "req-1", outs,
+                                        params={"p": 1.25, "q": "s"}) + frames)
+    write(t, "reply_empty", w.infer_reply(2, "m", "", "", []))
+
+
+def main():
+    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json"):
+        d = os.path.join(CORPUS, target)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    pbtxt_seeds()
+    codec_seeds()
+    infer_json_seeds()
+    for target in sorted(os.listdir(CORPUS)):
+        print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
+
+
+if __name__ == "__main__":
+    main()
