@@ -271,6 +271,7 @@ class Triton(System):
     name = "triton"
 
     def start(self):
+        self.shm_before = glob.glob("/dev/shm/triton_python_backend_shm_region_*")
         base = os.path.join(TOOLS, "tritonserver")
         binary = os.path.join(base, "bin", "tritonserver")
         if not os.access(binary, os.X_OK):
@@ -299,6 +300,33 @@ class Triton(System):
         self.procs.append(subprocess.Popen(args, env=env, stdout=out, stderr=out))
         wait_ready(["http://127.0.0.1:%d/v2/health/ready" % self.port],
                    self.procs[-1], 120)
+
+    def stop(self):
+        # the Python backend stubs are children; one whose server died
+        # (abort at start) stays behind holding its shared memory
+        kids = children(self.procs[0].pid) if self.procs else []
+        System.stop(self)
+        stub = os.path.join(TOOLS, "tritonserver", "backends", "python",
+                            "triton_python_backend_stub")
+        for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+            try:
+                with open(cmdline, "rb") as f:
+                    if f.read().split(b"\0")[0] == stub.encode():
+                        kids.append(int(cmdline.split("/")[2]))
+            except OSError:
+                pass
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        now = glob.glob("/dev/shm/triton_python_backend_shm_region_*")
+        for path in set(now) - set(getattr(self, "shm_before", now)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def pid_roles(self):
         roles = {self.procs[0].pid: "tritonserver"}

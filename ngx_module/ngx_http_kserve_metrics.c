@@ -326,15 +326,7 @@ ngx_http_kserve_metrics_handler(ngx_http_request_t *r)
         return ngx_http_kserve_metrics_send(r, NULL);
     }
 
-    /* the reply or the deadline finalizes the request */
-
-    r->main->count++;
-
-    if (!r->discard_body) {
-        r->read_event_handler = ngx_http_test_reading;
-    }
-
-    return NGX_DONE;
+    return ngx_http_kserve_wait_reply(r);
 }
 
 

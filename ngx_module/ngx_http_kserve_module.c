@@ -37,9 +37,7 @@ static ksv_version_status_t *ngx_http_kserve_find_version(
     ksv_model_status_t *ms, int64_t version);
 static ksv_version_status_t *ngx_http_kserve_ready_version(
     ksv_model_status_t *ms);
-static ngx_int_t ngx_http_kserve_model_metadata(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
-static ngx_int_t ngx_http_kserve_model_config(ngx_http_request_t *r,
+static ngx_int_t ngx_http_kserve_model_json(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
 static ngx_int_t ngx_http_kserve_model_stats(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
@@ -73,6 +71,8 @@ static char *ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_kserve_location(ngx_conf_t *cf,
+    ngx_http_kserve_loc_conf_t *klcf, ngx_http_handler_pt handler);
 static char *ngx_http_kserve_api_keys(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kserve_json_depth(ngx_conf_t *cf, void *post,
@@ -389,10 +389,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return ngx_http_kserve_model_ready(r, b, &route);
 
     case NGX_HTTP_KSERVE_MODEL_METADATA:
-        return ngx_http_kserve_model_metadata(r, b, &route);
-
     case NGX_HTTP_KSERVE_MODEL_CONFIG:
-        return ngx_http_kserve_model_config(r, b, &route);
+        return ngx_http_kserve_model_json(r, b, &route);
 
     case NGX_HTTP_KSERVE_MODEL_STATS:
         return ngx_http_kserve_model_stats(r, b, &route);
@@ -717,8 +715,13 @@ ngx_http_kserve_ready_version(ksv_model_status_t *ms)
 }
 
 
+/*
+ * The model's metadata, or with NGX_HTTP_KSERVE_MODEL_CONFIG its
+ * configuration, as JSON.
+ */
+
 static ngx_int_t
-ngx_http_kserve_model_metadata(ngx_http_request_t *r,
+ngx_http_kserve_model_json(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
 {
     ngx_int_t            rc;
@@ -739,34 +742,13 @@ ngx_http_kserve_model_metadata(ngx_http_request_t *r,
     }
 
     ksv_writer_init(&w);
-    ksv_json_model_metadata(&w, ms);
 
-    return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
-}
+    if (route->endpoint == NGX_HTTP_KSERVE_MODEL_CONFIG) {
+        ksv_model_config_to_json(&w, &ms->config);
 
-
-static ngx_int_t
-ngx_http_kserve_model_config(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
-{
-    ngx_int_t            rc;
-    ksv_writer_t         w;
-    ksv_model_status_t  *ms, alias;
-
-    rc = ngx_http_kserve_find(r, b, route, &ms);
-    if (ms == NULL) {
-        return rc;
+    } else {
+        ksv_json_model_metadata(&w, ms);
     }
-
-    if (route->alias.len) {
-        alias = *ms;
-        alias.config.name.data = (char *) route->alias.data;
-        alias.config.name.len = (uint32_t) route->alias.len;
-        ms = &alias;
-    }
-
-    ksv_writer_init(&w);
-    ksv_model_config_to_json(&w, &ms->config);
 
     return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
 }
@@ -838,15 +820,7 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
                                            : "kserve worker unavailable");
     }
 
-    /* the reply or the deadline finalizes the request */
-
-    r->main->count++;
-
-    if (!r->discard_body) {
-        r->read_event_handler = ngx_http_test_reading;
-    }
-
-    return NGX_DONE;
+    return ngx_http_kserve_wait_reply(r);
 }
 
 
@@ -1328,6 +1302,21 @@ malformed:
 }
 
 
+ngx_int_t
+ngx_http_kserve_wait_reply(ngx_http_request_t *r)
+{
+    /* the reply or the deadline finalizes the request */
+
+    r->main->count++;
+
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    return NGX_DONE;
+}
+
+
 /* ---- responses ---------------------------------------------------------- */
 
 static ngx_int_t
@@ -1343,30 +1332,16 @@ ngx_int_t
 ngx_http_kserve_send_writer(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ksv_writer_t *w)
 {
-    size_t               len;
-    uint8_t             *data;
-    ngx_int_t            rc;
-    ngx_buf_t           *b;
-    ngx_chain_t          out;
-    ngx_pool_cleanup_t  *cln;
+    size_t        len;
+    u_char       *data;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
-    if (w->failed || w->len == 0) {
-        ksv_writer_free(w);
+    data = ngx_http_kserve_writer_detach(r, w, &len);
+    if (data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ksv_writer_free(w);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* the writer's buffer is sent as it is and freed with the request */
-
-    data = ksv_writer_detach(w, &len);
-
-    cln->handler = ngx_http_kserve_free;
-    cln->data = data;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -1398,6 +1373,35 @@ ngx_http_kserve_send_writer(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+u_char *
+ngx_http_kserve_writer_detach(ngx_http_request_t *r, ksv_writer_t *w,
+    size_t *len)
+{
+    u_char              *data;
+    ngx_pool_cleanup_t  *cln;
+
+    if (w->failed || w->len == 0) {
+        ksv_writer_free(w);
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ksv_writer_free(w);
+        return NULL;
+    }
+
+    /* the writer's buffer is sent as it is and freed with the request */
+
+    data = ksv_writer_detach(w, len);
+
+    cln->handler = ngx_http_kserve_free;
+    cln->data = data;
+
+    return data;
 }
 
 
@@ -1586,34 +1590,7 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_http_kserve_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_kserve_loc_conf_t *klcf = conf;
-
-    ngx_str_t                    *value;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_kserve_main_conf_t  *kmcf;
-
-    if (klcf->backend != NULL || klcf->metrics) {
-        return "is duplicate";
-    }
-
-    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
-    value = cf->args->elts;
-
-    klcf->backend = ngx_http_kserve_backend_get(cf, &kmcf->backends,
-                                                &value[1],
-                                                cf->args->nelts - 1);
-    if (klcf->backend == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_kserve_metrics_zone(cf, kmcf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_kserve_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_kserve_location(cf, conf, ngx_http_kserve_handler);
 }
 
 
@@ -1628,6 +1605,29 @@ ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_kserve_loc_conf_t *klcf = conf;
 
+    char  *rv;
+
+    rv = ngx_http_kserve_location(cf, conf, ngx_http_kserve_metrics_handler);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    klcf->metrics = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * What kserve_pass and kserve_metrics share: one of them per location,
+ * the endpoint list named (kserve_metrics may name none), the gateway
+ * counters' zone and the location's handler.
+ */
+
+static char *
+ngx_http_kserve_location(ngx_conf_t *cf, ngx_http_kserve_loc_conf_t *klcf,
+    ngx_http_handler_pt handler)
+{
     ngx_str_t                    *value;
     ngx_http_core_loc_conf_t     *clcf;
     ngx_http_kserve_main_conf_t  *kmcf;
@@ -1648,14 +1648,12 @@ ngx_http_kserve_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    klcf->metrics = 1;
-
     if (ngx_http_kserve_metrics_zone(cf, kmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_kserve_metrics_handler;
+    clcf->handler = handler;
 
     return NGX_CONF_OK;
 }

@@ -102,6 +102,20 @@ typedef struct {
 ngx_int_t ngx_http_kserve_send_writer(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ksv_writer_t *w);
 
+/*
+ * The writer's bytes, freed with the request; w is left empty.  NULL
+ * when the writer failed or is empty, or out of memory.
+ */
+u_char *ngx_http_kserve_writer_detach(ngx_http_request_t *r,
+    ksv_writer_t *w, size_t *len);
+
+/*
+ * After a message went to the worker: keeps the request open until its
+ * pending handler finalizes it (the reply or the deadline), watching
+ * for a client that goes away.  Returns NGX_DONE.
+ */
+ngx_int_t ngx_http_kserve_wait_reply(ngx_http_request_t *r);
+
 
 extern ngx_module_t  ngx_http_kserve_module;
 

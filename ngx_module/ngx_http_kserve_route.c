@@ -1519,6 +1519,10 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
     ngx_uint_t                  k, sum, *weights, stack[16];
     ngx_http_kserve_variant_t  *v;
 
+    if (n == 0 && !rt->redis_weights) {
+        return;     /* no hash, and none before: nginx.conf's still */
+    }
+
     v = rt->variants.elts;
 
     weights = stack;

@@ -13,6 +13,7 @@
 
 #include <sys/mman.h>
 
+#include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_tensor.h"
 
 
@@ -31,7 +32,6 @@ static ngx_int_t ngx_http_kserve_body_copy(ngx_http_request_t *r,
 static void ngx_http_kserve_body_release(void *data);
 static void ngx_http_kserve_body_unref(ngx_http_kserve_body_t *body);
 static void ngx_http_kserve_msgs_close(void *data);
-static void ngx_http_kserve_tensor_free(void *data);
 
 
 static ngx_str_t  ngx_http_kserve_octet_type =
@@ -209,6 +209,11 @@ ngx_http_kserve_body_copy(ngx_http_request_t *r,
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         buf = cl->buf;
 
+        if (ngx_buf_size(buf) == 0) {
+            /* an empty buffer may have no memory at all (pos == NULL) */
+            continue;
+        }
+
         if (!buf->in_file) {
             p = ngx_cpymem(p, buf->pos, buf->last - buf->pos);
             continue;
@@ -336,21 +341,10 @@ ngx_http_kserve_send_tensors(ngx_http_request_t *r, ksv_writer_t *w,
     ngx_pool_cleanup_t      *cln;
     ngx_http_kserve_msgs_t  *msgs;
 
-    if (w->failed || w->len == 0) {
-        ksv_writer_free(w);
+    p = ngx_http_kserve_writer_detach(r, w, &hlen);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ksv_writer_free(w);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ksv_writer_detach(w, &hlen);
-
-    cln->handler = ngx_http_kserve_tensor_free;
-    cln->data = p;
 
     /* the frames live as long as the request: nginx sends from them */
 
@@ -462,11 +456,4 @@ ngx_http_kserve_msgs_close(void *data)
     for (i = 0; i < msgs->n; i++) {
         zmq_msg_close(&msgs->msgs[i]);
     }
-}
-
-
-static void
-ngx_http_kserve_tensor_free(void *data)
-{
-    free(data);
 }

@@ -399,6 +399,106 @@ kserve_sched_expire(kserve_version_t *v, kserve_request_t *r, uint64_t now)
 }
 
 
+/* ---- arrivals ("is another request coming?", see the header) ------------- */
+
+/* hits are kept in 1/256ths of an arrival, so halving keeps precision */
+#define KSERVE_HIT              256
+
+
+static uint64_t
+kserve_half_life_ns(kserve_version_t *v)
+{
+    uint64_t  ns;
+
+    ns = (uint64_t) KSERVE_ARRIVAL_HALF_LIFE_MS * 1000000;
+    if (16 * v->model->config.dynamic_batching.max_queue_delay_us * 1000 > ns)
+    {
+        ns = 16 * v->model->config.dynamic_batching.max_queue_delay_us * 1000;
+    }
+    return ns;
+}
+
+
+/* Brings the counts up to now: the running busy time is added, and both
+ * counts are halved once per half-life gone by. */
+static void
+kserve_arrivals_sync(kserve_version_t *v, uint64_t now)
+{
+    uint64_t            half, k;
+    kserve_arrivals_t  *a = &v->sched.arrivals;
+
+    if (a->outstanding > 0 && now > a->busy_since) {
+        a->busy_ns += now - a->busy_since;
+        a->busy_since = now;
+    }
+
+    if (now <= a->decayed_at) {
+        return;
+    }
+    half = kserve_half_life_ns(v);
+    k = (now - a->decayed_at) / half;
+    if (k == 0) {
+        return;
+    }
+    if (k >= 32) {
+        a->busy_ns = 0;
+        a->hits = 0;
+        a->decayed_at = now;
+        return;
+    }
+    a->busy_ns >>= k;
+    a->hits >>= k;
+    a->decayed_at += k * half;
+}
+
+
+/* A request joins v's outstanding work. */
+static void
+kserve_arrivals_in(kserve_version_t *v, kserve_request_t *r, uint64_t now)
+{
+    kserve_arrivals_t  *a = &v->sched.arrivals;
+
+    kserve_arrivals_sync(v, now);
+    if (a->outstanding > 0) {
+        a->hits += KSERVE_HIT;
+    } else {
+        a->busy_since = now;
+    }
+    a->outstanding++;
+    r->outstanding = 1;
+}
+
+
+/* A request of v has been answered. */
+static void
+kserve_arrivals_out(kserve_version_t *v, kserve_request_t *r, uint64_t now)
+{
+    kserve_arrivals_t  *a = &v->sched.arrivals;
+
+    if (!r->outstanding) {
+        return;
+    }
+    r->outstanding = 0;
+    kserve_arrivals_sync(v, now);
+    a->outstanding--;
+}
+
+
+/* The expected ns until the next request arrives, now that v has work:
+ * busy time per busy arrival (UINT64_MAX when none was seen). */
+static uint64_t
+kserve_arrivals_gap(kserve_version_t *v, uint64_t now)
+{
+    kserve_arrivals_t  *a = &v->sched.arrivals;
+
+    kserve_arrivals_sync(v, now);
+    if (a->hits == 0) {
+        return UINT64_MAX;
+    }
+    return a->busy_ns * KSERVE_HIT / a->hits;
+}
+
+
 int
 kserve_scheduler_init(kserve_version_t *v)
 {
@@ -500,6 +600,7 @@ kserve_scheduler_submit(kserve_version_t *v, kserve_request_t *r)
     kserve_queue_push(&l->queue, r);
     r->queued = 1;
     s->queued++;
+    kserve_arrivals_in(v, r, kserve_now_ns());
     kserve_expire_hint(r);
     kserve_scheduler_dispatch(v);
 }
@@ -567,7 +668,7 @@ kserve_pick(kserve_version_t *v, uint64_t now, kserve_request_t **pick,
 {
     int                            send_now, exceeded;
     uint32_t                       n, best, exact, rows, max, max_pref;
-    uint64_t                       oldest, delay;
+    uint64_t                       oldest, delay, left, gap;
     kserve_sched_t                *s = &v->sched;
     kserve_request_t              *r, *rn;
     const ksv_model_config_t      *c = &v->model->config;
@@ -644,7 +745,15 @@ kserve_pick(kserve_version_t *v, uint64_t now, kserve_request_t **pick,
         return n;
     }
 
-    *wait_ns = oldest + delay - now;
+    /* wait only while another request is expected before the delay is
+     * up; look again when it no longer is */
+    left = oldest + delay - now;
+    gap = kserve_arrivals_gap(v, now);
+    if (gap >= left) {
+        return n;
+    }
+
+    *wait_ns = left - gap;
     return 0;
 }
 
@@ -963,6 +1072,7 @@ kserve_answer(kserve_request_t *r, zmq_msg_t *out, size_t n, int ok,
     kserve_request_t  *h, *at;
 
     now = kserve_now_ns();
+    kserve_arrivals_out(r->version, r, now);
     kserve_stats_request(&s->stats, ok, now - r->arrived_ns,
                          ok ? r->dispatched_ns - r->arrived_ns : 0, t);
 

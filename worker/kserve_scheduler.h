@@ -38,9 +38,38 @@
  *           preferred size (max_batch_size without preferred sizes),
  *           the oldest request has waited max_queue_delay, or that
  *           delay is 0;
+ *         - the whole batch also goes now when no other request is
+ *           expected before the oldest one's max_queue_delay is up
+ *           (below: "is another request coming?");
  *         - otherwise nothing goes: the version's timer is set for when
- *           the oldest request will have waited max_queue_delay, and
- *           every new request re-runs the decision.
+ *           the rule above would send it (at the latest when the oldest
+ *           request will have waited max_queue_delay), and every new
+ *           request re-runs the decision.
+ *
+ *   is another request coming?  (not in Triton, which always waits)
+ *       Waiting only pays when a request arrives while the batch waits,
+ *       so the version estimates how soon one will: the rate of
+ *       arrivals *while the version has work* (a request queued or
+ *       running), i.e. arrivals that found work outstanding divided by
+ *       the time work was outstanding.  A waiting batch is by definition
+ *       such a time, so this is the rate it will see; counting all time
+ *       instead would be fooled by a closed loop: one client sending
+ *       back to back arrives every model-time + round-trip, which may
+ *       well be under the delay, yet never while its own request is
+ *       pending.  Expected gap = busy time / busy arrivals (infinite
+ *       with none); the batch goes at once when that gap is at least
+ *       what is left of the oldest request's delay, and the timer is set
+ *       for when it will be.  Both counts are halved every
+ *       KSERVE_ARRIVAL_HALF_LIFE_MS of wall time, or 16 delays when
+ *       longer (an exponentially weighted estimate that forgets an old
+ *       burst), so:
+ *         - a lone client (concurrency 1), or the first request after a
+ *           quiet spell, is dispatched at once: the batcher adds
+ *           nothing;
+ *         - under load (requests arriving faster than the delay) the gap
+ *           is far below the delay and batches form exactly as above;
+ *         - in between, with Poisson arrivals, a batch waits while the
+ *           chance of company before the delay ends is over 1 - 1/e.
  *
  *   scheduling order
  *       priority level 1 (highest) first; within a level, arrival
@@ -80,6 +109,11 @@
 #include "kserve_stats.h"
 
 
+/* How fast the arrival estimate forgets: its counts halve every this
+ * much wall time, or every 16 max_queue_delays when that is longer. */
+#define KSERVE_ARRIVAL_HALF_LIFE_MS  100
+
+
 typedef struct kserve_version_s   kserve_version_t;
 typedef struct kserve_instance_s  kserve_instance_t;
 typedef struct kserve_request_s   kserve_request_t;
@@ -99,6 +133,7 @@ struct kserve_request_s {
     uint32_t            level;          /* priority level - 1 */
     uint8_t             delayed;        /* in its level's delayed queue */
     uint8_t             queued;
+    uint8_t             outstanding;    /* counted in the arrivals */
     uint64_t            arrived_ns;     /* monotonic, at the worker */
     uint64_t            dispatched_ns;
     uint64_t            deadline_ns;    /* the module's; 0: none */
@@ -124,6 +159,15 @@ typedef struct {
     kserve_queue_t      delayed;        /* past the DELAY timeout */
 } kserve_level_t;
 
+/* Arrivals while the version has work ("is another request coming?"). */
+typedef struct {
+    uint32_t            outstanding;    /* queued or running requests */
+    uint64_t            busy_since;     /* when outstanding left 0 */
+    uint64_t            busy_ns;        /* time with outstanding > 0 */
+    uint64_t            hits;           /* arrivals finding outstanding > 0 */
+    uint64_t            decayed_at;     /* last halving */
+} kserve_arrivals_t;
+
 typedef struct {
     kserve_level_t     *levels;         /* [0] is priority 1 */
     uint32_t            nlevels;
@@ -133,6 +177,7 @@ typedef struct {
     uint64_t            next_seq;       /* preserve_ordering */
     uint64_t            next_out;
     kserve_queue_t      held;           /* answered early, by seq */
+    kserve_arrivals_t   arrivals;
     kserve_stats_t      stats;
 } kserve_sched_t;
 

@@ -22,16 +22,16 @@ kserve_stats_request(kserve_stats_t *s, int success, uint64_t total_ns,
     uint64_t queue_ns, const ksv_exec_times_t *t)
 {
     if (!success) {
-        kserve_stats_add(&s->fail, 1, total_ns);
+        kserve_stats_add(&s->m.fail, 1, total_ns);
         return;
     }
 
-    kserve_stats_add(&s->success, 1, total_ns);
-    kserve_stats_add(&s->queue, 1, queue_ns);
+    kserve_stats_add(&s->m.success, 1, total_ns);
+    kserve_stats_add(&s->m.queue, 1, queue_ns);
     if (t != NULL) {
-        kserve_stats_add(&s->compute_input, 1, t->compute_input_ns);
-        kserve_stats_add(&s->compute_infer, 1, t->compute_infer_ns);
-        kserve_stats_add(&s->compute_output, 1, t->compute_output_ns);
+        kserve_stats_add(&s->m.compute_input, 1, t->compute_input_ns);
+        kserve_stats_add(&s->m.compute_infer, 1, t->compute_infer_ns);
+        kserve_stats_add(&s->m.compute_output, 1, t->compute_output_ns);
     }
 }
 
@@ -45,38 +45,38 @@ kserve_stats_slot(kserve_stats_t *s, uint32_t batch_size)
     ksv_batch_stats_t  *nb;
 
     lo = 0;
-    hi = s->nbatch;
+    hi = s->m.nbatch;
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        if (s->batch[mid].batch_size < batch_size) {
+        if (s->m.batch[mid].batch_size < batch_size) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if (lo < s->nbatch && s->batch[lo].batch_size == batch_size) {
-        return &s->batch[lo];
+    if (lo < s->m.nbatch && s->m.batch[lo].batch_size == batch_size) {
+        return &s->m.batch[lo];
     }
 
-    if (s->nbatch == KSV_MAX_LIST) {
+    if (s->m.nbatch == KSV_MAX_LIST) {
         return NULL;
     }
-    if (s->nbatch == s->cap) {
+    if (s->m.nbatch == s->cap) {
         cap = s->cap ? 2 * s->cap : 8;
-        nb = realloc(s->batch, cap * sizeof(ksv_batch_stats_t));
+        nb = realloc(s->m.batch, cap * sizeof(ksv_batch_stats_t));
         if (nb == NULL) {
             return NULL;
         }
-        s->batch = nb;
+        s->m.batch = nb;
         s->cap = cap;
     }
 
-    memmove(&s->batch[lo + 1], &s->batch[lo],
-            (s->nbatch - lo) * sizeof(ksv_batch_stats_t));
-    memset(&s->batch[lo], 0, sizeof(ksv_batch_stats_t));
-    s->batch[lo].batch_size = batch_size;
-    s->nbatch++;
-    return &s->batch[lo];
+    memmove(&s->m.batch[lo + 1], &s->m.batch[lo],
+            (s->m.nbatch - lo) * sizeof(ksv_batch_stats_t));
+    memset(&s->m.batch[lo], 0, sizeof(ksv_batch_stats_t));
+    s->m.batch[lo].batch_size = batch_size;
+    s->m.nbatch++;
+    return &s->m.batch[lo];
 }
 
 
@@ -88,10 +88,10 @@ kserve_stats_batch(kserve_stats_t *s, uint32_t batch_size,
     ksv_batch_stats_t  *b;
 
     gettimeofday(&tv, NULL);
-    s->last_inference = (uint64_t) tv.tv_sec * 1000
-                        + (uint64_t) tv.tv_usec / 1000;
-    s->inference_count += batch_size;
-    s->execution_count++;
+    s->m.last_inference = (uint64_t) tv.tv_sec * 1000
+                          + (uint64_t) tv.tv_usec / 1000;
+    s->m.inference_count += batch_size;
+    s->m.execution_count++;
 
     b = kserve_stats_slot(s, batch_size);
     if (b != NULL) {
@@ -105,23 +105,19 @@ kserve_stats_batch(kserve_stats_t *s, uint32_t batch_size,
 void
 kserve_stats_export(const kserve_stats_t *s, ksv_model_stats_t *out)
 {
-    out->last_inference = s->last_inference;
-    out->inference_count = s->inference_count;
-    out->execution_count = s->execution_count;
-    out->success = s->success;
-    out->fail = s->fail;
-    out->queue = s->queue;
-    out->compute_input = s->compute_input;
-    out->compute_infer = s->compute_infer;
-    out->compute_output = s->compute_output;
-    out->nbatch = s->nbatch;
-    out->batch = s->batch;
+    ksv_str_t  name, version;
+
+    name = out->name;
+    version = out->version;
+    *out = s->m;
+    out->name = name;
+    out->version = version;
 }
 
 
 void
 kserve_stats_free(kserve_stats_t *s)
 {
-    free(s->batch);
+    free(s->m.batch);
     memset(s, 0, sizeof(*s));
 }

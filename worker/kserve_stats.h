@@ -21,18 +21,11 @@
 #include "ksv_proto.h"
 
 
+/* The counters as STATS_REPLY carries them (m.name and m.version stay
+ * empty: kserve_stats_export leaves them to the caller), and the room
+ * of the batch-size table m.batch. */
 typedef struct {
-    uint64_t              last_inference;   /* ms since the epoch */
-    uint64_t              inference_count;
-    uint64_t              execution_count;
-    ksv_stat_duration_t   success;
-    ksv_stat_duration_t   fail;
-    ksv_stat_duration_t   queue;
-    ksv_stat_duration_t   compute_input;
-    ksv_stat_duration_t   compute_infer;
-    ksv_stat_duration_t   compute_output;
-    ksv_batch_stats_t    *batch;            /* ascending batch_size */
-    uint32_t              nbatch;
+    ksv_model_stats_t     m;
     uint32_t              cap;
 } kserve_stats_t;
 

@@ -19,7 +19,41 @@
 #define KSERVE_ARGV_MAX  24
 
 
+/* A walk over every instance of every version, in repository order:
+ * zero it, then call kserve_instance_next() until it returns NULL. */
+typedef struct {
+    uint32_t  model;
+    uint32_t  version;
+    uint32_t  instance;
+} kserve_instance_iter_t;
+
+
 static void kserve_supervisor_update(kserve_version_t *v);
+
+
+static kserve_instance_t *
+kserve_instance_next(kserve_instance_iter_t *it)
+{
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    while (it->model < kserve.repo.nmodels) {
+        m = &kserve.repo.models[it->model];
+        if (it->version == m->nversions) {
+            it->model++;
+            it->version = 0;
+            continue;
+        }
+        v = &m->versions[it->version];
+        if (it->instance == v->ninstances) {
+            it->version++;
+            it->instance = 0;
+            continue;
+        }
+        return &v->instances[it->instance++];
+    }
+    return NULL;
+}
 
 
 static const char *
@@ -380,24 +414,17 @@ kserve_supervisor_update(kserve_version_t *v)
 static kserve_instance_t *
 kserve_find_pid(pid_t pid, int *gone)
 {
-    uint32_t           i, j, k;
-    kserve_model_t    *m;
-    kserve_version_t  *v;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
 
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            for (k = 0; k < v->ninstances; k++) {
-                if (v->instances[k].pid == pid) {
-                    *gone = 0;
-                    return &v->instances[k];
-                }
-                if (v->instances[k].last_pid == pid) {
-                    *gone = 1;
-                    return &v->instances[k];
-                }
-            }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->pid == pid) {
+            *gone = 0;
+            return inst;
+        }
+        if (inst->last_pid == pid) {
+            *gone = 1;
+            return inst;
         }
     }
     return NULL;
@@ -531,35 +558,26 @@ kserve_supervisor_reap(void)
 int64_t
 kserve_supervisor_tick(int64_t now)
 {
-    int64_t            next, wait;
-    uint32_t           i, j, k;
-    kserve_model_t    *m;
-    kserve_version_t  *v;
-    kserve_instance_t *inst;
+    int64_t                  next, wait;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
 
     next = -1;
     if (kserve.shutting_down) {
         return next;
     }
 
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            for (k = 0; k < v->ninstances; k++) {
-                inst = &v->instances[k];
-                if (inst->state != KSERVE_INSTANCE_BACKOFF) {
-                    continue;
-                }
-                if (inst->restart_at_ms <= now) {
-                    kserve_spawn(inst, now);
-                    continue;
-                }
-                wait = inst->restart_at_ms - now;
-                if (next < 0 || wait < next) {
-                    next = wait;
-                }
-            }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->state != KSERVE_INSTANCE_BACKOFF) {
+            continue;
+        }
+        if (inst->restart_at_ms <= now) {
+            kserve_spawn(inst, now);
+            continue;
+        }
+        wait = inst->restart_at_ms - now;
+        if (next < 0 || wait < next) {
+            next = wait;
         }
     }
 
@@ -659,23 +677,14 @@ kserve_supervisor_kill(kserve_instance_t *inst, const char *why)
 static void
 kserve_supervisor_signal(int sig)
 {
-    uint32_t           i, j, k;
-    kserve_model_t    *m;
-    kserve_version_t  *v;
-    kserve_instance_t *inst;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
 
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            for (k = 0; k < v->ninstances; k++) {
-                inst = &v->instances[k];
-                if (inst->pid > 0) {
-                    kill(inst->pid, sig);
-                } else {
-                    inst->state = KSERVE_INSTANCE_STOPPED;
-                }
-            }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->pid > 0) {
+            kill(inst->pid, sig);
+        } else {
+            inst->state = KSERVE_INSTANCE_STOPPED;
         }
     }
 }
@@ -691,20 +700,13 @@ kserve_supervisor_terminate_all(void)
 int
 kserve_supervisor_alive(void)
 {
-    int                n;
-    uint32_t           i, j, k;
-    kserve_model_t    *m;
-    kserve_version_t  *v;
+    int                      n;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
 
     n = 0;
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            for (k = 0; k < v->ninstances; k++) {
-                n += v->instances[k].pid > 0;
-            }
-        }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        n += inst->pid > 0;
     }
     return n;
 }
@@ -713,31 +715,21 @@ kserve_supervisor_alive(void)
 void
 kserve_supervisor_kill_all(void)
 {
-    int                status;
-    uint32_t           i, j, k;
-    kserve_model_t    *m;
-    kserve_version_t  *v;
-    kserve_instance_t *inst;
+    int                      status;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
 
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            for (k = 0; k < v->ninstances; k++) {
-                inst = &v->instances[k];
-                if (inst->pid <= 0) {
-                    continue;
-                }
-                kserve_warn("instance %s: pid %d did not stop in time, "
-                            "killing it", inst->label, (int) inst->pid);
-                kill(inst->pid, SIGKILL);
-                while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR)
-                {
-                    /* retry */
-                }
-                kserve_instance_exited(inst, status, kserve_now_ms());
-            }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->pid <= 0) {
+            continue;
         }
+        kserve_warn("instance %s: pid %d did not stop in time, killing it",
+                    inst->label, (int) inst->pid);
+        kill(inst->pid, SIGKILL);
+        while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR) {
+            /* retry */
+        }
+        kserve_instance_exited(inst, status, kserve_now_ms());
     }
 }
 

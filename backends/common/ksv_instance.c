@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "ksv_instance.h"
+#include "ksv_json.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
 
@@ -158,7 +159,7 @@ ksv_instance_pbtxt_warn(void *ctx, const char *msg)
 }
 
 
-int
+static int
 ksv_instance_load_config(const ksv_instance_opts_t *o, ksv_arena_t *arena,
     ksv_model_config_t *c, char **err)
 {
@@ -220,7 +221,7 @@ ksv_instance_load_config(const ksv_instance_opts_t *o, ksv_arena_t *arena,
  * daemon numbers instances across groups in config order, so --instance
  * is mapped back onto (group, index) here.
  */
-char *
+static char *
 ksv_instance_name(const ksv_model_config_t *c, const ksv_instance_opts_t *o)
 {
     char      *name;
@@ -247,6 +248,55 @@ ksv_instance_name(const ksv_model_config_t *c, const ksv_instance_opts_t *o)
         return NULL;
     }
     return name;
+}
+
+
+int
+ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
+    ksv_instance_model_t *m, char **err)
+{
+    char          *abs;
+    size_t         len;
+    ksv_writer_t   w;
+
+    memset(m, 0, sizeof(*m));
+
+    if (ksv_instance_load_config(o, arena, &m->config, err) != 0) {
+        return -1;
+    }
+
+    ksv_writer_init(&w);
+    ksv_model_config_to_json(&w, &m->config);
+    ksv_put_u8(&w, '\0');
+    m->instance_name = ksv_instance_name(&m->config, o);
+    if (w.failed || m->instance_name == NULL
+        || asprintf(&m->model_dir, "%s/%s", o->repository, o->model) < 0)
+    {
+        ksv_writer_free(&w);
+        m->model_dir = NULL;
+        *err = strdup("out of memory");
+        return -1;
+    }
+    m->config_json = (char *) ksv_writer_detach(&w, &len);
+
+    abs = realpath(m->model_dir, NULL);
+    if (abs != NULL) {
+        free(m->model_dir);
+        m->model_dir = abs;
+    }
+    return 0;
+}
+
+
+void
+ksv_instance_model_free(ksv_instance_model_t *m)
+{
+    free(m->config_json);
+    free(m->instance_name);
+    free(m->model_dir);
+    m->config_json = NULL;
+    m->instance_name = NULL;
+    m->model_dir = NULL;
 }
 
 
@@ -331,25 +381,31 @@ ksv_msgvec_free(ksv_msgvec_t *v)
 /* ---- the socket ------------------------------------------------------------ */
 
 void *
-ksv_instance_connect(void *zctx, const char *endpoint)
+ksv_instance_connect(void *zctx, const ksv_instance_opts_t *o)
 {
     int    linger = KSV_INSTANCE_LINGER_MS;
     char   id[32];
     void  *sock;
 
-    sock = zmq_socket(zctx, ZMQ_DEALER);
+    sock = zctx != NULL ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
     if (sock == NULL) {
-        return NULL;
+        goto failed;
     }
     snprintf(id, sizeof(id), "i%ld", (long) getpid());
     if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, strlen(id)) != 0
         || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0
-        || zmq_connect(sock, endpoint) != 0)
+        || zmq_connect(sock, o->connect) != 0)
     {
         zmq_close(sock);
-        return NULL;
+        goto failed;
     }
     return sock;
+
+failed:
+
+    fprintf(stderr, "%s: cannot connect to %s: %s\n", o->prog, o->connect,
+            zmq_strerror(errno));
+    return NULL;
 }
 
 
@@ -432,6 +488,200 @@ ksv_instance_send_ready(void *sock, const ksv_instance_opts_t *o, int ok,
         return -1;
     }
     ksv_msgvec_free(&v);
+    return 0;
+}
+
+
+void
+ksv_instance_load_failed(void *sock, const ksv_instance_opts_t *o,
+    const char *err)
+{
+    if (err == NULL) {
+        err = "out of memory";
+    }
+    fprintf(stderr, "%s: %s: %s\n", o->prog, o->model, err);
+    (void) ksv_instance_send_ready(sock, o, 0, err);
+}
+
+
+int
+ksv_instance_serve(void *sock, const char *prog,
+    const ksv_instance_server_t *s)
+{
+    int             rc = 0;
+    ksv_msgvec_t    in, out;
+    zmq_pollitem_t  item;
+
+    ksv_msgvec_init(&in);
+    ksv_msgvec_init(&out);
+
+    while (!ksv_instance_terminate) {
+        item.socket = sock;
+        item.fd = 0;
+        item.events = ZMQ_POLLIN;
+        item.revents = 0;
+
+        rc = s->poll != NULL
+             ? s->poll(s->data, &item, KSV_INSTANCE_POLL_MS)
+             : zmq_poll(&item, 1, KSV_INSTANCE_POLL_MS);
+        if (rc < 0) {
+            if (errno == EINTR) {
+                rc = 0;
+                continue;
+            }
+            fprintf(stderr, "%s: zmq_poll: %s\n", prog, strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (rc == 0) {
+            continue;
+        }
+
+        if (ksv_instance_recv(sock, &in) != 0) {
+            fprintf(stderr, "%s: zmq_msg_recv: %s\n", prog, strerror(errno));
+            rc = 1;
+            break;
+        }
+
+        rc = s->run(s->data, &in, &out);
+        ksv_msgvec_clear(&in);
+        if (rc < 0) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            rc = 1;
+            break;
+        }
+
+        if (rc > 0 && ksv_instance_send(sock, &out) != 0) {
+            fprintf(stderr, "%s: zmq_msg_send: %s\n", prog, strerror(errno));
+            rc = 1;
+            break;
+        }
+        rc = 0;
+
+        if (s->stop != NULL && (rc = s->stop(s->data)) != 0) {
+            break;
+        }
+    }
+
+    ksv_msgvec_free(&in);
+    ksv_msgvec_free(&out);
+    return rc;
+}
+
+
+/* ---- EXECUTE and EXECUTE_REPLY ------------------------------------------ */
+
+int
+ksv_instance_read_execute(const ksv_msgvec_t *in, const char *prog,
+    const char *instance_name, uint64_t *batch_id, uint32_t *count)
+{
+    ksv_reader_t  rd;
+    ksv_prefix_t  prefix;
+
+    memset(&prefix, 0, sizeof(prefix));
+    ksv_reader_init(&rd, zmq_msg_data(&in->msgs[0]),
+                    zmq_msg_size(&in->msgs[0]));
+    if (ksv_read_prefix(&rd, &prefix) != 0
+        || prefix.kind != KSV_MSG_EXECUTE
+        || ksv_decode_execute(&rd, count) != 0)
+    {
+        fprintf(stderr, "%s: %s: ignored a message that is not a valid "
+                "EXECUTE (kind %u, %zu frames)\n", prog, instance_name,
+                prefix.kind, in->n);
+        return -1;
+    }
+    *batch_id = prefix.id;
+    return 0;
+}
+
+
+const char *
+ksv_instance_next_request(ksv_msgvec_t *in, size_t *idx, ksv_alloc_t *alloc,
+    uint64_t *id, ksv_infer_t *infer, zmq_msg_t **frames)
+{
+    ksv_reader_t  rd;
+    ksv_prefix_t  prefix;
+
+    if (*idx >= in->n) {
+        return "malformed EXECUTE: fewer frames than requests";
+    }
+
+    ksv_reader_init(&rd, zmq_msg_data(&in->msgs[*idx]),
+                    zmq_msg_size(&in->msgs[*idx]));
+    memset(&prefix, 0, sizeof(prefix));
+    if (ksv_read_prefix(&rd, &prefix) != 0
+        || prefix.kind != KSV_MSG_INFER
+        || ksv_decode_infer(&rd, alloc, infer) != 0)
+    {
+        *id = prefix.id;
+        *idx = in->n;
+        return "malformed INFER header in EXECUTE";
+    }
+    *id = prefix.id;
+
+    if (in->n - *idx - 1 < infer->ninputs) {
+        *idx = in->n;
+        return "malformed EXECUTE: missing input frames";
+    }
+
+    *frames = &in->msgs[*idx + 1];
+    *idx += 1 + infer->ninputs;
+    return NULL;
+}
+
+
+int
+ksv_instance_output_wanted(const ksv_infer_t *in, ksv_str_t name)
+{
+    uint32_t  i;
+
+    if (in->noutputs == 0) {
+        return 1;
+    }
+    for (i = 0; i < in->noutputs; i++) {
+        if (in->outputs[i].name.len == name.len
+            && memcmp(in->outputs[i].name.data, name.data, name.len) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+int
+ksv_instance_push_error(ksv_msgvec_t *reply, uint64_t id, ksv_status_t code,
+    const char *msg)
+{
+    ksv_writer_t  w;
+
+    ksv_writer_init(&w);
+    ksv_encode_error(&w, id, code,
+                     ksv_str_c(msg != NULL ? msg : "out of memory"));
+    return ksv_msgvec_push_writer(reply, &w);
+}
+
+
+int
+ksv_instance_push_infer_reply(ksv_msgvec_t *reply, uint64_t id,
+    const ksv_infer_reply_t *ir, zmq_msg_t *frames)
+{
+    uint32_t      j;
+    zmq_msg_t    *msg;
+    ksv_writer_t  w;
+
+    ksv_writer_init(&w);
+    ksv_encode_infer_reply(&w, id, ir);
+    if (ksv_msgvec_push_writer(reply, &w) != 0) {
+        return -1;
+    }
+    for (j = 0; j < ir->noutputs; j++) {
+        msg = ksv_msgvec_push(reply);
+        if (msg == NULL) {
+            return -1;
+        }
+        zmq_msg_move(msg, &frames[j]);
+    }
     return 0;
 }
 

@@ -16,7 +16,6 @@
 #include "cuda_batch.h"
 
 
-#define KSV_CUDA_PROG      "kserve-cuda-instance"
 #define KSV_CUDA_MAX_BYTES (1ULL << 40)     /* bound on one tensor */
 #define KSV_CUDA_ERRLEN    1024
 
@@ -383,43 +382,18 @@ ksv_cuda_batch_decode(ksv_cuda_batch_t *b, ksv_msgvec_t *in)
 {
     size_t           idx = 1;
     uint32_t         i;
-    ksv_reader_t     rd;
-    ksv_prefix_t     prefix;
+    const char      *why;
     ksv_cuda_req_t  *r;
 
     for (i = 0; i < b->count; i++) {
         r = &b->reqs[i];
 
-        if (idx >= in->n) {
-            ksv_cuda_req_fail(r, KSV_ERR_INTERNAL, "malformed EXECUTE: fewer "
-                              "frames than requests");
+        why = ksv_instance_next_request(in, &idx, &b->alloc, &r->id,
+                                        &r->infer, &r->frames);
+        if (why != NULL) {
+            ksv_cuda_req_fail(r, KSV_ERR_INTERNAL, "%s", why);
             continue;
         }
-
-        ksv_reader_init(&rd, zmq_msg_data(&in->msgs[idx]),
-                        zmq_msg_size(&in->msgs[idx]));
-        memset(&prefix, 0, sizeof(prefix));
-        if (ksv_read_prefix(&rd, &prefix) != 0
-            || prefix.kind != KSV_MSG_INFER
-            || ksv_decode_infer(&rd, &b->alloc, &r->infer) != 0)
-        {
-            r->id = prefix.id;
-            ksv_cuda_req_fail(r, KSV_ERR_INTERNAL,
-                              "malformed INFER header in EXECUTE");
-            idx = in->n;
-            continue;
-        }
-        r->id = prefix.id;
-
-        if (in->n - idx - 1 < r->infer.ninputs) {
-            ksv_cuda_req_fail(r, KSV_ERR_INTERNAL,
-                              "malformed EXECUTE: missing input frames");
-            idx = in->n;
-            continue;
-        }
-
-        r->frames = &in->msgs[idx + 1];
-        idx += 1 + r->infer.ninputs;
         ksv_cuda_req_check(b, r);
     }
 
@@ -664,25 +638,6 @@ ksv_cuda_launch_pack(ksv_cuda_batch_t *b, ksv_cuda_launch_t *l,
 }
 
 
-static int
-ksv_cuda_output_wanted(const ksv_infer_t *in, ksv_str_t name)
-{
-    uint32_t  i;
-
-    if (in->noutputs == 0) {
-        return 1;
-    }
-    for (i = 0; i < in->noutputs; i++) {
-        if (in->outputs[i].name.len == name.len
-            && memcmp(in->outputs[i].name.data, name.data, name.len) == 0)
-        {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-
 /* Splits the launch's outputs in `base` into each request's frames. */
 static void
 ksv_cuda_launch_unpack(ksv_cuda_batch_t *b, ksv_cuda_launch_t *l,
@@ -711,7 +666,7 @@ ksv_cuda_launch_unpack(ksv_cuda_batch_t *b, ksv_cuda_launch_t *l,
         }
 
         for (i = 0; i < c->noutputs; i++) {
-            if (!ksv_cuda_output_wanted(&r->infer, c->outputs[i].name)) {
+            if (!ksv_instance_output_wanted(&r->infer, c->outputs[i].name)) {
                 continue;
             }
             t = &l->outputs[i];
@@ -993,21 +948,17 @@ ksv_cuda_batch_exec(ksv_cuda_batch_t *b, ksv_cuda_launch_t *ls, uint32_t n)
 static int
 ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_msgvec_t *reply)
 {
-    uint32_t            i, j;
-    zmq_msg_t          *msg;
-    ksv_writer_t        w;
+    uint32_t            i;
     ksv_cuda_req_t     *r;
     ksv_infer_reply_t   ir;
 
     for (i = 0; i < b->count; i++) {
         r = &b->reqs[i];
-        ksv_writer_init(&w);
 
         if (r->failed) {
-            ksv_encode_error(&w, r->id, (ksv_status_t) r->code,
-                             ksv_str_c(r->msg != NULL ? r->msg
-                                                      : "out of memory"));
-            if (ksv_msgvec_push_writer(reply, &w) != 0) {
+            if (ksv_instance_push_error(reply, r->id, (ksv_status_t) r->code,
+                                        r->msg) != 0)
+            {
                 return -1;
             }
             continue;
@@ -1019,16 +970,10 @@ ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_msgvec_t *reply)
         ir.request_id = r->infer.request_id;
         ir.noutputs = r->nout;
         ir.outputs = r->outs;
-        ksv_encode_infer_reply(&w, r->id, &ir);
-        if (ksv_msgvec_push_writer(reply, &w) != 0) {
+        if (ksv_instance_push_infer_reply(reply, r->id, &ir, r->out_frames)
+            != 0)
+        {
             return -1;
-        }
-        for (j = 0; j < r->nout; j++) {
-            msg = ksv_msgvec_push(reply);
-            if (msg == NULL) {
-                return -1;
-            }
-            zmq_msg_move(msg, &r->out_frames[j]);
         }
     }
     return 0;
@@ -1042,25 +987,14 @@ ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_msgvec_t *in,
     int                 rc = 1;
     size_t              hdr;
     uint32_t            count, nlaunch, i, j;
-    uint64_t            t0;
-    ksv_reader_t        rd;
-    ksv_prefix_t        prefix;
+    uint64_t            t0, batch_id;
     ksv_cuda_batch_t    b;
     ksv_cuda_launch_t  *ls;
 
-    if (in->n == 0) {
-        return 0;
-    }
-    memset(&prefix, 0, sizeof(prefix));
-    ksv_reader_init(&rd, zmq_msg_data(&in->msgs[0]),
-                    zmq_msg_size(&in->msgs[0]));
-    if (ksv_read_prefix(&rd, &prefix) != 0
-        || prefix.kind != KSV_MSG_EXECUTE
-        || ksv_decode_execute(&rd, &count) != 0)
+    if (in->n == 0
+        || ksv_instance_read_execute(in, KSV_CUDA_PROG, e->instance_name,
+                                     &batch_id, &count) != 0)
     {
-        fprintf(stderr, "%s: %s: ignored a message that is not a valid "
-                "EXECUTE (kind %u, %zu frames)\n", KSV_CUDA_PROG,
-                e->instance_name, prefix.kind, in->n);
         return 0;
     }
 
@@ -1098,7 +1032,7 @@ ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_msgvec_t *in,
     }
     b.times.compute_output_ns += ksv_instance_now_ns() - t0;
 
-    if (ksv_instance_set_reply_header(reply, hdr, prefix.id, count,
+    if (ksv_instance_set_reply_header(reply, hdr, batch_id, count,
                                       &b.times) != 0)
     {
         rc = -1;

@@ -58,6 +58,9 @@ typedef struct CUevent_st   *cudaEvent_t;
 #include "cuda_pool.h"
 
 
+#define KSV_CUDA_PROG  "kserve-cuda-instance"    /* in log lines */
+
+
 #define KSV_CUDA_SLOTS  2
 
 typedef struct {

@@ -41,77 +41,30 @@
 #endif
 
 #include "ksv_instance.h"
-#include "ksv_json.h"
 #include "ksv_proto.h"
 #include "cuda_batch.h"
 #include "cuda_loader.h"
 
 
-#define KSV_PROG  "kserve-cuda-instance"
-
-
 static int
-ksv_serve(void *sock, ksv_cuda_engine_t *e)
+ksv_cuda_run(void *data, ksv_msgvec_t *in, ksv_msgvec_t *out)
 {
-    int             rc = 0;
-    ksv_msgvec_t    in, out;
-    zmq_pollitem_t  item;
+    return ksv_cuda_batch_run(data, in, out);
+}
 
-    ksv_msgvec_init(&in);
-    ksv_msgvec_init(&out);
 
-    while (!ksv_instance_terminate) {
-        item.socket = sock;
-        item.fd = 0;
-        item.events = ZMQ_POLLIN;
-        item.revents = 0;
+/* after a sticky CUDA error (the batch was answered first) */
+static int
+ksv_cuda_stop(void *data)
+{
+    ksv_cuda_engine_t  *e = data;
 
-        rc = zmq_poll(&item, 1, KSV_INSTANCE_POLL_MS);
-        if (rc < 0) {
-            if (errno == EINTR) {
-                rc = 0;
-                continue;
-            }
-            perror(KSV_PROG ": zmq_poll");
-            rc = 1;
-            break;
-        }
-        if (rc == 0) {
-            continue;
-        }
-
-        if (ksv_instance_recv(sock, &in) != 0) {
-            perror(KSV_PROG ": zmq_msg_recv");
-            rc = 1;
-            break;
-        }
-
-        rc = ksv_cuda_batch_run(e, &in, &out);
-        ksv_msgvec_clear(&in);
-        if (rc < 0) {
-            fprintf(stderr, KSV_PROG ": out of memory\n");
-            rc = 1;
-            break;
-        }
-
-        if (rc > 0 && ksv_instance_send(sock, &out) != 0) {
-            perror(KSV_PROG ": zmq_msg_send");
-            rc = 1;
-            break;
-        }
-        rc = 0;
-
-        if (e->fatal) {
-            fprintf(stderr, KSV_PROG ": %s: exiting after a sticky CUDA "
-                    "error\n", e->instance_name);
-            rc = 3;
-            break;
-        }
+    if (!e->fatal) {
+        return 0;
     }
-
-    ksv_msgvec_free(&in);
-    ksv_msgvec_free(&out);
-    return rc;
+    fprintf(stderr, KSV_CUDA_PROG ": %s: exiting after a sticky CUDA "
+            "error\n", e->instance_name);
+    return 3;
 }
 
 
@@ -186,7 +139,7 @@ ksv_choose_path(const ksv_instance_opts_t *o, const ksv_cuda_lib_t *lib,
                      "entry point (ksv_cuda_model_execute_cpu)", why);
             return -1;
         }
-        fprintf(stderr, KSV_PROG ": %s: no GPU (%s): running the model's "
+        fprintf(stderr, KSV_CUDA_PROG ": %s: no GPU (%s): running the model's "
                 "CPU entry point\n", o->model, why);
         e->gpu = 0;
         return 0;
@@ -205,8 +158,8 @@ ksv_choose_path(const ksv_instance_opts_t *o, const ksv_cuda_lib_t *lib,
                      "(ksv_cuda_model_execute)", lib->path);
             return -1;
         }
-        fprintf(stderr, KSV_PROG ": %s: the model library has no GPU entry "
-                "point: running its CPU entry point\n", o->model);
+        fprintf(stderr, KSV_CUDA_PROG ": %s: the model library has no GPU "
+                "entry point: running its CPU entry point\n", o->model);
         e->gpu = 0;
         return 0;
     }
@@ -231,26 +184,22 @@ int
 main(int argc, char **argv)
 {
     int                    rc, device, created;
-    char                  *err, *json, *instance_name, *model_dir;
-    char                  *version_dir, *lib_path, *abs, msg[1024];
+    char                  *err, *version_dir, *lib_path, msg[1024];
     void                  *zctx, *sock, *state;
-    size_t                 len;
     ksv_arena_t            arena;
-    ksv_writer_t           w;
     ksv_cuda_lib_t         lib;
     ksv_cuda_engine_t      engine;
-    ksv_model_config_t     config;
     ksv_instance_opts_t    o;
+    ksv_instance_model_t   m;
     ksv_cuda_model_args_t  args;
+    ksv_instance_server_t  server;
 
-    ksv_instance_parse_args(argc, argv, KSV_PROG, 0, &o);
+    ksv_instance_parse_args(argc, argv, KSV_CUDA_PROG, 0, &o);
     ksv_instance_signals(&o);
 
     zctx = zmq_ctx_new();
-    sock = zctx != NULL ? ksv_instance_connect(zctx, o.connect) : NULL;
+    sock = ksv_instance_connect(zctx, &o);
     if (sock == NULL) {
-        fprintf(stderr, KSV_PROG ": cannot connect to %s: %s\n", o.connect,
-                zmq_strerror(errno));
         return 1;
     }
 
@@ -258,52 +207,30 @@ main(int argc, char **argv)
     memset(&lib, 0, sizeof(lib));
     memset(&engine, 0, sizeof(engine));
     err = NULL;
-    json = NULL;
-    instance_name = NULL;
-    model_dir = NULL;
     version_dir = NULL;
     lib_path = NULL;
     state = NULL;
     created = 0;
 
-    if (ksv_instance_load_config(&o, &arena, &config, &err) != 0) {
+    if (ksv_instance_load_model(&o, &arena, &m, &err) != 0) {
         goto failed;
     }
 
-    ksv_writer_init(&w);
-    ksv_model_config_to_json(&w, &config);
-    ksv_put_u8(&w, '\0');
-    instance_name = ksv_instance_name(&config, &o);
-    if (w.failed || instance_name == NULL
-        || asprintf(&model_dir, "%s/%s", o.repository, o.model) < 0)
-    {
-        ksv_writer_free(&w);
-        model_dir = NULL;
-        err = strdup("out of memory");
-        goto failed;
-    }
-    json = (char *) ksv_writer_detach(&w, &len);
-
-    abs = realpath(model_dir, NULL);
-    if (abs != NULL) {
-        free(model_dir);
-        model_dir = abs;
-    }
-    if (asprintf(&version_dir, "%s/%s", model_dir, o.version) < 0) {
+    if (asprintf(&version_dir, "%s/%s", m.model_dir, o.version) < 0) {
         version_dir = NULL;
         err = strdup("out of memory");
         goto failed;
     }
 
     /* Triton's default file name is the python backend's; ours model.so */
-    if (ksv_str_eq(config.default_model_filename, "model.py")
-        || config.default_model_filename.len == 0)
+    if (ksv_str_eq(m.config.default_model_filename, "model.py")
+        || m.config.default_model_filename.len == 0)
     {
         rc = asprintf(&lib_path, "%s/model.so", version_dir);
     } else {
         rc = asprintf(&lib_path, "%s/%.*s", version_dir,
-                      (int) config.default_model_filename.len,
-                      config.default_model_filename.data);
+                      (int) m.config.default_model_filename.len,
+                      m.config.default_model_filename.data);
     }
     if (rc < 0) {
         lib_path = NULL;
@@ -321,10 +248,10 @@ main(int argc, char **argv)
     }
 
     engine.lib = &lib;
-    engine.config = &config;
+    engine.config = &m.config;
     engine.model_name = ksv_str_c(o.model);
     engine.model_version = ksv_str_c(o.version);
-    engine.instance_name = instance_name;
+    engine.instance_name = m.instance_name;
 
     if (ksv_cuda_engine_init(&engine, msg, sizeof(msg)) != 0) {
         err = strdup(msg);
@@ -333,15 +260,15 @@ main(int argc, char **argv)
 
     memset(&args, 0, sizeof(args));
     args.struct_size = sizeof(args);
-    args.model_config = json;
+    args.model_config = m.config_json;
     args.model_name = o.model;
     args.model_version = strtoll(o.version, NULL, 10);
-    args.model_dir = model_dir;
+    args.model_dir = m.model_dir;
     args.version_dir = version_dir;
-    args.instance_name = instance_name;
+    args.instance_name = m.instance_name;
     args.device = engine.gpu ? device : -1;
-    args.max_batch_size = config.max_batch_size > 0
-                          ? (uint32_t) config.max_batch_size : 0;
+    args.max_batch_size = m.config.max_batch_size > 0
+                          ? (uint32_t) m.config.max_batch_size : 0;
 
     msg[0] = '\0';
     rc = lib.create(&args, &state, msg, sizeof(msg));
@@ -361,23 +288,24 @@ main(int argc, char **argv)
         goto failed;
     }
 
-    fprintf(stderr, KSV_PROG ": %s: loaded %s on %s\n", instance_name,
-            lib_path, engine.gpu ? "the GPU" : "the CPU");
+    fprintf(stderr, KSV_CUDA_PROG ": %s: loaded %s on %s\n",
+            m.instance_name, lib_path, engine.gpu ? "the GPU" : "the CPU");
 
     if (ksv_instance_send_ready(sock, &o, 1, NULL) != 0) {
-        perror(KSV_PROG ": sending READY");
+        perror(KSV_CUDA_PROG ": sending READY");
         rc = 1;
     } else {
-        rc = ksv_serve(sock, &engine);
+        server.run = ksv_cuda_run;
+        server.poll = NULL;
+        server.stop = ksv_cuda_stop;
+        server.data = &engine;
+        rc = ksv_instance_serve(sock, KSV_CUDA_PROG, &server);
     }
     goto done;
 
 failed:
 
-    fprintf(stderr, KSV_PROG ": %s: %s\n", o.model,
-            err != NULL ? err : "out of memory");
-    (void) ksv_instance_send_ready(sock, &o, 0,
-                                   err != NULL ? err : "out of memory");
+    ksv_instance_load_failed(sock, &o, err);
     rc = 1;
 
 done:
@@ -392,9 +320,7 @@ done:
     }
 
     free(err);
-    free(json);
-    free(instance_name);
-    free(model_dir);
+    ksv_instance_model_free(&m);
     free(version_dir);
     free(lib_path);
     ksv_arena_free(&arena);

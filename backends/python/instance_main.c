@@ -22,7 +22,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,6 @@
 #include <zmq.h>
 
 #include "ksv_instance.h"
-#include "ksv_json.h"
 #include "ksv_proto.h"
 #include "py_batch.h"
 #include "py_runtime.h"
@@ -38,161 +36,99 @@
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* model threads may run while we wait */
 static int
-ksv_serve(void *sock, ksv_py_batch_ctx_t *ctx)
+ksv_py_poll(void *data, zmq_pollitem_t *item, long timeout_ms)
 {
-    int             rc = 0;
-    ksv_msgvec_t    in, out;
-    zmq_pollitem_t  item;
+    int  rc;
 
-    ksv_msgvec_init(&in);
-    ksv_msgvec_init(&out);
+    (void) data;
 
-    while (!ksv_instance_terminate) {
-        item.socket = sock;
-        item.fd = 0;
-        item.events = ZMQ_POLLIN;
-        item.revents = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = zmq_poll(item, 1, timeout_ms);
+    Py_END_ALLOW_THREADS
 
-        /* model threads may run while we wait */
-        Py_BEGIN_ALLOW_THREADS
-        rc = zmq_poll(&item, 1, KSV_INSTANCE_POLL_MS);
-        Py_END_ALLOW_THREADS
-
-        if (rc < 0) {
-            if (errno == EINTR) {
-                rc = 0;
-                continue;
-            }
-            perror("kserve-python-instance: zmq_poll");
-            rc = -1;
-            break;
-        }
-        if (rc == 0) {
-            continue;
-        }
-
-        if (ksv_instance_recv(sock, &in) != 0) {
-            perror("kserve-python-instance: zmq_msg_recv");
-            rc = -1;
-            break;
-        }
-
-        rc = ksv_py_batch_run(ctx, &in, &out);
-        ksv_msgvec_clear(&in);
-        if (rc < 0) {
-            fprintf(stderr, "kserve-python-instance: out of memory\n");
-            break;
-        }
-
-        if (rc > 0 && ksv_instance_send(sock, &out) != 0) {
-            perror("kserve-python-instance: zmq_msg_send");
-            rc = -1;
-            break;
-        }
-        rc = 0;
-    }
-
-    ksv_msgvec_free(&in);
-    ksv_msgvec_free(&out);
     return rc;
+}
+
+
+static int
+ksv_py_run(void *data, ksv_msgvec_t *in, ksv_msgvec_t *out)
+{
+    return ksv_py_batch_run(data, in, out);
 }
 
 
 int
 main(int argc, char **argv)
 {
-    int                  rc;
-    char                *err = NULL, *model_dir, *instance_name, *json;
-    char                *filename;
-    char                 device_id[32];
-    void                *zctx, *sock;
-    size_t               len;
-    ksv_instance_opts_t  o;
-    ksv_arena_t          arena;
-    ksv_writer_t         w;
-    ksv_py_args_t        args;
-    ksv_py_model_t       model;
-    ksv_model_config_t   config;
-    ksv_py_batch_ctx_t   ctx;
+    int                    rc;
+    char                  *err = NULL, *filename;
+    char                   device_id[32];
+    void                  *zctx, *sock;
+    ksv_arena_t            arena;
+    ksv_py_args_t          args;
+    ksv_py_model_t         model;
+    ksv_py_batch_ctx_t     ctx;
+    ksv_instance_opts_t    o;
+    ksv_instance_model_t   m;
+    ksv_instance_server_t  server;
 
-    ksv_instance_parse_args(argc, argv, "kserve-python-instance", 1, &o);
+    ksv_instance_parse_args(argc, argv, KSV_PY_PROG, 1, &o);
     ksv_instance_signals(&o);
 
     zctx = zmq_ctx_new();
-    sock = zctx != NULL ? ksv_instance_connect(zctx, o.connect) : NULL;
+    sock = ksv_instance_connect(zctx, &o);
     if (sock == NULL) {
-        fprintf(stderr, "kserve-python-instance: cannot connect to %s: %s\n",
-                o.connect, zmq_strerror(errno));
         return 1;
     }
 
     ksv_arena_init(&arena);
     memset(&model, 0, sizeof(model));
-    json = NULL;
-    instance_name = NULL;
-    model_dir = NULL;
 
-    if (ksv_instance_load_config(&o, &arena, &config, &err) != 0) {
+    if (ksv_instance_load_model(&o, &arena, &m, &err) != 0) {
         goto failed;
     }
-
-    ksv_writer_init(&w);
-    ksv_model_config_to_json(&w, &config);
-    ksv_put_u8(&w, '\0');
-    instance_name = ksv_instance_name(&config, &o);
-    if (w.failed || instance_name == NULL
-        || asprintf(&model_dir, "%s/%s", o.repository, o.model) < 0)
-    {
-        ksv_writer_free(&w);
-        err = strdup("out of memory");
-        goto failed;
-    }
-    json = (char *) ksv_writer_detach(&w, &len);
 
     if (ksv_py_start(o.utils_dir, &err) != 0) {
         goto failed;
     }
 
-    /* model_repository: the model's own directory, absolute as in Triton */
-    {
-        char  *abs = realpath(model_dir, NULL);
-
-        if (abs != NULL) {
-            free(model_dir);
-            model_dir = abs;
-        }
-    }
     snprintf(device_id, sizeof(device_id), "%s", o.device_id);
 
-    args.model_config = json;
+    /* model_repository: the model's own directory, as in Triton */
+    args.model_config = m.config_json;
     args.model_instance_kind = o.kind;
-    args.model_instance_name = instance_name;
+    args.model_instance_name = m.instance_name;
     args.model_instance_device_id = device_id;
-    args.model_repository = model_dir;
+    args.model_repository = m.model_dir;
     args.model_version = o.version;
     args.model_name = o.model;
 
-    filename = strndup(config.default_model_filename.data,
-                       config.default_model_filename.len);
+    filename = strndup(m.config.default_model_filename.data,
+                       m.config.default_model_filename.len);
     if (filename == NULL) {
         err = strdup("out of memory");
         goto failed;
     }
-    rc = ksv_py_model_load(&model, model_dir, filename, &args, &err);
+    rc = ksv_py_model_load(&model, m.model_dir, filename, &args, &err);
     free(filename);
     if (rc != 0) {
         goto failed;
     }
 
     if (ksv_instance_send_ready(sock, &o, 1, NULL) != 0) {
-        perror("kserve-python-instance: sending READY");
+        perror(KSV_PY_PROG ": sending READY");
         rc = 1;
     } else {
         ctx.model = &model;
         ctx.model_name = ksv_str_c(o.model);
         ctx.model_version = ksv_str_c(o.version);
-        rc = ksv_serve(sock, &ctx) == 0 ? 0 : 1;
+        server.run = ksv_py_run;
+        server.poll = ksv_py_poll;
+        server.stop = NULL;
+        server.data = &ctx;
+        rc = ksv_instance_serve(sock, KSV_PY_PROG, &server);
     }
 
     ksv_py_model_finalize(&model);
@@ -201,9 +137,7 @@ main(int argc, char **argv)
 
 failed:
 
-    fprintf(stderr, "kserve-python-instance: %s: %s\n", o.model,
-            err != NULL ? err : "out of memory");
-    (void) ksv_instance_send_ready(sock, &o, 0, err != NULL ? err : "out of memory");
+    ksv_instance_load_failed(sock, &o, err);
     ksv_py_model_finalize(&model);
     ksv_py_stop();
     rc = 1;
@@ -211,9 +145,7 @@ failed:
 done:
 
     free(err);
-    free(json);
-    free(instance_name);
-    free(model_dir);
+    ksv_instance_model_free(&m);
     ksv_arena_free(&arena);
     zmq_close(sock);
     zmq_ctx_term(zctx);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <zmq.h>
 
@@ -29,17 +28,6 @@ typedef struct {
     int               failed;
     ksv_py_error_t    err;
 } ksv_py_slot_t;
-
-
-/* Monotonic ns, for the compute_* statistics of EXECUTE_REPLY. */
-static uint64_t
-ksv_py_now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 
 /* ---- requests ------------------------------------------------------------- */
@@ -183,74 +171,33 @@ static void
 ksv_py_batch_decode(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
     ksv_py_slot_t *slots, uint32_t count, ksv_alloc_t *alloc)
 {
-    size_t         idx = 1;
-    uint32_t       i;
-    ksv_prefix_t   prefix;
-    ksv_reader_t   r;
-    ksv_py_slot_t *s;
+    size_t          idx = 1;
+    uint32_t        i;
+    zmq_msg_t      *frames;
+    const char     *why;
+    ksv_py_slot_t  *s;
 
     for (i = 0; i < count; i++) {
         s = &slots[i];
 
-        if (idx >= in->n) {
-            ksv_py_slot_fail(s, KSV_ERR_INTERNAL,
-                             "malformed EXECUTE: fewer frames than requests");
+        why = ksv_instance_next_request(in, &idx, alloc, &s->id, &s->infer,
+                                        &frames);
+        if (why != NULL) {
+            ksv_py_slot_fail(s, KSV_ERR_INTERNAL, why);
             continue;
         }
-
-        ksv_reader_init(&r, zmq_msg_data(&in->msgs[idx]),
-                        zmq_msg_size(&in->msgs[idx]));
-        if (ksv_read_prefix(&r, &prefix) != 0
-            || prefix.kind != KSV_MSG_INFER
-            || ksv_decode_infer(&r, alloc, &s->infer) != 0)
-        {
-            s->id = prefix.id;
-            ksv_py_slot_fail(s, KSV_ERR_INTERNAL,
-                             "malformed INFER header in EXECUTE");
-            idx = in->n;
-            continue;
-        }
-        s->id = prefix.id;
-
-        if (in->n - idx - 1 < s->infer.ninputs) {
-            ksv_py_slot_fail(s, KSV_ERR_INTERNAL,
-                             "malformed EXECUTE: missing input frames");
-            idx = in->n;
-            continue;
-        }
-
-        ksv_py_slot_build(ctx, s, &in->msgs[idx + 1]);
-        idx += 1 + s->infer.ninputs;
+        ksv_py_slot_build(ctx, s, frames);
     }
 
     if (idx < in->n) {
-        fprintf(stderr, "kserve-python-instance: %s: %zu extra frames "
-                "after an EXECUTE of %u requests, ignored\n",
+        fprintf(stderr, KSV_PY_PROG ": %s: %zu extra frames after an "
+                "EXECUTE of %u requests, ignored\n",
                 ctx->model->instance_name, in->n - idx, count);
     }
 }
 
 
 /* ---- responses -------------------------------------------------------- */
-
-static int
-ksv_py_output_wanted(const ksv_infer_t *in, ksv_str_t name)
-{
-    uint32_t  i;
-
-    if (in->noutputs == 0) {
-        return 1;
-    }
-    for (i = 0; i < in->noutputs; i++) {
-        if (in->outputs[i].name.len == name.len
-            && memcmp(in->outputs[i].name.data, name.data, name.len) == 0)
-        {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 
 /* response.error() set: its code (if a valid one) and message. */
 static void
@@ -301,12 +248,11 @@ ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
     int                 rc = 0;
     char               *text;
     PyObject           *error, *list, *seq, **items;
-    zmq_msg_t          *frames, *msg;
+    zmq_msg_t          *frames;
     Py_ssize_t          i, n;
     ksv_str_t           name;
     uint32_t            nout, j;
     ksv_tensor_t       *outs;
-    ksv_writer_t        w;
     ksv_infer_reply_t   r;
 
     if (PyObject_IsInstance(resp, ctx->model->response_type) != 1) {
@@ -363,7 +309,7 @@ ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
             s->failed = 1;
             break;
         }
-        if (!ksv_py_output_wanted(&s->infer, name)) {
+        if (!ksv_instance_output_wanted(&s->infer, name)) {
             continue;
         }
         memset(&outs[nout], 0, sizeof(ksv_tensor_t));
@@ -385,20 +331,7 @@ ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
         r.request_id = s->infer.request_id;
         r.noutputs = nout;
         r.outputs = outs;
-
-        ksv_writer_init(&w);
-        ksv_encode_infer_reply(&w, s->id, &r);
-        if (ksv_msgvec_push_writer(reply, &w) != 0) {
-            rc = -1;
-        }
-        for (j = 0; rc == 0 && j < nout; j++) {
-            msg = ksv_msgvec_push(reply);
-            if (msg == NULL) {
-                rc = -1;
-                break;
-            }
-            zmq_msg_move(msg, &frames[j]);
-        }
+        rc = ksv_instance_push_infer_reply(reply, s->id, &r, frames);
     }
 
     for (j = 0; j < nout; j++) {
@@ -515,31 +448,21 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
     ksv_msgvec_t *reply)
 {
     int              rc = 1;
+    size_t           hdr;
     uint32_t         count, i;
+    uint64_t         batch_id, t0, t1, t2;
     PyObject        *responses, **items;
     Py_ssize_t       k;
     ksv_alloc_t      alloc;
     ksv_arena_t      arena;
-    ksv_reader_t     r;
-    ksv_prefix_t     prefix;
-    ksv_writer_t     w;
     ksv_py_slot_t   *slots, *s;
-    uint8_t         *buf;
-    size_t           len, hdr;
-    uint64_t         t0, t1, t2;
     ksv_exec_times_t times;
 
-    if (in->n == 0) {
-        return 0;
-    }
-    ksv_reader_init(&r, zmq_msg_data(&in->msgs[0]), zmq_msg_size(&in->msgs[0]));
-    if (ksv_read_prefix(&r, &prefix) != 0
-        || prefix.kind != KSV_MSG_EXECUTE
-        || ksv_decode_execute(&r, &count) != 0)
+    if (in->n == 0
+        || ksv_instance_read_execute(in, KSV_PY_PROG,
+                                     ctx->model->instance_name, &batch_id,
+                                     &count) != 0)
     {
-        fprintf(stderr, "kserve-python-instance: %s: ignored a message that "
-                "is not a valid EXECUTE (kind %u, %zu frames)\n",
-                ctx->model->instance_name, prefix.kind, in->n);
         return 0;
     }
 
@@ -552,15 +475,15 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
 
     /* Triton's three phases, timed for the whole batch: building the
      * request objects, execute(), converting its responses */
-    t0 = ksv_py_now_ns();
+    t0 = ksv_instance_now_ns();
     ksv_py_batch_decode(ctx, in, slots, count, &alloc);
-    t1 = ksv_py_now_ns();
+    t1 = ksv_instance_now_ns();
 
     if (ksv_py_batch_execute(ctx, slots, count, &responses) != 0) {
         rc = -1;
         goto done;
     }
-    t2 = ksv_py_now_ns();
+    t2 = ksv_instance_now_ns();
 
     /* the header's place; it is encoded once the output time is known */
     hdr = reply->n;
@@ -582,11 +505,9 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
             }
         }
 
-        ksv_writer_init(&w);
-        ksv_encode_error(&w, s->id, s->err.code,
-                         ksv_str_c(s->err.msg != NULL ? s->err.msg
-                                                      : "out of memory"));
-        if (ksv_msgvec_push_writer(reply, &w) != 0) {
+        if (ksv_instance_push_error(reply, s->id, s->err.code, s->err.msg)
+            != 0)
+        {
             rc = -1;
             break;
         }
@@ -596,18 +517,12 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
     if (rc == 1) {
         times.compute_input_ns = t1 - t0;
         times.compute_infer_ns = t2 - t1;
-        times.compute_output_ns = ksv_py_now_ns() - t2;
+        times.compute_output_ns = ksv_instance_now_ns() - t2;
 
-        ksv_writer_init(&w);
-        ksv_encode_execute_reply(&w, prefix.id, count, &times);
-        buf = ksv_writer_detach(&w, &len);
-        if (w.failed || buf == NULL) {
-            free(buf);
+        if (ksv_instance_set_reply_header(reply, hdr, batch_id, count,
+                                          &times) != 0)
+        {
             rc = -1;
-        } else {
-            zmq_msg_close(&reply->msgs[hdr]);
-            zmq_msg_init_data(&reply->msgs[hdr], buf, len, ksv_writer_free_cb,
-                              NULL);
         }
     }
 

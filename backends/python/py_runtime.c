@@ -326,7 +326,7 @@ ksv_py_model_finalize(ksv_py_model_t *m)
         res = PyObject_CallMethod(m->instance, "finalize", NULL);
         if (res == NULL) {
             text = ksv_py_exception_text();
-            fprintf(stderr, "kserve-python-instance: %s: finalize() "
+            fprintf(stderr, KSV_PY_PROG ": %s: finalize() "
                     "failed: %s\n", m->instance_name, text ? text : "?");
             free(text);
         }

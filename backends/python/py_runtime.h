@@ -21,6 +21,8 @@
 #include <Python.h>
 
 
+#define KSV_PY_PROG  "kserve-python-instance"     /* in log lines */
+
 /* What initialize(args) receives; every value is a string (Triton). */
 typedef struct {
     const char  *model_config;          /* JSON text */

@@ -4,8 +4,8 @@ The worker runs on a throwaway repository with tests/tools/fake_instance.py
 as its Python instance binary (every input comes back as an output, see
 that file), and each test plays the nginx module's DEALER with frames from
 tests/tools/ksv_wire.py.  Covers the index, routing, versions, errors,
-malformed frames, deadlines, queue bounds, an instance killed with
-SIGKILL, and a clean shutdown.
+malformed frames, the batcher's wait, deadlines, queue bounds, an
+instance killed with SIGKILL, and a clean shutdown.
 """
 
 import itertools
@@ -35,6 +35,11 @@ MODELS = {
              'dynamic_batching {\n'
              '  default_queue_policy { max_queue_size: 2 } }\n',
              [1], {"sleep_ms": 600}),
+    # a 400 ms queue delay: long enough to see whether a batch waited
+    "waiter": ('backend: "python"\n'
+               'max_batch_size: 32\n'
+               'dynamic_batching { max_queue_delay_microseconds: 400000 }\n',
+               [1], {"sleep_ms": 100}),
     "broken": ('backend: "python"\n', [1],
                {"init_error": "initialize failed: boom"}),
     "onnx": ('backend: "onnxruntime"\n', [1], {}),
@@ -312,6 +317,39 @@ def test_stats_count_what_ran(client):
     c.send([w.stats(id_, "nope")])
     m = w.decode_message(c.recv(), w.ERROR)
     assert m["id"] == id_ and m["code"] == w.NOT_FOUND, m
+
+
+# ---- the batcher waits only when another request is coming -----------------
+
+def test_lone_request_does_not_wait_the_queue_delay(client):
+    """waiter: 100 ms a batch, max_queue_delay 400 ms, 4 rows a request"""
+    c = client
+    assert wait_state(c, "waiter", 1, w.READY_STATE) == "", "waiter ready"
+
+    # nothing else arrives while it waits, so none is expected: at once
+    for _ in range(2):
+        t0 = time.monotonic()
+        c.infer("waiter")
+        m = c.answer()
+        took = time.monotonic() - t0
+        assert m and m["kind"] == w.INFER_REPLY, m
+        assert took < 0.3, "a lone request waited (%.3f s)" % took
+
+    # three arrive while the first runs: the next batch waits for
+    # company and takes all three, yet goes before the full delay
+    t0 = time.monotonic()
+    first = c.infer("waiter")
+    time.sleep(0.02)
+    rest = [c.infer("waiter") for _ in range(3)]
+    got = [c.answer(3000) for _ in range(4)]
+    took = time.monotonic() - t0
+    assert [m and m["id"] for m in got] == [first] + rest, got
+    assert took < 0.1 + 0.4 + 0.1, "the batch waited past its delay " \
+        "(%.3f s)" % took
+    c.send([w.stats(next(c.ids), "waiter")])
+    m = w.decode_message(c.recv(), w.STATS_REPLY)
+    sizes = {b["batch_size"]: b for b in m["models"][0]["batch"]}
+    assert set(sizes) == {4, 12}, sizes
 
 
 # ---- malformed frames: answered when an id can be read, never fatal ---------

@@ -9,6 +9,16 @@
  * one gets what is left), each in its own allocation so an overread of
  * one frame is caught.  It is rendered as Triton's JSON answer.
  *
+ * The reserved byte of that frame's prefix (offset 4), which receivers
+ * ignore, picks the outputs rendered binary (bit i % 8 for output i),
+ * through ksv_infer_reply_header().
+ *
+ * An input that starts with 0x01 is a request with Triton's binary
+ * tensor extension: u16 LE Inference-Header-Content-Length (0: raw
+ * request), one byte selecting limits (0: none), then the body: JSON
+ * header followed by the tensors' bytes.  It goes through
+ * ksv_infer_parse() for each model below.
+ *
  * Anything else is a KServe v2 JSON request body, parsed and checked
  * against each of the model configurations below.  What the parser
  * accepts must hold its promises:
@@ -90,6 +100,15 @@ static const char  *model_texts[] = {
     "optional: true }\n"
     "]\n"
     "output [ { name: \"OUT\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n",
+
+    /* one input each, for raw (header length 0) requests */
+    "name: \"single_fp32\" backend: \"python\" max_batch_size: 4\n"
+    "input [ { name: \"X\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n"
+    "output [ { name: \"Y\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n",
+
+    "name: \"single_bytes\" backend: \"python\" max_batch_size: 0\n"
+    "input [ { name: \"S\" data_type: TYPE_STRING dims: [ 1 ] } ]\n"
+    "output [ { name: \"T\" data_type: TYPE_STRING dims: [ 1 ] } ]\n",
 };
 
 #define NMODELS  (sizeof(model_texts) / sizeof(model_texts[0]))
@@ -138,6 +157,7 @@ fuzz_reply(const uint8_t *buf, size_t len)
     char               err[256];
     size_t             rest, n;
     size_t            *sizes;
+    uint8_t           *binary, prefix_byte;
     uint32_t           i;
     const uint8_t     *p;
     ksv_alloc_t        a;
@@ -150,6 +170,8 @@ fuzz_reply(const uint8_t *buf, size_t len)
 
     ksv_arena_init(&arena);
     a = ksv_arena_allocator(&arena);
+
+    prefix_byte = len > 4 ? buf[4] : 0;
 
     ksv_reader_init(&r, buf, len);
     (void) ksv_read_prefix(&r, &prefix);
@@ -180,6 +202,23 @@ fuzz_reply(const uint8_t *buf, size_t len)
         p += n;
         rest -= n;
     }
+
+    binary = calloc(m.noutputs + 1, 1);
+    FUZZ_CHECK(binary != NULL);
+
+    for (i = 0; i < m.noutputs; i++) {
+        binary[i] = (prefix_byte >> (i % 8)) & 1;
+    }
+
+    ksv_writer_init(&w);
+    if (ksv_infer_reply_header(&w, &m, (const void *const *) frames, sizes,
+                               m.noutputs, binary, err, sizeof(err))
+        == 0)
+    {
+        FUZZ_CHECK(!w.failed);
+    }
+    ksv_writer_free(&w);
+    free(binary);
 
     ksv_writer_init(&w);
     if (ksv_infer_json_reply(&w, &m, (const void *const *) frames, sizes,
@@ -438,45 +477,22 @@ check_round_trip(const ksv_model_config_t *config, const ksv_infer_t *m,
 }
 
 
+/* What any accepted request must be. */
 static void
-fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
+check_accepted(const ksv_model_config_t *config, ksv_infer_t *m,
+    uint8_t **data)
 {
-    int                 rc;
-    int64_t             batch;
-    uint32_t            i, k;
-    uint8_t           **data;
-    ksv_alloc_t         a;
-    ksv_arena_t         arena;
-    ksv_infer_t         m;
-    ksv_infer_error_t   err;
-    const ksv_tensor_t *t;
+    int64_t              batch;
+    uint32_t             i, k;
+    const ksv_tensor_t  *t;
 
-    ksv_arena_init(&arena);
-    a = ksv_arena_allocator(&arena);
-
-    rc = ksv_infer_json_parse(buf, len, config, &a, &m, &data, &err);
-
-    if (verbose) {
-        fprintf(stderr, "%s: %s\n", config->name.data,
-                rc == 0 ? "accepted" : err.message);
-    }
-
-    if (rc != 0) {
-        /* a client's mistake is a 4xx, never an internal error */
-        FUZZ_CHECK(err.code == KSV_ERR_INVALID_ARG
-                   || err.code == KSV_ERR_UNSUPPORTED);
-        FUZZ_CHECK(memchr(err.message, '\0', sizeof(err.message)) != NULL);
-        ksv_arena_free(&arena);
-        return;
-    }
-
-    FUZZ_CHECK(m.ninputs <= config->ninputs);
-    FUZZ_CHECK(m.noutputs <= config->noutputs);
+    FUZZ_CHECK(m->ninputs <= config->ninputs);
+    FUZZ_CHECK(m->noutputs <= config->noutputs);
 
     batch = -1;
 
-    for (i = 0; i < m.ninputs; i++) {
-        t = &m.inputs[i];
+    for (i = 0; i < m->ninputs; i++) {
+        t = &m->inputs[i];
 
         for (k = 0; k < config->ninputs; k++) {
             if (t->name.data == config->inputs[k].name.data) {
@@ -498,12 +514,139 @@ fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
         check_buffer(t, data[i]);
     }
 
-    m.model_name = config->name;
-    check_frame(&m);
+    m->model_name = config->name;
+    check_frame(m);
+}
+
+
+/* A refusal is the client's mistake: a 4xx with a message. */
+static void
+check_refused(const ksv_model_config_t *config, const ksv_infer_error_t *err)
+{
+    if (verbose) {
+        fprintf(stderr, "%s: %s\n", config->name.data, err->message);
+    }
+
+    FUZZ_CHECK(err->code == KSV_ERR_INVALID_ARG
+               || err->code == KSV_ERR_UNSUPPORTED);
+    FUZZ_CHECK(memchr(err->message, '\0', sizeof(err->message)) != NULL);
+}
+
+
+static void
+fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
+{
+    uint8_t           **data;
+    ksv_alloc_t         a;
+    ksv_arena_t         arena;
+    ksv_infer_t         m;
+    ksv_infer_error_t   err;
+
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+
+    if (ksv_infer_json_parse(buf, len, config, &a, &m, &data, &err) != 0) {
+        check_refused(config, &err);
+        ksv_arena_free(&arena);
+        return;
+    }
+
+    if (verbose) {
+        fprintf(stderr, "%s: accepted\n", config->name.data);
+    }
+
+    check_accepted(config, &m, data);
     check_round_trip(config, &m, data);
 
     ksv_infer_json_free_data(data, m.ninputs);
     ksv_arena_free(&arena);
+}
+
+
+/* Triton's binary extension: JSON header, then the tensors' bytes. */
+static void
+fuzz_binary(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
+{
+    size_t               header_len;
+    uint8_t             *body, **data;
+    uint32_t             i;
+    uint64_t             count;
+    ksv_alloc_t          a;
+    ksv_arena_t          arena;
+    ksv_infer_t          m;
+    ksv_infer_buf_t     *bufs;
+    ksv_infer_error_t    err;
+    ksv_infer_limits_t   limits, *lim;
+
+    if (len < 4) {
+        return;
+    }
+
+    header_len = (size_t) buf[1] | (size_t) buf[2] << 8;
+
+    memset(&limits, 0, sizeof(limits));
+    limits.max_inputs = 2;
+    limits.max_outputs = 1;
+    limits.max_depth = 8;
+    limits.max_elements = 64;
+    limits.max_bytes_element = 16;
+    lim = buf[3] ? &limits : NULL;
+
+    /* the body in an allocation of its own: views must stay inside */
+    len -= 4;
+    body = malloc(len ? len : 1);
+    FUZZ_CHECK(body != NULL);
+    memcpy(body, buf + 4, len);
+
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+
+    if (ksv_infer_parse(body, len, header_len, config, lim, &a, &m, &bufs,
+                        &err)
+        != 0)
+    {
+        check_refused(config, &err);
+        goto done;
+    }
+
+    if (verbose) {
+        fprintf(stderr, "%s: accepted\n", config->name.data);
+    }
+
+    data = calloc(m.ninputs + 1, sizeof(uint8_t *));
+    FUZZ_CHECK(data != NULL);
+
+    for (i = 0; i < m.ninputs; i++) {
+        data[i] = bufs[i].data;
+
+        if (!bufs[i].owned && data[i] != NULL) {
+            FUZZ_CHECK(data[i] >= body
+                       && m.inputs[i].byte_size <= len
+                       && (size_t) (data[i] - body)
+                          <= len - m.inputs[i].byte_size);
+        }
+
+        if (lim != NULL) {
+            FUZZ_CHECK(ksv_shape_count(m.inputs[i].dims, m.inputs[i].ndims,
+                                       UINT64_MAX, &count) == 0);
+            FUZZ_CHECK(count <= lim->max_elements);
+        }
+    }
+
+    if (lim != NULL) {
+        FUZZ_CHECK(m.ninputs <= lim->max_inputs);
+        FUZZ_CHECK(m.noutputs <= lim->max_outputs);
+    }
+
+    check_accepted(config, &m, data);
+
+    free(data);
+    ksv_infer_free_bufs(bufs, m.ninputs);
+
+done:
+
+    ksv_arena_free(&arena);
+    free(body);
 }
 
 
@@ -516,6 +659,13 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
         && buf[1] == KSV_PROTO_MAGIC >> 8)
     {
         fuzz_reply(buf, len);
+        return 0;
+    }
+
+    if (len >= 1 && buf[0] == 0x01) {
+        for (i = 0; i < NMODELS; i++) {
+            fuzz_binary(buf, len, &models[i]);
+        }
         return 0;
     }
 

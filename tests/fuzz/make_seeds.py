@@ -187,6 +187,45 @@ def infer_json_seeds():
     write(t, "reply_all", w.infer_reply(1, "simple", "1", "req-1", outs,
                                         params={"p": 1.25, "q": "s"}) + frames)
     write(t, "reply_empty", w.infer_reply(2, "m", "", "", []))
+    # the prefix's reserved byte picks binary outputs (here 0, 1 and 6)
+    frame = bytearray(w.infer_reply(3, "simple", "1", "", outs))
+    frame[4] = 0x43
+    write(t, "reply_binary", bytes(frame) + frames)
+
+    # binary extension: 0x01, u16 header length (0: raw), limits byte
+    def binary(name, header, tensors, limits=0, raw=False):
+        head = b"" if raw else json.dumps(header).encode()
+        write(t, name, b"\x01" + struct.pack("<HB", len(head), limits)
+              + head + b"".join(tensors))
+
+    i32 = struct.pack("<16i", *range(16))
+    binary("bin_simple", {"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32",
+         "parameters": {"binary_data_size": 64}},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32",
+         "data": ones}],
+        "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}],
+        "parameters": {"binary_data_output": False}}, [i32])
+    text = struct.pack("<I", 3) + b"abc" + struct.pack("<I", 0)
+    binary("bin_mixed", {"inputs": [
+        {"name": "TEXT", "shape": [1, 2], "datatype": "BYTES",
+         "parameters": {"binary_data_size": len(text)}},
+        {"name": "MASK", "shape": [1, 2, 1], "datatype": "BOOL",
+         "parameters": {"binary_data_size": 2}},
+        {"name": "IDS", "shape": [1, 3], "datatype": "UINT64",
+         "data": [1, 2, 18446744073709551615]}]}, [text, b"\x01\x00"])
+    binary("bin_limited", {"inputs": [
+        {"name": "TEXT", "shape": [1, 1], "datatype": "BYTES",
+         "parameters": {"binary_data_size": 7}}]},
+        [struct.pack("<I", 3) + b"abc"], limits=1)
+    binary("bin_fp16", {"inputs": [
+        {"name": "IN_FP16", "shape": [2], "datatype": "FP16",
+         "parameters": {"binary_data_size": 4}},
+        {"name": "IN_BF16", "shape": [1], "datatype": "BF16",
+         "parameters": {"binary_data_size": 2}}]},
+        [struct.pack("<2H", 0x3c00, 0xfc00), struct.pack("<H", 0x3f80)])
+    binary("raw_fp32", None, [f32(1.0, 2.0, 3.0)], raw=True)
+    binary("raw_bytes", None, [b"hello world"], raw=True)
 
 
 def main():

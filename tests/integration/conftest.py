@@ -320,7 +320,8 @@ def gateway():
         gw.start_redis()
         gw.start_worker()
         gw.start_nginx()
-        for model in ("simple", "identity_fp32", "text_upper"):
+        for model in ("simple", "identity_fp32", "text_upper",
+                      "fraud_v1", "fraud_v2", "slow_mirror"):
             assert gw.wait_model_ready(model), \
                 "%s never became ready; worker log:\n%s" % (
                     model, open(gw.worker_log).read()[-4000:])

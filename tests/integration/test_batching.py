@@ -3,19 +3,23 @@ statistics, through nginx with the real worker and Python instances.
 
 The models (tests/models) make the scheduler's decisions visible:
 batch_recorder tells each request which batch it ran in, parallel_sleep
-sleeps 100 ms in each of two instances, tiny_queue and queue_timeout are
-slow single instances with a small queue and a short queue timeout.
+sleeps 100 ms in each of two instances, twin_sleep is two instances that
+name their pid (one gets killed), tiny_queue and queue_timeout are slow
+single instances with a small queue and a short queue timeout.
 """
 
 import collections
 import concurrent.futures
 import json
 import os
+import signal
 import struct
 import threading
 import time
 
 import requests
+
+from conftest import wait_for
 
 RECORDER = "/v2/models/batch_recorder/infer"
 
@@ -100,6 +104,38 @@ def test_concurrency_32_batches_requests(gateway):
     assert len(seen) < 400, len(seen)
 
 
+def median_latencies(targets, n=150):
+    """Median seconds per (url, body) of targets at concurrency 1: one
+    keep-alive connection each, requests interleaved so that noise from
+    the machine falls on all alike, after a few to warm up."""
+    sessions = [requests.Session() for _ in targets]
+    took = [[] for _ in targets]
+    for i in range(n + 10):
+        for k, (url, data) in enumerate(targets):
+            start = time.perf_counter()
+            r = sessions[k].post(url, data=data, timeout=30)
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 200, r.text
+            if i >= 10:
+                took[k].append(elapsed)
+    return [sorted(t)[len(t) // 2] for t in took]
+
+
+def test_lone_request_does_not_wait_the_delay(gateway):
+    # batch_recorder waits up to 2 ms for company; a single client never
+    # sends while its request is pending, so the batcher must see that
+    # no one is coming and dispatch at once.  identity_fp32 (delay 0) is
+    # the same path without any wait.
+    assert gateway.wait_model_ready("batch_recorder")
+    identity, recorder = median_latencies([
+        (gateway.url + "/v2/models/identity_fp32/infer", body()),
+        (gateway.url + RECORDER, body(sleep_ms=0))])
+    added = recorder - identity
+    print("median at concurrency 1: identity %.2f ms, batch_recorder "
+          "%.2f ms" % (identity * 1e3, recorder * 1e3))
+    assert added < 0.0015, (identity, recorder)
+
+
 def test_preferred_batch_size_is_preferred(gateway):
     assert gateway.wait_model_ready("batch_recorder")
     blocker = occupy(gateway, 300)
@@ -179,6 +215,75 @@ def test_instances_run_in_parallel(gateway):
     pids = {outputs(r)["OUTPUT0"][0] for r in answers}
     assert len(pids) == 2, "both requests ran in one instance"
     assert elapsed < 0.18, elapsed
+
+
+def test_kill_one_instance_under_load(gateway):
+    model = "twin_sleep"
+    url = gateway.url + "/v2/models/%s/infer" % model
+    assert gateway.wait_model_ready(model)
+    assert wait_for(lambda: len(gateway.instances(model)) == 2)
+    before = set(gateway.instances(model))
+    stop = threading.Event()
+    log = []                    # (start, end, status, pid or error)
+    lock = threading.Lock()
+
+    def client():
+        s = requests.Session()
+        while not stop.is_set():
+            start = time.monotonic()
+            r = s.post(url, data=scalar_body(sleep_ms=20), timeout=30)
+            end = time.monotonic()
+            what = outputs(r)["OUTPUT0"][0] if r.status_code == 200 \
+                else r.json()["error"]
+            with lock:
+                log.append((start, end, r.status_code, what))
+
+    # six clients keep both instances busy and a queue waiting
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        victim = sorted(before)[0]
+        survivor = sorted(before)[1]
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+
+        # back: two live instances, a new pid among them, serving
+        def back():
+            pids = set(gateway.instances(model))
+            new = pids - before
+            with lock:
+                served = {w for (_, e, c, w) in log if c == 200
+                          and e > killed_at}
+            return len(pids) == 2 and new and new <= served
+        assert wait_for(back, timeout=5.0, interval=0.01)
+        back_after = time.monotonic() - killed_at
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+    failed = [x for x in log if x[2] != 200]
+    print("kill -9 of one of two instances: %d answers, %d failed, back "
+          "after %.2f s" % (len(log), len(failed), back_after))
+    assert back_after < 2.0, back_after
+    assert requests.get(gateway.url + "/v2/models/%s/ready" % model,
+                        timeout=5).status_code == 200
+
+    # what was running on the victim failed at once, with an error JSON
+    assert 1 <= len(failed) <= 2, failed
+    for start, end, status, error in failed:
+        assert status == 500, (status, error)
+        assert "exited unexpectedly" in error, error
+        assert killed_at - 0.05 < end < killed_at + 1.0, end - killed_at
+
+    # the survivor kept answering while its twin was down
+    during = [w for (_, e, c, w) in log
+              if c == 200 and killed_at < e < killed_at + back_after]
+    assert during.count(survivor) >= 5, during
+    assert survivor in gateway.instances(model)
 
 
 def test_full_queue_is_503(gateway):

@@ -144,8 +144,12 @@ def test_quit_finishes_inflight(gateway):
                                slow_body(700)) for _ in range(3)]
         time.sleep(0.3)
         gateway.nginx_signal("quit")
-        results = [f.result(timeout=30) for f in futures]
-    assert [r.status_code for r, _ in results] == [200] * 3
-    gateway.procs.pop("nginx").wait(timeout=15)
-    gateway.start_nginx()
+        try:
+            results = [f.result(timeout=30) for f in futures]
+        finally:
+            # the suite's later tests need nginx back whatever happened
+            gateway.procs.pop("nginx").wait(timeout=15)
+            gateway.start_nginx()
+    assert [r.status_code for r, _ in results] == [200] * 3, \
+        [r.text for r, _ in results]
     assert gateway.wait_model_ready("simple")

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, wait_for
+from conftest import BUILD, nginx_env, wait_for
 
 FEATURES = {"inputs": [{"name": "FEATURES", "shape": [1, 4],
                         "datatype": "FP32", "data": [1, 2, 3, 10]}]}
@@ -342,7 +342,7 @@ def nginx_t(body, extra=""):
                 "kserve_route r { %s }\n}\n" % (BUILD, d, extra, body))
     p = subprocess.run(["nginx", "-t", "-p", d, "-c", conf, "-e",
                         os.path.join(d, "error.log")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=nginx_env())
     return p.returncode, p.stderr
 
 
