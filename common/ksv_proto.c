@@ -176,8 +176,8 @@ ksv_writer_free_cb(void *data, void *hint)
 }
 
 
-static uint8_t *
-ksv_writer_reserve(ksv_writer_t *w, size_t n)
+uint8_t *
+ksv_writer_room(ksv_writer_t *w, size_t n)
 {
     size_t    cap;
     uint8_t  *buf;
@@ -204,8 +204,20 @@ ksv_writer_reserve(ksv_writer_t *w, size_t n)
         w->cap = cap;
     }
 
-    w->len += n;
-    return w->buf + w->len - n;
+    return w->buf + w->len;
+}
+
+
+static uint8_t *
+ksv_writer_reserve(ksv_writer_t *w, size_t n)
+{
+    uint8_t  *dst = ksv_writer_room(w, n);
+
+    if (dst != NULL) {
+        w->len += n;
+    }
+
+    return dst;
 }
 
 

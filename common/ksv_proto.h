@@ -110,6 +110,10 @@ void ksv_writer_free(ksv_writer_t *w);
  * ksv_writer_free_cb); the writer is empty afterwards. */
 uint8_t *ksv_writer_detach(ksv_writer_t *w, size_t *len);
 void ksv_writer_free_cb(void *data, void *hint);
+/* Room for n more bytes at w->buf + w->len (NULL once failed): write
+ * there, then add what was written to w->len.  Also presizes a writer
+ * whose final length is known or estimated. */
+uint8_t *ksv_writer_room(ksv_writer_t *w, size_t n);
 
 void ksv_put_u8(ksv_writer_t *w, uint8_t v);
 void ksv_put_u16(ksv_writer_t *w, uint16_t v);

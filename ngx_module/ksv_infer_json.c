@@ -21,6 +21,36 @@ typedef struct {
 } ksv_parse_t;
 
 
+/*
+ * jansson's document of one request lives in a bump arena: a first
+ * block on the parser's stack (a small request's whole document), then
+ * malloc()ed blocks, all dropped at once when the parse is over.
+ */
+
+#define KSV_DOC_FIRST  (16 * 1024)
+#define KSV_DOC_ALIGN  16             /* malloc()'s own alignment */
+
+typedef struct ksv_doc_block_s  ksv_doc_block_t;
+
+struct ksv_doc_block_s {
+    ksv_doc_block_t        *next;
+};
+
+typedef struct {
+    uint8_t                  *pos;
+    uint8_t                  *end;
+    ksv_doc_block_t        *blocks;   /* the malloc()ed ones */
+    size_t                    next_size;
+    json_malloc_t             saved_malloc;
+    json_free_t               saved_free;
+} ksv_doc_arena_t;
+
+
+static void ksv_doc_begin(ksv_doc_arena_t *ar, uint8_t *first,
+    size_t size);
+static void ksv_doc_end(ksv_doc_arena_t *ar);
+static void *ksv_doc_malloc(size_t size);
+static void ksv_doc_free(void *p);
 static int ksv_fail(ksv_parse_t *ps, ksv_status_t code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -127,7 +157,10 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
     json_error_t            jerr;
     const uint8_t          *bin;
     ksv_infer_buf_t        *bufs;
+    ksv_doc_arena_t        arena;
     const ksv_io_config_t  *io;
+    uint8_t                 first[KSV_DOC_FIRST]
+                                __attribute__((aligned(KSV_DOC_ALIGN)));
 
     static const ksv_infer_limits_t  no_limits;
 
@@ -179,24 +212,32 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
                         "nesting deeper than %d levels", depth);
     }
 
-    if (nbig == 0) {
-        root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-                          &jerr);
+    quoted = NULL;
 
-    } else {
+    if (nbig != 0) {
         /* UINT64 values past INT64_MAX: see ksv_quote_big() */
 
         quoted = ksv_quote_big(body, len, nbig, &qlen);
         if (quoted == NULL) {
             return ksv_fail(&ps, KSV_ERR_INTERNAL, "out of memory");
         }
+    }
 
+    ksv_doc_begin(&arena, first, sizeof(first));
+
+    if (quoted == NULL) {
+        root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                          &jerr);
+
+    } else {
         root = json_loadb((char *) quoted, qlen,
                           JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
         free(quoted);
     }
 
     if (root == NULL) {
+        ksv_doc_end(&arena);
+
         return ksv_fail(&ps, KSV_ERR_INVALID_ARG,
                         "failed to parse the request JSON buffer: %s "
                         "at line %d column %d",
@@ -526,9 +567,109 @@ done:
         m->ninputs = 0;
     }
 
-    json_decref(root);
+    /* no json_decref(root): the document goes with its arena */
+
+    ksv_doc_end(&arena);
 
     return rc;
+}
+
+
+/*
+ * json_set_alloc_funcs() is process-wide: the arena's functions are
+ * installed for one parse and the previous ones put back after it, and
+ * the arena being used is a static.  So one thread parses at a time
+ * (nginx's event loop, the tests, the fuzzers), and nothing made by
+ * jansson outlives the parse.
+ */
+
+static ksv_doc_arena_t  *ksv_doc;
+
+
+static void
+ksv_doc_begin(ksv_doc_arena_t *ar, uint8_t *first, size_t size)
+{
+    ar->pos = first;
+    ar->end = first + size;
+    ar->blocks = NULL;
+    ar->next_size = 4 * size;
+
+    json_get_alloc_funcs(&ar->saved_malloc, &ar->saved_free);
+    json_set_alloc_funcs(ksv_doc_malloc, ksv_doc_free);
+
+    ksv_doc = ar;
+}
+
+
+static void
+ksv_doc_end(ksv_doc_arena_t *ar)
+{
+    ksv_doc_block_t  *b, *next;
+
+    json_set_alloc_funcs(ar->saved_malloc, ar->saved_free);
+    ksv_doc = NULL;
+
+    for (b = ar->blocks; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+
+    ar->blocks = NULL;
+}
+
+
+static void *
+ksv_doc_malloc(size_t size)
+{
+    size_t              room, hdr;
+    uint8_t            *p;
+    ksv_doc_arena_t   *ar;
+    ksv_doc_block_t  *b;
+
+    ar = ksv_doc;
+
+    if (size > SIZE_MAX / 4) {
+        return NULL;
+    }
+
+    size = (size + KSV_DOC_ALIGN - 1) & ~((size_t) KSV_DOC_ALIGN - 1);
+
+    if ((size_t) (ar->end - ar->pos) < size) {
+        /* a new block, doubling, big enough for this allocation */
+
+        hdr = (sizeof(ksv_doc_block_t) + KSV_DOC_ALIGN - 1)
+              & ~((size_t) KSV_DOC_ALIGN - 1);
+        room = ar->next_size;
+
+        while (room < size) {
+            room *= 2;
+        }
+
+        b = malloc(hdr + room);
+        if (b == NULL) {
+            return NULL;
+        }
+
+        b->next = ar->blocks;
+        ar->blocks = b;
+        ar->pos = (uint8_t *) b + hdr;
+        ar->end = ar->pos + room;
+        ar->next_size = room * 2;
+    }
+
+    p = ar->pos;
+    ar->pos += size;
+
+    return p;
+}
+
+
+static void
+ksv_doc_free(void *p)
+{
+    /* the arena goes as a whole */
+
+    (void) p;
 }
 
 
@@ -1709,13 +1850,48 @@ ksv_get_le(const uint8_t *p, size_t n)
 }
 
 
+/* The most one element of each datatype takes in "data", with its ','. */
+
+static size_t
+ksv_reply_element_max(ksv_datatype_t dt)
+{
+    switch (dt) {
+
+    case KSV_TYPE_BOOL:
+        return sizeof("false,") - 1;
+
+    case KSV_TYPE_UINT8:
+    case KSV_TYPE_INT8:
+        return sizeof("-128,") - 1;
+
+    case KSV_TYPE_UINT16:
+    case KSV_TYPE_INT16:
+        return sizeof("-32768,") - 1;
+
+    case KSV_TYPE_UINT32:
+    case KSV_TYPE_INT32:
+        return sizeof("-2147483648,") - 1;
+
+    case KSV_TYPE_FP16:
+    case KSV_TYPE_BF16:
+    case KSV_TYPE_FP32:
+        return sizeof("-1.17549435e-38,") - 1;
+
+    default:
+        return sizeof("-2.2250738585072014e-308,") - 1;
+    }
+}
+
+
 static int
 ksv_reply_data(ksv_writer_t *w, const ksv_tensor_t *t, const uint8_t *p,
     size_t size, uint64_t count, char *err, size_t errlen)
 {
+    char           *q;
     float           f;
     double          d;
     size_t          es;
+    uint8_t        *room;
     uint32_t        u32, len;
     uint64_t        i, u64;
     const uint8_t  *end;
@@ -1756,19 +1932,30 @@ ksv_reply_data(ksv_writer_t *w, const ksv_tensor_t *t, const uint8_t *p,
         goto bad;
     }
 
+    /* each element written in place: the room for the longest, then it */
+
     for (i = 0; i < count; i++, p += es) {
+        room = ksv_writer_room(w, 1 + KSV_JSON_F64_MAX);
+        if (room == NULL) {
+            return 0;           /* w->failed tells the caller */
+        }
+
+        q = (char *) room;
+
         if (i) {
-            ksv_put_u8(w, ',');
+            *q++ = ',';
         }
 
         switch (t->datatype) {
 
         case KSV_TYPE_BOOL:
             if (*p) {
-                ksv_json_lit(w, "true");
+                memcpy(q, "true", 4);
+                q += 4;
 
             } else {
-                ksv_json_lit(w, "false");
+                memcpy(q, "false", 5);
+                q += 5;
             }
 
             break;
@@ -1777,50 +1964,54 @@ ksv_reply_data(ksv_writer_t *w, const ksv_tensor_t *t, const uint8_t *p,
         case KSV_TYPE_UINT16:
         case KSV_TYPE_UINT32:
         case KSV_TYPE_UINT64:
-            ksv_json_u64(w, ksv_get_le(p, es));
+            q += ksv_json_fmt_u64(q, ksv_get_le(p, es));
             break;
 
         case KSV_TYPE_INT8:
-            ksv_json_i64(w, (int8_t) p[0]);
+            q += ksv_json_fmt_i64(q, (int8_t) p[0]);
             break;
 
         case KSV_TYPE_INT16:
-            ksv_json_i64(w, (int16_t) ksv_get_le(p, 2));
+            q += ksv_json_fmt_i64(q, (int16_t) ksv_get_le(p, 2));
             break;
 
         case KSV_TYPE_INT32:
-            ksv_json_i64(w, (int32_t) ksv_get_le(p, 4));
+            q += ksv_json_fmt_i64(q, (int32_t) ksv_get_le(p, 4));
             break;
 
         case KSV_TYPE_INT64:
-            ksv_json_i64(w, (int64_t) ksv_get_le(p, 8));
+            q += ksv_json_fmt_i64(q, (int64_t) ksv_get_le(p, 8));
             break;
 
         case KSV_TYPE_FP16:
-            ksv_json_f32(w, ksv_half_to_float((uint16_t) ksv_get_le(p, 2)));
+            q += ksv_json_fmt_f32(q,
+                                  ksv_half_to_float((uint16_t)
+                                                    ksv_get_le(p, 2)));
             break;
 
         case KSV_TYPE_BF16:
             u32 = (uint32_t) ksv_get_le(p, 2) << 16;
             memcpy(&f, &u32, 4);
-            ksv_json_f32(w, f);
+            q += ksv_json_fmt_f32(q, f);
             break;
 
         case KSV_TYPE_FP32:
             u32 = (uint32_t) ksv_get_le(p, 4);
             memcpy(&f, &u32, 4);
-            ksv_json_f32(w, f);
+            q += ksv_json_fmt_f32(q, f);
             break;
 
         case KSV_TYPE_FP64:
             u64 = ksv_get_le(p, 8);
             memcpy(&d, &u64, 8);
-            ksv_json_f64(w, d);
+            q += ksv_json_fmt_f64(q, d);
             break;
 
         default:
             goto bad;
         }
+
+        w->len += q - (char *) room;
     }
 
     return 0;
@@ -1851,6 +2042,7 @@ ksv_infer_reply_header(ksv_writer_t *w, const ksv_infer_reply_t *m,
     const void *const *frames, const size_t *sizes, uint32_t nframes,
     const uint8_t *binary, char *err, size_t errlen)
 {
+    size_t               need;
     uint32_t             i;
     uint64_t             count;
     const ksv_tensor_t  *t;
@@ -1860,6 +2052,33 @@ ksv_infer_reply_header(ksv_writer_t *w, const ksv_infer_reply_t *m,
                  m->noutputs, nframes);
         return -1;
     }
+
+    /*
+     * One allocation for the whole answer: room for the longest spelling
+     * of every element (BYTES: the bytes, quoted; escapes may grow it)
+     */
+
+    need = 256 + m->model_name.len + m->model_version.len
+           + m->request_id.len + 64 * (size_t) m->nparams;
+
+    for (i = 0; i < m->noutputs; i++) {
+        t = &m->outputs[i];
+        need += 128 + t->name.len;
+
+        if (binary != NULL && binary[i]) {
+            continue;
+        }
+
+        if (t->datatype == KSV_TYPE_BYTES) {
+            need += sizes[i] + sizes[i] / 2;
+
+        } else if (ksv_datatype_size(t->datatype) != 0) {
+            need += sizes[i] / ksv_datatype_size(t->datatype)
+                    * ksv_reply_element_max(t->datatype);
+        }
+    }
+
+    (void) ksv_writer_room(w, need);
 
     ksv_json_lit(w, "{\"model_name\":");
     ksv_json_string(w, m->model_name.data, m->model_name.len);

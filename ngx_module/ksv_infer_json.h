@@ -84,6 +84,9 @@ typedef struct {
  * prefix).  Each output request's KSV_OUTPUT_BINARY flag is already
  * resolved against binary_data_output, and m->flags has
  * KSV_INFER_ALL_BINARY for binary_data_output and raw requests.
+ *
+ * jansson allocates from an arena of the call while it runs (see
+ * ksv_doc_begin()): one thread at a time may parse.
  */
 int ksv_infer_parse(const void *body, size_t len, size_t header_len,
     const ksv_model_config_t *config, const ksv_infer_limits_t *limits,

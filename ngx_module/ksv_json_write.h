@@ -6,7 +6,9 @@
  * millions of elements costs one pass over its bytes.
  *
  * Choices a client can see:
- *  - FP32 is printed with %.9g and FP64 with %.17g: both round-trip.
+ *  - FP32 and FP64 are printed with the fewest digits that read back as
+ *    the same value (0.1, not 0.100000001), laid out as printf's %.9g
+ *    and %.17g lay them out: 1e+10, 1.5e-07, 100, -0.
  *  - NaN and infinities have no JSON spelling; they are written as NaN,
  *    Infinity and -Infinity, as Python's json module writes and reads
  *    them.  Clients that need strict JSON should ask for binary outputs.
@@ -33,6 +35,20 @@ void ksv_json_i64(ksv_writer_t *w, int64_t v);
 void ksv_json_u64(ksv_writer_t *w, uint64_t v);
 void ksv_json_f32(ksv_writer_t *w, float v);
 void ksv_json_f64(ksv_writer_t *w, double v);
+
+/*
+ * The same numbers written at buf, which has room for the _MAX bytes;
+ * each returns the length (no NUL).  For loops that reserve their room
+ * once (ksv_writer_room()).
+ */
+#define KSV_JSON_INT_MAX    24          /* "-9223372036854775808" */
+#define KSV_JSON_F32_MAX    32          /* "-1.17549435e-38", "-Infinity" */
+#define KSV_JSON_F64_MAX    32          /* "-2.2250738585072014e-308" */
+
+size_t ksv_json_fmt_u64(char *buf, uint64_t v);
+size_t ksv_json_fmt_i64(char *buf, int64_t v);
+size_t ksv_json_fmt_f32(char *buf, float v);
+size_t ksv_json_fmt_f64(char *buf, double v);
 
 /* Writes a shape array, "[-1,16]". */
 void ksv_json_dims(ksv_writer_t *w, const int64_t *dims, uint32_t ndims);

@@ -49,11 +49,20 @@ typedef enum {
 } ngx_http_kserve_redis_state_e;
 
 
+/* An address of the Redis server, resolved when the configuration is read */
+typedef struct {
+    u_char                      *host;          /* numeric, NUL ended */
+    ngx_str_t                    name;          /* "ip:port", for the log */
+} ngx_http_kserve_redis_addr_t;
+
+
 struct ngx_http_kserve_redis_s {
     ngx_str_t                    addr;          /* as written */
-    u_char                      *host;          /* NUL ended */
+    ngx_http_kserve_redis_addr_t  *addrs;
+    ngx_uint_t                   naddrs;
     ngx_int_t                    port;
     ngx_msec_t                   interval;
+    unsigned                     numeric:1;     /* addr is its one address */
 
     /* per nginx worker */
     ngx_http_kserve_routing_t   *routing;
@@ -66,6 +75,7 @@ struct ngx_http_kserve_redis_s {
     ngx_msec_t                   backoff;
     ngx_msec_t                   next_try;
     ngx_msec_t                   since;
+    ngx_uint_t                   current;       /* index into addrs */
     unsigned                     flushing:1;
 };
 
@@ -99,14 +109,24 @@ static void ngx_http_kserve_redis_write_handler(ngx_event_t *ev);
 
 /* ---- configuration ------------------------------------------------------ */
 
+/*
+ * The name is resolved here, once, as nginx resolves the servers of an
+ * upstream block: hiredis would resolve it with a blocking getaddrinfo()
+ * on every (re)connect, inside the event loop.  Reconnects go to the
+ * numeric addresses, the next one after each failure; a reload
+ * re-resolves.
+ */
 char *
 ngx_http_kserve_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    u_char                     *colon;
-    ngx_str_t                  *value, host, s;
+    u_char                     *p;
+    size_t                      len;
+    ngx_str_t                  *value, s;
+    ngx_url_t                   u;
     ngx_uint_t                  i;
     ngx_http_kserve_redis_t    *rs;
     ngx_http_kserve_routing_t  *routing;
+    u_char                      text[NGX_SOCKADDR_STRLEN];
 
     routing = ngx_http_kserve_routing(cf);
     if (routing == NULL) {
@@ -125,37 +145,56 @@ ngx_http_kserve_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     rs->addr = value[1];
-    rs->port = 6379;
     rs->interval = 500;
 
-    host = value[1];
-    colon = ngx_strlchr(host.data, host.data + host.len, ':');
+    ngx_memzero(&u, sizeof(ngx_url_t));
 
-    if (colon != NULL) {
-        host.len = colon - host.data;
-        rs->port = ngx_atoi(colon + 1, value[1].data + value[1].len
-                                       - (colon + 1));
+    u.url = value[1];
+    u.default_port = 6379;
 
-        if (rs->port < 1 || rs->port > 65535) {
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid port in kserve_redis \"%V\"",
-                               &value[1]);
+                               "%s in kserve_redis \"%V\"", u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.family == AF_UNIX || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kserve_redis \"%V\": HOST[:PORT] expected",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    rs->port = u.port;
+    rs->naddrs = u.naddrs;
+    rs->addrs = ngx_pcalloc(cf->pool,
+                            u.naddrs * sizeof(ngx_http_kserve_redis_addr_t));
+    if (rs->addrs == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < u.naddrs; i++) {
+        len = ngx_sock_ntop(u.addrs[i].sockaddr, u.addrs[i].socklen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        (void) ngx_cpystrn(p, text, len + 1);
+
+        rs->addrs[i].host = p;
+        rs->addrs[i].name = u.addrs[i].name;
     }
 
-    if (host.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no host in kserve_redis \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    rs->host = ngx_pnalloc(cf->pool, host.len + 1);
-    if (rs->host == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    (void) ngx_cpystrn(rs->host, host.data, host.len + 1);
+    rs->numeric = (u.naddrs == 1
+                   && u.addrs[0].name.len == value[1].len
+                   && ngx_strncmp(u.addrs[0].name.data, value[1].data,
+                                  value[1].len) == 0);
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -243,6 +282,15 @@ ngx_http_kserve_redis_exit(ngx_cycle_t *cycle,
     if (rs->state == NGX_HTTP_KSERVE_REDIS_UP && !rs->flushing) {
         ngx_http_kserve_redis_flush(rs);
         redisAsyncHandleWrite(ac);
+
+        /*
+         * a write that failed (the server went away unnoticed) has freed
+         * the context already: the disconnect callback cleared rs->ac
+         */
+
+        if (rs->ac == NULL) {
+            return;
+        }
     }
 
     /* frees rs->conn through the cleanup hook, closes the descriptor */
@@ -311,7 +359,10 @@ ngx_http_kserve_redis_connect(ngx_http_kserve_redis_t *rs)
     redisAsyncContext  *ac;
     ngx_connection_t   *c;
 
-    ac = redisAsyncConnect((char *) rs->host, (int) rs->port);
+    /* numeric: hiredis' getaddrinfo() does not touch the network */
+
+    ac = redisAsyncConnect((char *) rs->addrs[rs->current].host,
+                           (int) rs->port);
 
     if (ac == NULL) {
         ngx_http_kserve_redis_down(rs, "out of memory");
@@ -361,16 +412,30 @@ ngx_http_kserve_redis_connect(ngx_http_kserve_redis_t *rs)
 static void
 ngx_http_kserve_redis_down(ngx_http_kserve_redis_t *rs, const char *why)
 {
+    ngx_str_t  *name;
+
+    name = &rs->addrs[rs->current].name;
+
     rs->state = NGX_HTTP_KSERVE_REDIS_DOWN;
     rs->flushing = 0;
     rs->next_try = ngx_current_msec + rs->backoff;
     rs->backoff = ngx_min(rs->backoff * 2, NGX_HTTP_KSERVE_REDIS_BACKOFF_MAX);
 
+    /* the name's next address, if it has more than one */
+    rs->current = (rs->current + 1) % rs->naddrs;
+
     if (rs->logged != 0) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                      "kserve: redis %V unavailable: %s; routing goes on "
-                      "with the weights known, statistics wait in memory",
-                      &rs->addr, why);
+        if (rs->numeric) {
+            ngx_log_error(NGX_LOG_WARN, rs->log, 0,
+                          "kserve: redis %V unavailable: %s; routing goes "
+                          "on with the weights known, statistics wait in "
+                          "memory", &rs->addr, why);
+        } else {
+            ngx_log_error(NGX_LOG_WARN, rs->log, 0,
+                          "kserve: redis %V (%V) unavailable: %s; routing "
+                          "goes on with the weights known, statistics wait "
+                          "in memory", &rs->addr, name, why);
+        }
         rs->logged = 0;
     }
 }
@@ -392,8 +457,14 @@ ngx_http_kserve_redis_connected(const redisAsyncContext *ac, int status)
     rs->backoff = NGX_HTTP_KSERVE_REDIS_BACKOFF_MIN;
 
     if (rs->logged != 1) {
-        ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
-                      "kserve: redis %V connected", &rs->addr);
+        if (rs->numeric) {
+            ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
+                          "kserve: redis %V connected", &rs->addr);
+        } else {
+            ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
+                          "kserve: redis %V (%V) connected", &rs->addr,
+                          &rs->addrs[rs->current].name);
+        }
         rs->logged = 1;
     }
 

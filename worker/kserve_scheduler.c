@@ -540,25 +540,35 @@ kserve_scheduler_free(kserve_version_t *v)
 }
 
 
-/* Tells the loop when r's earliest deadline is due, so the sweep that
- * normally runs every KSERVE_TICK_MS catches it on time. */
+/* Tells the loop that something is due at due_ns (0: nothing), so the
+ * sweep (kserve_scheduler_expire) that normally runs every
+ * KSERVE_TICK_MS catches it on time. */
+static void
+kserve_hint(uint64_t due_ns)
+{
+    int64_t  ms;
+
+    if (due_ns == 0) {
+        return;
+    }
+    ms = (int64_t) ((due_ns + 999999) / 1000000);
+    if (kserve.expire_hint_ms == 0 || ms < kserve.expire_hint_ms) {
+        kserve.expire_hint_ms = ms;
+    }
+}
+
+
+/* ... for r's earliest deadline. */
 static void
 kserve_expire_hint(kserve_request_t *r)
 {
-    int64_t   ms;
     uint64_t  due;
 
     due = r->deadline_ns;
     if (r->timeout_ns != 0 && (due == 0 || r->timeout_ns < due)) {
         due = r->timeout_ns;
     }
-    if (due == 0) {
-        return;
-    }
-    ms = (int64_t) ((due + 999999) / 1000000);
-    if (kserve.expire_hint_ms == 0 || ms < kserve.expire_hint_ms) {
-        kserve.expire_hint_ms = ms;
-    }
+    kserve_hint(due);
 }
 
 
@@ -758,6 +768,31 @@ kserve_pick(kserve_version_t *v, uint64_t now, kserve_request_t **pick,
 }
 
 
+/*
+ * The watchdog's deadline of a batch is the latest of its requests'
+ * (the module's deadline, or --execute-timeout from dispatch for one
+ * without), plus KSERVE_EXECUTE_GRACE_MS, added by the caller: a model
+ * is only declared hung once every client of the batch has given up on
+ * it.  0: no deadline (--execute-timeout 0 and no module deadline).
+ */
+static void
+kserve_batch_deadline(kserve_batch_t *b, const kserve_request_t *r)
+{
+    uint64_t  due;
+
+    due = r->deadline_ns;
+    if (due == 0) {
+        if (kserve.execute_timeout_ms == 0) {
+            return;
+        }
+        due = b->dispatched_ns + kserve.execute_timeout_ms * 1000000ULL;
+    }
+    if (due > b->deadline_ns) {
+        b->deadline_ns = due;
+    }
+}
+
+
 static kserve_batch_t *
 kserve_form_batch(kserve_version_t *v, uint64_t now, uint64_t *wait_ns)
 {
@@ -784,12 +819,18 @@ kserve_form_batch(kserve_version_t *v, uint64_t now, uint64_t *wait_ns)
     b->instance = NULL;
     b->n = n;
     b->rows = 0;
+    b->dispatched_ns = now;
+    b->deadline_ns = 0;
     for (i = 0; i < n; i++) {
         r = pick[i];
         kserve_sched_remove(&v->sched, r);
         r->dispatched_ns = now;
         b->requests[i] = r;
         b->rows += r->rows;
+        kserve_batch_deadline(b, r);
+    }
+    if (b->deadline_ns != 0) {
+        b->deadline_ns += KSERVE_EXECUTE_GRACE_MS * 1000000ULL;
     }
     return b;
 }
@@ -911,6 +952,7 @@ kserve_scheduler_dispatch(kserve_version_t *v)
         inst->batch = b;
         inst->state = KSERVE_INSTANCE_BUSY;
         v->next_instance = i + 1;
+        kserve_hint(b->deadline_ns);
 
         kserve_debug("batch %llu (%u request(s), %u row(s)) -> instance %s",
                      (unsigned long long) b->id, b->n, b->rows, inst->label);
@@ -996,10 +1038,71 @@ kserve_scheduler_fail_queue(kserve_version_t *v, ksv_status_t code,
 }
 
 
+/*
+ * The hung-model watchdog: inst's batch is past its deadline (see
+ * kserve_batch_deadline).  Its requests are answered now (their clients
+ * have most likely had their 504 from the module already, but
+ * preserve_ordering holds every later answer of the version behind
+ * them), and the instance is killed: it is stuck in execute() and its
+ * capacity is lost until the supervisor has restarted it.
+ */
+static void
+kserve_batch_overdue(kserve_instance_t *inst, uint64_t now)
+{
+    char             msg[KSERVE_REASON_MAX], why[128];
+    uint64_t         ms;
+    kserve_batch_t  *b = inst->batch;
+
+    ms = (b->deadline_ns - b->dispatched_ns) / 1000000;
+    snprintf(msg, sizeof(msg), "instance %s did not finish within %llu ms "
+             "(its deadline + %d ms grace); it is being restarted",
+             inst->name, (unsigned long long) ms, KSERVE_EXECUTE_GRACE_MS);
+    snprintf(why, sizeof(why), "hung: batch %llu (%u request(s)) still "
+             "running after %llu ms", (unsigned long long) b->id, b->n,
+             (unsigned long long) ((now - b->dispatched_ns) / 1000000));
+
+    /* fail first (that makes it IDLE), then kill (that makes it
+     * STARTING, so nothing is dispatched to it before the restart) */
+    kserve_scheduler_fail_batch(inst, KSV_ERR_UNAVAILABLE, msg);
+    kserve_supervisor_kill(inst, why);
+}
+
+
+/* Runs the watchdog over v's busy instances.  Returns ns until the next
+ * batch deadline, or -1 when none. */
+static int64_t
+kserve_watchdog(kserve_version_t *v, uint64_t now)
+{
+    int64_t             next;
+    uint32_t            i;
+    kserve_batch_t     *b;
+    kserve_instance_t  *inst;
+
+    next = -1;
+    for (i = 0; i < v->ninstances; i++) {
+        inst = &v->instances[i];
+        b = inst->batch;
+        if (inst->state != KSERVE_INSTANCE_BUSY || b == NULL
+            || b->deadline_ns == 0)
+        {
+            continue;
+        }
+        if (b->deadline_ns <= now) {
+            kserve_batch_overdue(inst, now);
+            continue;
+        }
+        if (next < 0 || (int64_t) (b->deadline_ns - now) < next) {
+            next = (int64_t) (b->deadline_ns - now);
+        }
+    }
+    return next;
+}
+
+
 int64_t
 kserve_scheduler_expire(int64_t now_ms)
 {
-    int64_t            next, left;
+    int64_t            next, left, hung;
     uint32_t           i, j;
     uint64_t           now, due;
     kserve_model_t    *m;
@@ -1014,6 +1117,15 @@ kserve_scheduler_expire(int64_t now_ms)
         m = &kserve.repo.models[i];
         for (j = 0; j < m->nversions; j++) {
             v = &m->versions[j];
+
+            hung = kserve_watchdog(v, now);
+            if (hung >= 0) {
+                left = (hung + 999999) / 1000000;
+                if (next < 0 || left < next) {
+                    next = left;
+                }
+            }
+
             if (v->sched.queued == 0) {
                 continue;
             }
@@ -1220,7 +1332,15 @@ kserve_scheduler_complete(kserve_instance_t *inst, zmq_msg_t *frames,
     if (ksv_read_prefix(&rd, &prefix) != 0
         || ksv_decode_execute_reply(&rd, &count, &t) != 0)
     {
+        /* the instance thinks its batch is done and will never answer
+         * it: fail it now, or it would stay BUSY with it for good */
         kserve_error("instance %s: malformed EXECUTE_REPLY", inst->label);
+        if (b != NULL) {
+            snprintf(msg, sizeof(msg), "instance %s sent a malformed answer",
+                     inst->name);
+            kserve_scheduler_fail_batch(inst, KSV_ERR_INTERNAL, msg);
+        }
+        kserve_supervisor_kill(inst, "it sent a malformed EXECUTE_REPLY");
         return;
     }
 

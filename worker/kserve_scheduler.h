@@ -95,6 +95,17 @@
  * Independently of the queue policy every request has the module's
  * deadline (INFER timeout_ms): past it, it is answered UNAVAILABLE
  * "Request timeout expired" without being run.
+ *
+ *   hung models (not in Triton, which waits for execute() forever)
+ *       a batch handed to an instance has a deadline: the latest of its
+ *       requests' deadlines (--execute-timeout after dispatch for a
+ *       request without one) plus KSERVE_EXECUTE_GRACE_MS.  Past it the
+ *       instance is taken as hung: the batch's requests are answered
+ *       UNAVAILABLE "instance X did not finish within N ms ..." (which
+ *       also releases the answers preserve_ordering holds behind them)
+ *       and the instance is killed, so the supervisor restarts it with
+ *       its usual backoff.  The deadline sweep (kserve_scheduler_expire)
+ *       checks it, woken on time by the loop's deadline hint.
  */
 
 #ifndef KSERVE_SCHEDULER_H
@@ -184,6 +195,8 @@ typedef struct {
 typedef struct {
     uint64_t            id;
     kserve_instance_t  *instance;
+    uint64_t            dispatched_ns;
+    uint64_t            deadline_ns;    /* the watchdog's; 0: none */
     uint32_t            rows;
     uint32_t            n;
     kserve_request_t   *requests[];
@@ -216,8 +229,8 @@ void kserve_scheduler_dispatch(kserve_version_t *v);
 int64_t kserve_scheduler_tick(uint64_t now_ns);
 
 /* Answers queued requests past their deadline (DELAY ones move to their
- * level's delayed queue).  Returns ms until the next deadline (or -1
- * when none). */
+ * level's delayed queue) and runs the watchdog over in-flight batches.
+ * Returns ms until the next deadline (or -1 when none). */
 int64_t kserve_scheduler_expire(int64_t now_ms);
 
 /* Routes an EXECUTE_REPLY (frames after the routing id) of inst's batch

@@ -292,6 +292,7 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
 
     inst->started_ms = now;
     inst->init_failed = 0;
+    inst->killed[0] = '\0';
     inst->state = KSERVE_INSTANCE_STARTING;
 
     pid = fork();
@@ -454,7 +455,7 @@ kserve_supervisor_find(const void *routing_id, size_t len, int *gone)
 static void
 kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
 {
-    char               how[64], what[128], msg[KSERVE_REASON_MAX];
+    char               how[64], what[256], msg[KSERVE_REASON_MAX];
     kserve_version_t  *v = inst->version;
 
     if (WIFSIGNALED(status)) {
@@ -467,11 +468,15 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
         /* the READY ok=0 message already said why; keep it */
         what[0] = '\0';
         msg[0] = '\0';
+    } else if (inst->killed[0] != '\0') {
+        snprintf(what, sizeof(what), "was killed (%s): %s", how,
+                 inst->killed);
+        snprintf(msg, sizeof(msg), "instance %s %.190s", inst->name, what);
     } else {
         snprintf(what, sizeof(what), "exited %s (%s)",
                  inst->state == KSERVE_INSTANCE_STARTING
                  ? "before it was ready" : "unexpectedly", how);
-        snprintf(msg, sizeof(msg), "instance %s %s", inst->name, what);
+        snprintf(msg, sizeof(msg), "instance %s %.190s", inst->name, what);
     }
 
     if (kserve.shutting_down) {
@@ -480,6 +485,10 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     } else if (inst->init_failed) {
         kserve_info("instance %s: pid %d gone after its failed "
                     "initialization (%s)", inst->label, (int) inst->pid, how);
+    } else if (inst->killed[0] != '\0') {
+        /* kserve_supervisor_kill() has said why */
+        kserve_info("instance %s: pid %d killed (%s)", inst->label,
+                    (int) inst->pid, how);
     } else {
         kserve_warn("instance %s: pid %d %s", inst->label, (int) inst->pid,
                     what);
@@ -661,6 +670,7 @@ kserve_supervisor_kill(kserve_instance_t *inst, const char *why)
                  (int) inst->pid, why);
 
     if (inst->pid > 0) {
+        snprintf(inst->killed, sizeof(inst->killed), "%s", why);
         kill(inst->pid, SIGKILL);
     }
 

@@ -22,7 +22,10 @@
  *
  * A death (SIGCHLD, read through a self-pipe in the main loop) fails the
  * in-flight batch at once and schedules a restart: 100 ms doubling to
- * 10 s, back to 100 ms once an instance has stayed up 30 s.
+ * 10 s, back to 100 ms once an instance has stayed up 30 s.  An instance
+ * that misbehaves (a malformed answer, a batch past its deadline: see
+ * "hung models" in kserve_scheduler.h) is killed with SIGKILL and goes
+ * the same way.
  *
  * The version's state follows its instances: READY while one is ready,
  * UNAVAILABLE (with the last failure as reason) when every instance has
@@ -65,6 +68,7 @@ struct kserve_instance_s {
     char                label[340];     /* name + version, for the log */
     int                 failed;         /* failed since it was last ready */
     int                 init_failed;    /* READY ok=0: its exit is expected */
+    char                killed[128];    /* why we killed it; "" otherwise */
     int64_t             started_ms;
     int64_t             restart_at_ms;
     int64_t             backoff_ms;

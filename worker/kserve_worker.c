@@ -5,7 +5,7 @@
  *   kserve-worker --repository DIR --listen ENDPOINT [--listen ...]
  *                 [--run-dir DIR] [--python-instance PATH]
  *                 [--python-utils DIR] [--cuda-instance PATH]
- *                 [--max-frame-size BYTES]
+ *                 [--max-frame-size BYTES] [--execute-timeout MS]
  *                 [--log-level debug|info|warn|error]
  *
  * This file holds main(): options, signals and the one event loop.  The
@@ -75,7 +75,7 @@ kserve_usage(FILE *f)
         "[--python-utils DIR]\n"
         "                     [--cuda-instance PATH] "
         "[--max-frame-size BYTES]\n"
-        "                     "
+        "                     [--execute-timeout MS] "
         "[--log-level debug|info|warn|error]\n"
         "\n"
         "  --repository DIR        Triton model repository\n"
@@ -94,6 +94,11 @@ kserve_usage(FILE *f)
         "this one)\n"
         "  --max-frame-size BYTES  largest frame a client may send "
         "(default 1 GiB)\n"
+        "  --execute-timeout MS    a batch whose requests have no deadline "
+        "counts as hung\n"
+        "                          after this (default 60000; 0: never); "
+        "its instance is\n"
+        "                          restarted\n"
         "  --log-level LEVEL       default info\n");
 }
 
@@ -116,6 +121,7 @@ kserve_options(int argc, char **argv)
         { "python-utils", required_argument, NULL, 'u' },
         { "cuda-instance", required_argument, NULL, 'c' },
         { "max-frame-size", required_argument, NULL, 'm' },
+        { "execute-timeout", required_argument, NULL, 't' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -126,6 +132,7 @@ kserve_options(int argc, char **argv)
     python_utils = NULL;
     cuda_instance = NULL;
     kserve.max_frame_size = KSERVE_DEFAULT_MAX_FRAME;
+    kserve.execute_timeout_ms = KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -169,6 +176,19 @@ kserve_options(int argc, char **argv)
                 return -1;
             }
             kserve.max_frame_size = size;
+            break;
+
+        case 't':
+            errno = 0;
+            size = strtoull(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || optarg[0] == '-'
+                || errno != 0 || size > 365ULL * 24 * 3600 * 1000)
+            {
+                fprintf(stderr, "kserve-worker: bad --execute-timeout '%s' "
+                        "(milliseconds, 0 to 31536000000)\n", optarg);
+                return -1;
+            }
+            kserve.execute_timeout_ms = size;
             break;
 
         case 'v':

@@ -25,6 +25,10 @@
 #define KSERVE_DEFAULT_MAX_FRAME (1024ULL * 1024 * 1024)  /* 1 GiB */
 #define KSERVE_DEFAULT_QUEUE     10000    /* when the config sets none */
 #define KSERVE_SHUTDOWN_GRACE_MS 5000     /* finalize() budget at exit */
+#define KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS 60000  /* batches without a
+                                                    deadline */
+#define KSERVE_EXECUTE_GRACE_MS  1000     /* past a batch's deadline
+                                             before it counts as hung */
 
 
 typedef struct {
@@ -39,6 +43,8 @@ typedef struct {
     char                  python_utils[PATH_MAX];
     char                  cuda_instance[PATH_MAX];
     uint64_t              max_frame_size;
+    uint64_t              execute_timeout_ms;  /* 0: no watchdog without
+                                                  a module deadline */
 
     /* sockets (kserve_server.c) */
     void                 *zctx;

@@ -40,6 +40,11 @@ MODELS = {
                'max_batch_size: 32\n'
                'dynamic_batching { max_queue_delay_microseconds: 400000 }\n',
                [1], {"sleep_ms": 100}),
+    # answers in arrival order, two instances: one may hang ("hang")
+    # while the other answers what arrives after
+    "ordered": ('backend: "python"\n'
+                'instance_group [ { count: 2 kind: KIND_CPU } ]\n'
+                'dynamic_batching { preserve_ordering: true }\n', [1], {}),
     "broken": ('backend: "python"\n', [1],
                {"init_error": "initialize failed: boom"}),
     "onnx": ('backend: "onnxruntime"\n', [1], {}),
@@ -51,6 +56,11 @@ MODELS = {
 }
 
 SLOW_MS = MODELS["slow"][2]["sleep_ms"]
+
+# --execute-timeout of the module's worker: a batch without a deadline
+# counts as hung after this (plus the 1 s grace)
+EXECUTE_TIMEOUT_MS = 1500
+GRACE_MS = 1000
 
 
 def make_repository(root):
@@ -78,6 +88,7 @@ class Worker(Process):
             "--listen", self.endpoint, "--listen", "tcp://127.0.0.1:*",
             "--run-dir", self.run_dir,
             "--python-instance", os.path.join(TOOLS, "fake_instance.py"),
+            "--execute-timeout", str(EXECUTE_TIMEOUT_MS),
             "--log-level", "debug"], str(tmp / "worker.log"))
 
     def instances(self, model):
@@ -563,6 +574,82 @@ def test_instance_crash_leaves_the_other_serving(client):
     c.infer("echo")
     m = c.answer()
     assert m and m["kind"] == w.INFER_REPLY, "echo served by the survivor"
+
+
+def test_unreadable_execute_reply_fails_the_batch(client):
+    """an instance whose EXECUTE_REPLY cannot be read: its batch is
+    answered at once (not left in flight for good) and it is restarted"""
+    c = client
+    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
+    c.infer("echo", request_id="garble")
+    m = c.answer()
+    assert m and m["code"] == w.INTERNAL and \
+        "malformed answer" in m["message"], m
+    for _ in range(4):
+        c.infer("echo")
+        m = c.answer()
+        assert m and m["kind"] == w.INFER_REPLY, m
+
+
+def test_hung_instance_is_killed_and_ordering_resumes(client, worker):
+    """an instance stuck in execute(): once its request's deadline and the
+    grace have passed, the request is answered, the answers that
+    preserve_ordering held behind it go, and the instance is replaced"""
+    c = client
+    assert wait_state(c, "ordered", 1, w.READY_STATE) == "", "ordered ready"
+    assert wait_until(lambda: len(worker.instance_pids("ordered")) == 2, 5)
+    pids = set(worker.instance_pids("ordered"))
+
+    t0 = time.monotonic()
+    hung = c.infer("ordered", request_id="hang", timeout_ms=300)
+    time.sleep(0.05)            # inside one instance; the other is free
+    later = [c.infer("ordered", timeout_ms=10000) for _ in range(3)]
+
+    # the other instance has answered them, but they wait behind hung
+    assert c.answer(800) is None, "answers held behind the hung request"
+
+    m = c.answer(3000)
+    took = time.monotonic() - t0
+    assert m and m["id"] == hung and m["code"] == w.UNAVAILABLE and \
+        "ordered_" in m["message"] and \
+        "did not finish within" in m["message"], m
+    assert 1.2 < took < 2.2, "hung after deadline + grace (%.3f s)" % took
+    got = [c.answer(1000) for _ in later]
+    assert [x and (x["id"], x["kind"]) for x in got] == \
+        [(i, w.INFER_REPLY) for i in later], "held answers released in order"
+
+    # the hung process is gone, a new one serves in its place
+    assert wait_until(lambda: len(set(worker.instance_pids("ordered"))
+                                  - pids) == 1, 5), "one instance replaced"
+    assert wait_state(c, "ordered", 1, w.READY_STATE) == ""
+    for _ in range(4):          # round robin: both instances serve
+        assert infer_ok(c, "ordered")
+    with open(worker.log_path) as f:
+        assert "hung: batch" in f.read()
+
+
+def test_hung_instance_without_deadline_uses_execute_timeout(client, worker):
+    """no module deadline: --execute-timeout bounds the batch instead"""
+    c = client
+    assert wait_state(c, "echo", 1, w.READY_STATE) == ""
+    assert wait_until(lambda: len(worker.instance_pids("echo")) == 4, 5)
+    pids = set(worker.instance_pids("echo"))
+    t0 = time.monotonic()
+    hung = c.infer("echo", version="1", request_id="hang")
+    m = c.answer(EXECUTE_TIMEOUT_MS + GRACE_MS + 2000)
+    took = time.monotonic() - t0
+    assert m and m["id"] == hung and m["code"] == w.UNAVAILABLE and \
+        "did not finish within %d ms" % (EXECUTE_TIMEOUT_MS + GRACE_MS) \
+        in m["message"], m
+    limit = (EXECUTE_TIMEOUT_MS + GRACE_MS) / 1000
+    assert limit - 0.05 < took < limit + 0.7, took
+    assert wait_until(lambda: len(set(worker.instance_pids("echo"))
+                                  - pids) == 1, 5), "one instance replaced"
+    assert wait_state(c, "echo", 1, w.READY_STATE) == ""
+    for _ in range(4):
+        c.infer("echo", version="1")
+        m = c.answer()
+        assert m and m["kind"] == w.INFER_REPLY, m
 
 
 # ---- shutdown ---------------------------------------------------------------

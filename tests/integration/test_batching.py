@@ -459,6 +459,41 @@ def test_preserve_ordering(gateway):
     assert done["quick"] >= 0.2, done
 
 
+def test_hung_instance_does_not_hold_ordered_answers(gateway):
+    """preserve_ordering behind a request whose execute() hangs (1 s
+    kserve_timeout on short_url): the later request, done at once by the
+    other instance, is released when the worker gives up on the hung one
+    (deadline + 1 s grace), not held until its own deadline"""
+    assert gateway.wait_model_ready("ordered_sleep")
+    assert wait_for(lambda: len(gateway.instances("ordered_sleep")) == 2)
+    url = "/v2/models/ordered_sleep/infer"
+
+    def post(base, sleep_ms):
+        start = time.monotonic()
+        r = requests.post(base + url, data=scalar_body(sleep_ms=sleep_ms),
+                          timeout=30)
+        return r, time.monotonic() - start
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        hung = pool.submit(post, gateway.short_url, 60000)
+        time.sleep(0.1)
+        quick = pool.submit(post, gateway.url, 0)
+        r, took = hung.result()
+        assert r.status_code == 504, r.text
+        r, took = quick.result()
+    assert r.status_code == 200, r.text
+    assert 1.5 < took < 3.0, "released after deadline + grace (%.2f s)" % took
+
+    # the hung instance is replaced; both serve again
+    assert gateway.wait_model_ready("ordered_sleep", timeout=30)
+    assert wait_for(lambda: len(gateway.instances("ordered_sleep")) == 2)
+
+    def both_ready():
+        return all(requests.post(gateway.url + url, data=scalar_body(),
+                                 timeout=10).ok for _ in range(4))
+    assert wait_for(both_ready, timeout=30)
+
+
 def test_kind_gpu_without_gpu_runs_on_cpu(gateway):
     # ordered_sleep asks for KIND_GPU; without a GPU it loads on CPU
     # with a warning in the worker's log

@@ -84,16 +84,45 @@ def test_kill_under_load_no_request_hangs(gateway):
 
 
 def test_deadline_answers_504(gateway):
+    assert gateway.wait_model_ready("slow_model")
     start = time.monotonic()
-    r = requests.post(gateway.short_url + SLOW, data=slow_body(3000),
+    r = requests.post(gateway.short_url + SLOW, data=slow_body(1500),
                       timeout=30)
     took = time.monotonic() - start
     assert r.status_code == 504, r.text
     assert "error" in r.json()
-    assert 0.9 < took < 2.5
-    # the late reply is dropped quietly and the next request is fine
-    time.sleep(2.5)
+    assert 0.9 < took < 1.5
+    # the late reply (1.5 s: within the worker's 1 s grace) is dropped
+    # quietly and the next request is fine
+    time.sleep(1.0)
     assert gateway.post(SLOW, data=slow_body(0)).status_code == 200
+
+
+def test_hung_instance_is_restarted_after_deadline(gateway):
+    """execute() sleeping far past kserve_timeout (1 s on short_url): the
+    client has its 504; 1 s (the grace) later the worker kills the hung
+    instance, the supervisor restarts it and the model serves again,
+    long before the sleep would have ended"""
+    assert gateway.wait_model_ready("slow_model")
+    pids = gateway.instances("slow_model")
+    assert len(pids) == 1, pids
+
+    start = time.monotonic()
+    r = requests.post(gateway.short_url + SLOW, data=slow_body(60000),
+                      timeout=30)
+    assert r.status_code == 504, r.text
+
+    assert wait_for(lambda: gateway.instances("slow_model") != pids,
+                    timeout=5)
+    replaced = time.monotonic() - start
+    assert 1.8 < replaced < 3.0, "killed after deadline + grace (%.2f s)" \
+        % replaced
+    assert gateway.wait_model_ready("slow_model", timeout=30)
+    assert wait_for(lambda: gateway.post(SLOW, data=slow_body(0)).ok)
+    assert time.monotonic() - start < 30
+    log = open(gateway.worker_log).read()
+    assert "slow_model_0 (version 1): killing pid %d: hung: batch" % pids[0] \
+        in log
 
 
 def test_client_disconnect_is_cleaned_up(gateway):

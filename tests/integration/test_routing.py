@@ -363,3 +363,15 @@ def test_nginx_t_accepts_and_no_nesting():
     assert rc != 0 and "routes do not nest" in err, err
     rc, err = nginx_t("variant a;", "kserve_redis 127.0.0.1:99999;")
     assert rc != 0 and "invalid port" in err, err
+
+
+def test_nginx_t_resolves_the_redis_name():
+    """the name is resolved once, when nginx reads its configuration (a
+    reconnect must not block the event loop on a DNS lookup)"""
+    rc, err = nginx_t("variant a;", "kserve_redis localhost:6379;")
+    assert rc == 0, err
+    rc, err = nginx_t("variant a;", "kserve_redis ksv-no-such-host.invalid;")
+    assert rc != 0 and \
+        'host not found in kserve_redis "ksv-no-such-host.invalid"' in err, err
+    rc, err = nginx_t("variant a;", "kserve_redis unix:/tmp/redis.sock;")
+    assert rc != 0 and "HOST[:PORT] expected" in err, err

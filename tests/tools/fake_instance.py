@@ -12,7 +12,9 @@ Behaviour is steered per model by <repository>/<model>/fake.json:
   {"sleep_ms": N}         sleep before answering each batch
   {"init_sleep_ms": N}    sleep before READY
 and per request by its request_id: "error" -> ERROR INTERNAL, "crash" ->
-the instance kills itself with SIGKILL.
+the instance kills itself with SIGKILL, "garble" -> the batch is answered
+with an EXECUTE_REPLY header cut short (unreadable), "hang" -> the batch
+is never answered (a model stuck in execute()).
 """
 
 import argparse
@@ -79,6 +81,14 @@ def main():
         head, requests = w.split_batch([f.buffer for f in frames])
         t1 = time.monotonic_ns()
         time.sleep(fake.get("sleep_ms", 0) / 1000)
+
+        if any(m["request_id"] == "hang" for m in requests):
+            while True:
+                time.sleep(3600)
+
+        if any(m["request_id"] == "garble" for m in requests):
+            s.send(w.execute_reply(head["id"], head["count"], None)[:-2])
+            continue
 
         out = []
         for m in requests:

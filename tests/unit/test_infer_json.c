@@ -4,6 +4,7 @@
  * answers rendered from worker replies (inference, metadata, statistics).
  */
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -773,7 +774,7 @@ test_reply(void)
           "{\"name\":\"I\",\"datatype\":\"INT32\",\"shape\":[1,3],"
           "\"data\":[-1,0,2147483647]},"
           "{\"name\":\"F\",\"datatype\":\"FP32\",\"shape\":[4],"
-          "\"data\":[0.100000001,NaN,-Infinity,3.40282347e+38]},"
+          "\"data\":[0.1,NaN,-Infinity,3.4028235e+38]},"
           "{\"name\":\"B\",\"datatype\":\"BYTES\",\"shape\":[2],"
           "\"data\":[\"a\\\"b\",\"\xef\xbf\xbd\\n\"]}]}") == 0);
     ksv_writer_free(&w);
@@ -851,7 +852,7 @@ test_render(void)
     ksv_json_f64(&w, 0.1);
     CHECK(strcmp(text(),
                  "-9223372036854775808 18446744073709551615 "
-                 "0.10000000000000001") == 0);
+                 "0.1") == 0);
     ksv_writer_free(&w);
 
     memset(versions, 0, sizeof(versions));
@@ -984,6 +985,303 @@ test_stats(void)
 }
 
 
+/* ---- floats: the fewest digits that read back as the same value --------- */
+
+static uint64_t  rnd_state = 0x9e3779b97f4a7c15ULL;
+
+
+static uint64_t
+rnd(void)
+{
+    /* xorshift64: the same numbers on every run */
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+
+    return rnd_state;
+}
+
+
+static const char *
+f32s(float v)
+{
+    static char  buf[KSV_JSON_F32_MAX + 1];
+
+    buf[ksv_json_fmt_f32(buf, v)] = '\0';
+
+    return buf;
+}
+
+
+static const char *
+f64s(double v)
+{
+    static char  buf[KSV_JSON_F64_MAX + 1];
+
+    buf[ksv_json_fmt_f64(buf, v)] = '\0';
+
+    return buf;
+}
+
+
+/* significant digits of a number as written (no sign, exponent, zeros) */
+
+static int
+significant(const char *s)
+{
+    int          n, lead, zeros;
+    const char  *p;
+
+    n = 0;
+    zeros = 0;
+    lead = 1;
+
+    for (p = s; *p != '\0' && *p != 'e'; p++) {
+        if (*p < '0' || *p > '9' || (lead && *p == '0')) {
+            continue;
+        }
+
+        lead = 0;
+        zeros = (*p == '0') ? zeros + 1 : 0;
+        n++;
+    }
+
+    return n - zeros;
+}
+
+
+/* read back as a client does: strtof, and strtod then to float (Python) */
+
+static int
+f32_round_trips(float v, const char *s)
+{
+    float  a, b;
+
+    a = strtof(s, NULL);
+    b = (float) strtod(s, NULL);
+
+    return memcmp(&a, &v, 4) == 0 && memcmp(&b, &v, 4) == 0;
+}
+
+
+/* no shorter printf rendering reads back as v: ours is the shortest */
+
+static int
+f32_shortest(float v, const char *s)
+{
+    int   prec;
+    char  buf[64];
+
+    for (prec = 1; prec < 9; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, (double) v);
+
+        if (strtof(buf, NULL) == v) {
+            break;
+        }
+    }
+
+    return significant(s) <= prec;
+}
+
+
+static int
+f64_shortest(double v, const char *s)
+{
+    int   prec;
+    char  buf[64];
+
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+
+        if (strtod(buf, NULL) == v) {
+            break;
+        }
+    }
+
+    return significant(s) <= prec;
+}
+
+
+static void
+test_floats(void)
+{
+    int       fails, longer, i;
+    char      buf[KSV_JSON_INT_MAX + 1], want[32];
+    float     f, g;
+    double    d, e;
+    uint32_t  b32;
+    uint64_t  b64, n;
+
+    /* the spellings that stay as they were */
+    CHECK(strcmp(f32s(0.0f), "0") == 0);
+    CHECK(strcmp(f32s(-0.0f), "-0") == 0);
+    CHECK(strcmp(f32s(1.0f), "1") == 0);
+    CHECK(strcmp(f32s(-16.0f), "-16") == 0);
+    CHECK(strcmp(f32s(16777215.0f), "16777215") == 0);
+    CHECK(strcmp(f32s(100000000.0f), "100000000") == 0);
+    CHECK(strcmp(f32s(1e10f), "1e+10") == 0);
+    CHECK(strcmp(f32s(0.5f), "0.5") == 0);
+    CHECK(strcmp(f32s(-0.25f), "-0.25") == 0);
+    CHECK(strcmp(f32s(0.0001f), "0.0001") == 0);
+    CHECK(strcmp(f32s(0.00001f), "1e-05") == 0);
+    CHECK(strcmp(f32s(1.5e-7f), "1.5e-07") == 0);
+    CHECK(strcmp(f32s(NAN), "NaN") == 0);
+    CHECK(strcmp(f32s(INFINITY), "Infinity") == 0);
+    CHECK(strcmp(f32s(-INFINITY), "-Infinity") == 0);
+    CHECK(strcmp(f64s(0.0), "0") == 0);
+    CHECK(strcmp(f64s(-0.0), "-0") == 0);
+    CHECK(strcmp(f64s(9007199254740991.0), "9007199254740991") == 0);
+    CHECK(strcmp(f64s(1e100), "1e+100") == 0);
+    CHECK(strcmp(f64s(-NAN), "NaN") == 0);
+    CHECK(strcmp(f64s(-INFINITY), "-Infinity") == 0);
+
+    /* the ones that got shorter: the fewest digits, printf's layout */
+    CHECK(strcmp(f32s(0.1f), "0.1") == 0);
+    CHECK(strcmp(f32s(3.14159274f), "3.1415927") == 0);
+    CHECK(strcmp(f32s(FLT_MAX), "3.4028235e+38") == 0);
+    CHECK(strcmp(f32s(FLT_MIN), "1.1754944e-38") == 0);
+    CHECK(strcmp(f32s(FLT_TRUE_MIN), "1e-45") == 0);
+    CHECK(strcmp(f32s(-FLT_TRUE_MIN), "-1e-45") == 0);
+    CHECK(strcmp(f32s(16777217.0f), "16777216") == 0);
+    CHECK(strcmp(f32s(123456792.0f), "123456790") == 0);
+    CHECK(strcmp(f64s(0.1), "0.1") == 0);
+    CHECK(strcmp(f64s(0.3), "0.3") == 0);
+    CHECK(strcmp(f64s(0.1 + 0.2), "0.30000000000000004") == 0);
+    CHECK(strcmp(f64s(DBL_MAX), "1.7976931348623157e+308") == 0);
+    CHECK(strcmp(f64s(DBL_MIN), "2.2250738585072014e-308") == 0);
+    CHECK(strcmp(f64s(5e-324), "5e-324") == 0);
+    CHECK(strcmp(f64s(1e23), "1e+23") == 0);
+    CHECK(strcmp(f64s(9007199254740993.0), "9007199254740992") == 0);
+    CHECK(strcmp(f64s(2.0 / 3), "0.6666666666666666") == 0);
+
+    /* powers of two (the nearer lower bound) and every float exponent */
+    fails = 0;
+
+    for (i = 0; i < 255; i++) {
+        for (n = 0; n < 4; n++) {
+            b32 = ((uint32_t) i << 23) | (uint32_t) (n == 3 ? 0x7fffff : n);
+            memcpy(&f, &b32, 4);
+
+            if (!f32_round_trips(f, f32s(f))) {
+                fails++;
+            }
+        }
+    }
+
+    for (i = 0; i < 2047; i++) {
+        for (n = 0; n < 4; n++) {
+            b64 = ((uint64_t) i << 52)
+                  | (n == 3 ? 0xfffffffffffffULL : n);
+            memcpy(&d, &b64, 8);
+            e = strtod(f64s(d), NULL);
+
+            if (memcmp(&d, &e, 8) != 0) {
+                fails++;
+            }
+        }
+    }
+
+    CHECK(fails == 0);
+
+    /*
+     * Random bit patterns, so every exponent, denormals included, and
+     * random values near 1, where tensors live: each reads back exactly;
+     * one in 64 is checked against printf's shortest precision too.
+     */
+
+    fails = 0;
+    longer = 0;
+
+    for (n = 0; n < 1000000; n++) {
+        b32 = (uint32_t) rnd();
+
+        if (n & 1) {
+            b32 = 0x3e000000 + (b32 & 0x01ffffff);      /* 0.125 .. 2 */
+        }
+
+        if ((b32 & 0x7f800000) == 0x7f800000) {
+            continue;
+        }
+
+        memcpy(&f, &b32, 4);
+
+        if (!f32_round_trips(f, f32s(f))) {
+            if (fails++ < 5) {
+                fprintf(stderr, "float %08x written %s\n", b32, f32s(f));
+            }
+        }
+
+        if (n % 64 == 0 && !f32_shortest(f, f32s(f))) {
+            longer++;
+        }
+    }
+
+    CHECK(fails == 0);
+    CHECK(longer == 0);
+
+    fails = 0;
+    longer = 0;
+
+    for (n = 0; n < 1000000; n++) {
+        b64 = rnd();
+
+        if (n & 1) {
+            b64 = 0x3fc0000000000000ULL + (b64 & 0x003fffffffffffffULL);
+        }
+
+        if ((b64 & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL) {
+            continue;
+        }
+
+        memcpy(&d, &b64, 8);
+        e = strtod(f64s(d), NULL);
+
+        if (memcmp(&d, &e, 8) != 0) {
+            if (fails++ < 5) {
+                fprintf(stderr, "double %016llx written %s\n",
+                        (unsigned long long) b64, f64s(d));
+            }
+        }
+
+        if (n % 64 == 0 && !f64_shortest(d, f64s(d))) {
+            longer++;
+        }
+    }
+
+    CHECK(fails == 0);
+    CHECK(longer == 0);
+
+    /* whole numbers, both sides of the integer fast path */
+    fails = 0;
+
+    for (n = 0; n < 100000; n++) {
+        f = (float) (int32_t) (rnd() % 67108864) - 33554432.0f;
+        d = (double) (int64_t) (rnd() % (1ULL << 55)) - (double) (1ULL << 54);
+        e = strtod(f64s(d), NULL);
+        g = f;
+
+        if (!f32_round_trips(g, f32s(g)) || memcmp(&d, &e, 8) != 0) {
+            fails++;
+        }
+    }
+
+    CHECK(fails == 0);
+
+    /* integers of every length */
+    for (n = 1, i = 0; i < 20; i++, n *= 10) {
+        snprintf(want, sizeof(want), "%llu", (unsigned long long) (n - 1));
+        buf[ksv_json_fmt_u64(buf, n - 1)] = '\0';
+        CHECK(strcmp(buf, want) == 0);
+
+        if (i < 19) {
+            snprintf(want, sizeof(want), "%lld", -(long long) n);
+            buf[ksv_json_fmt_i64(buf, -(int64_t) n)] = '\0';
+            CHECK(strcmp(buf, want) == 0);
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -999,6 +1297,7 @@ main(void)
     test_reply();
     test_render();
     test_stats();
+    test_floats();
 
     ksv_arena_free(&arena);
 
