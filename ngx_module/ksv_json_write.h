@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ksv_json_number.h"
 #include "ksv_proto.h"
 
 
@@ -35,20 +36,6 @@ void ksv_json_i64(ksv_writer_t *w, int64_t v);
 void ksv_json_u64(ksv_writer_t *w, uint64_t v);
 void ksv_json_f32(ksv_writer_t *w, float v);
 void ksv_json_f64(ksv_writer_t *w, double v);
-
-/*
- * The same numbers written at buf, which has room for the _MAX bytes;
- * each returns the length (no NUL).  For loops that reserve their room
- * once (ksv_writer_room()).
- */
-#define KSV_JSON_INT_MAX    24          /* "-9223372036854775808" */
-#define KSV_JSON_F32_MAX    32          /* "-1.17549435e-38", "-Infinity" */
-#define KSV_JSON_F64_MAX    32          /* "-2.2250738585072014e-308" */
-
-size_t ksv_json_fmt_u64(char *buf, uint64_t v);
-size_t ksv_json_fmt_i64(char *buf, int64_t v);
-size_t ksv_json_fmt_f32(char *buf, float v);
-size_t ksv_json_fmt_f64(char *buf, double v);
 
 /* Writes a shape array, "[-1,16]". */
 void ksv_json_dims(ksv_writer_t *w, const int64_t *dims, uint32_t ndims);
