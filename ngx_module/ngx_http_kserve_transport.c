@@ -28,6 +28,9 @@
 /* until an INDEX_REPLY arrives from a (re)connected worker, poll this often */
 #define NGX_HTTP_KSERVE_INDEX_FIRST  100
 
+/* how long a starting nginx worker waits for its first INDEX_REPLY */
+#define NGX_HTTP_KSERVE_INDEX_PRIME  500
+
 
 static ngx_int_t ngx_http_kserve_backend_init(ngx_cycle_t *cycle,
     ngx_http_kserve_backend_t *b);
@@ -37,6 +40,7 @@ static void ngx_http_kserve_dispatch(ngx_http_kserve_backend_t *b,
 static void ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b,
     zmq_msg_t *frame);
 static void ngx_http_kserve_index_handler(ngx_event_t *ev);
+static void ngx_http_kserve_index_prime(ngx_http_kserve_backend_t *b);
 static void ngx_http_kserve_deadline_handler(ngx_event_t *ev);
 static void ngx_http_kserve_cleanup(void *data);
 static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
@@ -75,6 +79,8 @@ ngx_http_kserve_transport_init(ngx_cycle_t *cycle, ngx_array_t *backends)
         if (ngx_http_kserve_backend_init(cycle, b[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+
+        ngx_http_kserve_index_prime(b[i]);
     }
 
     return NGX_OK;
@@ -692,6 +698,45 @@ ngx_http_kserve_index_handler(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, next);
+}
+
+
+/*
+ * A new nginx worker (start, reload, a replaced crashed one) asks for the
+ * model index before it accepts connections, so its first requests find
+ * the models instead of "kserve worker unavailable".  This is the one
+ * place the module waits on ZeroMQ, and it is before the event loop
+ * serves anything: clients that connect meanwhile wait in the listen
+ * queue.  A kserve worker that is not there costs each nginx worker
+ * NGX_HTTP_KSERVE_INDEX_PRIME ms once; the index timer takes over after.
+ */
+
+static void
+ngx_http_kserve_index_prime(ngx_http_kserve_backend_t *b)
+{
+    ngx_msec_t      start;
+    zmq_pollitem_t  item;
+
+    ngx_time_update();
+    start = ngx_current_msec;
+
+    item.socket = b->socket;
+    item.fd = -1;
+    item.events = ZMQ_POLLIN;
+    item.revents = 0;
+
+    while (!b->index_known
+           && ngx_current_msec - start < NGX_HTTP_KSERVE_INDEX_PRIME)
+    {
+        /* (re)sends INDEX; before the connection is up it cannot */
+        ngx_http_kserve_index_handler(&b->index_event);
+
+        if (zmq_poll(&item, 1, 20) > 0) {
+            ngx_http_kserve_read_handler(b->connection->read);
+        }
+
+        ngx_time_update();
+    }
 }
 
 

@@ -151,6 +151,28 @@ def test_reload_finishes_inflight(gateway):
     assert wait_for(lambda: gateway.get("/v2/health/ready").ok)
 
 
+def test_new_nginx_workers_know_the_models_at_once(gateway):
+    """A reload starts new nginx workers; each fetches the model index
+    before it accepts connections, so no request in the switch-over gets
+    503 "kserve worker unavailable"."""
+    body = json.dumps({"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32",
+         "data": list(range(16))},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32",
+         "data": [1] * 16}]})
+    gateway.nginx_signal("reload")
+    statuses = []
+    stop_at = time.monotonic() + 2.0
+    while time.monotonic() < stop_at:
+        # a new connection each time, so new workers get them too
+        r = requests.post(gateway.url + "/v2/models/simple/infer", data=body,
+                          headers={"Connection": "close"}, timeout=10)
+        statuses.append((r.status_code, r.text[:80]))
+    assert statuses
+    assert all(status == 200 for status, _ in statuses), \
+        [s for s in statuses if s[0] != 200][:5]
+
+
 def test_worker_restart_is_picked_up_without_reload(gateway):
     gateway.stop_worker()
     # the module notices within a few index intervals
