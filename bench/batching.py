@@ -39,19 +39,15 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
+from ksv_bench import (TOP, children, copy_binaries, cpu_seconds, http,
+                       free_port, make_log, start_nginx, start_worker,
+                       stop_proc, user_directive, wait_ready)
+import ksv_bench
+
 MODELS = os.path.join(TOP, "bench", "batching_models")
 BATCHED, ALONE = "fixed_2ms", "fixed_2ms_nobatch"
 IDEAL = {BATCHED: 32 / 0.002, ALONE: 1 / 0.002}
@@ -59,8 +55,6 @@ BODY = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 16],
                                "datatype": "FP32",
                                "data": [float(v) for v in range(16)]}]},
                   separators=(",", ":")).encode()
-RESULT_RE = re.compile(r"KSV_RESULT rps=([0-9.]+) p50_us=(\d+) p99_us=(\d+) "
-                       r"errors=(\d+)(?: requests=(\d+))?")
 
 NGINX_CONF = """
 load_module {module};
@@ -88,63 +82,7 @@ http {{
 """
 
 
-def log(*args):
-    print("[batching %s]" % time.strftime("%H:%M:%S"), *args,
-          file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, timeout=5):
-    req = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return 0, str(e).encode()
-
-
-def children(pid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def stop_proc(proc, wait=20):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+log = make_log("batching")
 
 
 class Gateway:
@@ -159,51 +97,16 @@ class Gateway:
 
     def start(self):
         work = self.work
-        # private copies: a rebuild overwrites the .so in place, which
-        # crashes every nginx that has it mapped
         bindir = os.path.join(work, "bin")
-        os.makedirs(bindir)
-        for f in ("kserve-worker", "kserve-python-instance",
-                  "ngx_http_kserve_module.so"):
-            path = os.path.join(BUILD, f)
-            if not os.path.exists(path):
-                raise RuntimeError("%s missing: run make" % path)
-            shutil.copy2(path, bindir)
-
-        wlog = open(os.path.join(work, "worker.log"), "w")
-        self.procs["worker"] = subprocess.Popen(
-            [os.path.join(bindir, "kserve-worker"), "--repository", MODELS,
-             "--listen", self.endpoint,
-             "--run-dir", os.path.join(work, "worker"),
-             "--python-instance",
-             os.path.join(bindir, "kserve-python-instance"),
-             "--python-utils", os.path.join(TOP, "backends", "python"),
-             "--log-level", "warn"],
-            stdout=wlog, stderr=wlog)
-
-        conf = os.path.join(work, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(
-                module=os.path.join(bindir, "ngx_http_kserve_module.so"),
-                dir=work, port=self.port, endpoint=self.endpoint,
-                user="user root;" if os.getuid() == 0 else ""))
-        self.procs["nginx"] = subprocess.Popen(
-            ["nginx", "-p", work, "-c", conf,
-             "-e", os.path.join(work, "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(work, "nginx.out"), "w"))
-
-        deadline = time.time() + 60
-        for model in (BATCHED, ALONE):
-            url = self.url("/v2/models/%s/ready" % model)
-            while http("GET", url, timeout=1)[0] != 200:
-                for name, p in self.procs.items():
-                    if p.poll() is not None:
-                        raise RuntimeError("%s exited (%d); see %s" % (
-                            name, p.returncode, work))
-                if time.time() > deadline:
-                    raise RuntimeError("not ready after 60 s: " + url)
-                time.sleep(0.2)
+        copy_binaries(bindir)
+        self.procs["worker"] = start_worker(bindir, MODELS, self.endpoint,
+                                            work, ["--log-level", "warn"])
+        self.procs["nginx"] = start_nginx(work, NGINX_CONF.format(
+            module=os.path.join(bindir, "ngx_http_kserve_module.so"),
+            dir=work, port=self.port, endpoint=self.endpoint,
+            user=user_directive()))
+        wait_ready([self.url("/v2/models/%s/ready" % model)
+                    for model in (BATCHED, ALONE)], self.procs, 60, work)
 
     def stop(self):
         for name in ("nginx", "worker"):
@@ -218,7 +121,7 @@ class Gateway:
     def stats(self, model):
         """inference_count, execution_count and the ns of queue and
         compute_infer of the model's version 1."""
-        st, body = http("GET", self.url("/v2/models/%s/versions/1/stats"
+        st, _h, body = http("GET", self.url("/v2/models/%s/versions/1/stats"
                                         % model))
         if st != 200:
             raise RuntimeError("stats of %s: %d %s" % (model, st, body[:200]))
@@ -236,19 +139,10 @@ class Gateway:
 
 
 def run_wrk(url, body_path, conc, secs):
-    env = dict(os.environ, KSV_BENCH_BODY=body_path, KSV_BENCH_HEADER_LEN="")
-    cmd = ["wrk", "-t%d" % min(2, conc), "-c%d" % conc, "-d%gs" % secs,
-           "--timeout", "10s", "-s", os.path.join(TOP, "bench", "infer.lua"),
-           url]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                       timeout=secs + 30)
-    m = RESULT_RE.search(p.stdout)
-    if not m:
-        raise RuntimeError("wrk failed: %s"
-                           % (p.stderr or p.stdout).strip()[:300])
-    return {"rps": float(m.group(1)), "p50_us": int(m.group(2)),
-            "p99_us": int(m.group(3)), "errors": int(m.group(4)),
-            "requests": int(m.group(5) or 0)}
+    r, why = ksv_bench.run_wrk(url, body_path, conc, secs)
+    if r is None:
+        raise RuntimeError("wrk failed: %s" % why[:300])
+    return r
 
 
 def measure(gw, model, conc, secs, body_path):

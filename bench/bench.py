@@ -36,17 +36,17 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
+from ksv_bench import (RESULT_RE, TOP, children, copy_binaries,
+                       fill_nginx_conf, free_port, http, make_log, sh,
+                       start_nginx, start_worker, stop_proc, wait_ready)
+import ksv_bench
+
 TOOLS = os.path.join(TOP, "build", "bench")
 MODEL_REPO = os.path.join(TOP, "bench", "models")
 
@@ -82,64 +82,7 @@ MODELS = collections.OrderedDict([
 PACK = {"FP32": "f", "INT32": "i"}
 
 
-def log(*args):
-    print("[bench %s]" % time.strftime("%H:%M:%S"), *args, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, headers=None, timeout=5):
-    """-> (status, headers, body bytes); status 0 when nothing answered."""
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return 0, {}, str(e).encode()
-
-
-def wait_ready(urls, proc, seconds):
-    deadline = time.time() + seconds
-    for url in urls:
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError("exited with status %d" % proc.returncode)
-            if http("GET", url, timeout=1)[0] == 200:
-                break
-            if time.time() > deadline:
-                raise RuntimeError("not ready after %d s: %s" % (seconds, url))
-            time.sleep(0.2)
-
-
-def stop_proc(proc, sig=signal.SIGTERM, wait=20):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def children(pid):
-    out = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.split("/")[2]))
-    return out
+log = make_log("bench", stderr=False)
 
 
 # ---- request bodies ---------------------------------------------------------
@@ -207,47 +150,22 @@ class NgxKserve(System):
     def start(self):
         run = self.work
         endpoint = "ipc://%s/kserve.sock" % run
-        # run copies: a rebuild overwrites the .so in place (same inode),
-        # which crashes every nginx that has it mapped
         bindir = os.path.join(run, "bin")
-        os.makedirs(bindir, exist_ok=True)
-        for f in ("kserve-worker", "kserve-python-instance",
-                  "ngx_http_kserve_module.so"):
-            if not os.path.exists(os.path.join(BUILD, f)):
-                raise RuntimeError("%s missing: run make" % os.path.join(BUILD, f))
-            shutil.copy2(os.path.join(BUILD, f), bindir)
-        worker = os.path.join(bindir, "kserve-worker")
+        copy_binaries(bindir)
         self.command = ("kserve-worker --repository bench/models --listen ipc://... ; "
                         "nginx with conf/nginx.conf, as make run starts it")
-        wlog = open(os.path.join(run, "worker.log"), "w")
-        self.procs.append(subprocess.Popen(
-            [worker, "--repository", MODEL_REPO, "--listen", endpoint,
-             "--run-dir", os.path.join(run, "worker"),
-             "--python-instance", os.path.join(bindir, "kserve-python-instance"),
-             "--python-utils", os.path.join(TOP, "backends", "python")],
-            stdout=wlog, stderr=wlog))
+        self.procs.append(start_worker(bindir, MODEL_REPO, endpoint, run))
         with open(os.path.join(TOP, "conf", "nginx.conf")) as f:
-            conf = f.read()
-        conf = (conf.replace("@MODULE@", os.path.join(bindir, "ngx_http_kserve_module.so"))
-                .replace("@PREFIX@", run)
-                .replace("@LISTEN@", "127.0.0.1:%d" % self.port)
-                .replace("@ENDPOINT@", endpoint)
-                .replace("@USER@", "user root;" if os.getuid() == 0 else ""))
-        left = re.findall(r"@[A-Z_]+@", conf)
-        if left:
-            raise RuntimeError("conf/nginx.conf: unknown placeholders %s" % left)
-        with open(os.path.join(run, "nginx.conf"), "w") as f:
-            f.write(conf)
+            conf = fill_nginx_conf(
+                f.read(), os.path.join(bindir, "ngx_http_kserve_module.so"),
+                run, "127.0.0.1:%d" % self.port, endpoint)
         env = dict(os.environ)
         if os.environ.get("KSV_SANITIZE"):
             # an ASan/UBSan module (make SANITIZE=1) in Debian's nginx
             # needs the runtimes preloaded, as tests/integration does
             env["LD_PRELOAD"] = " ".join(os.path.realpath(sh(
                 "gcc -print-file-name=%s" % lib)) for lib in ("libasan.so", "libubsan.so"))
-        self.procs.append(subprocess.Popen(
-            ["nginx", "-p", run, "-c", os.path.join(run, "nginx.conf"),
-             "-e", os.path.join(run, "error.log")], env=env,
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(run, "nginx.out"), "w")))
+        self.procs.append(start_nginx(run, conf, env))
         wait_ready(["http://127.0.0.1:%d/v2/models/%s/ready" % (self.port, m)
                     for m in MODELS], self.procs[-1], 60)
 
@@ -437,37 +355,17 @@ http {{
 }}
 """.format(d=d, port=self.port, locs="\n        ".join(locs),
            user="user root;" if os.getuid() == 0 else "")
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(conf)
         self.command = "nginx: location = /v2/models/M/infer { return 200 '<same-size reply>'; }"
-        self.procs.append(subprocess.Popen(
-            ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"),
-             "-e", os.path.join(d, "error.log")],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "nginx.out"), "w")))
+        self.procs.append(start_nginx(d, conf))
         wait_ready(["http://127.0.0.1:%d/v2/health/ready" % self.port],
                    self.procs[-1], 10)
 
 
 # ---- load generators --------------------------------------------------------
 
-RESULT_RE = re.compile(r"KSV_RESULT rps=([0-9.]+) p50_us=(\d+) p99_us=(\d+) "
-                       r"errors=(\d+)(?: requests=(\d+))?")
-
-
 def run_wrk(url, body_path, hlen, conc, secs):
-    threads = 1 if conc < 2 else 2
-    env = dict(os.environ, KSV_BENCH_BODY=body_path,
-               KSV_BENCH_HEADER_LEN="" if hlen is None else str(hlen))
-    cmd = ["wrk", "-t%d" % threads, "-c%d" % conc, "-d%gs" % secs,
-           "--timeout", "10s", "-s", os.path.join(TOP, "bench", "infer.lua"), url]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                       timeout=secs + 30)
-    m = RESULT_RE.search(p.stdout)
-    if not m:
-        return {"note": "wrk failed: %s" % (p.stderr or p.stdout).strip()[:200]}
-    return {"rps": float(m.group(1)), "p50_us": int(m.group(2)),
-            "p99_us": int(m.group(3)), "errors": int(m.group(4)),
-            "requests": int(m.group(5) or 0)}
+    r, why = ksv_bench.run_wrk(url, body_path, conc, secs, hlen=hlen)
+    return r or {"note": "wrk failed: %s" % why[:200]}
 
 
 def run_zmq_echo(endpoint, size, conc, secs):
@@ -577,14 +475,6 @@ def profile(system, model, conc, secs, work):
 
 
 # ---- the run ----------------------------------------------------------------
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True,
-                              text=True).stdout.strip()
-    except OSError:
-        return ""
-
 
 def dist_version(venv, name):
     hits = glob.glob(os.path.join(TOOLS, venv, "lib", "python*", "site-packages",

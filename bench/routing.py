@@ -41,23 +41,21 @@ Every process it starts is stopped by pid at the end.
 
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
+from ksv_bench import (TOP, children, copy_binaries, cpu_seconds,
+                       fill_nginx_conf, free_port, http, make_log, sh,
+                       start_nginx, start_worker, stop_proc, wait_ready)
+import ksv_bench
+
 VARIANTS = ["bench_a", "bench_b", "bench_c"]
 ROUTE = "bench"
 # direct: bench_a; routed: the route, weights 1/1/1 (nginx.conf);
@@ -70,79 +68,9 @@ BODY = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 16],
                                "datatype": "FP32",
                                "data": [float(v) for v in range(1, 17)]}]},
                   separators=(",", ":")).encode()
-RESULT_RE = re.compile(r"KSV_RESULT rps=([0-9.]+) p50_us=(\d+) p99_us=(\d+) "
-                       r"errors=(\d+)(?: requests=(\d+))?")
 
 
-def log(*args):
-    print("[routing %s]" % time.strftime("%H:%M:%S"), *args,
-          file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, headers=None, timeout=5):
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return 0, {}, str(e).encode()
-
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def children(pid):
-    out = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.split("/")[2]))
-    return out
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids):
-    """user + system CPU seconds of these processes (threads included)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
-def stop_proc(proc, wait=20):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+log = make_log("routing")
 
 
 class Gateway:
@@ -187,31 +115,16 @@ class Gateway:
                           "kserve_redis  127.0.0.1:%d" % self.redis_port, conf)
         if n != 1:
             raise RuntimeError("conf/nginx.conf: no `kserve_redis 127.0.0.1:6379`")
-        conf, n = re.subn(r"(?m)^(\s*)access_log\s+\S+;", r"\1access_log off;", conf)
+        conf, n = re.subn(r"(?m)^(\s*)access_log\s+[^;]+;", r"\1access_log off;", conf)
         if n != 1:
             raise RuntimeError("conf/nginx.conf: no access_log line")
-        conf = (conf.replace("@MODULE@", module)
-                .replace("@PREFIX@", self.work)
-                .replace("@LISTEN@", "127.0.0.1:%d" % self.port)
-                .replace("@ENDPOINT@", self.endpoint)
-                .replace("@USER@", "user root;" if os.getuid() == 0 else ""))
-        left = re.findall(r"@[A-Z_]+@", conf)
-        if left:
-            raise RuntimeError("conf/nginx.conf: unknown placeholders %s" % left)
-        return conf
+        return fill_nginx_conf(conf, module, self.work,
+                               "127.0.0.1:%d" % self.port, self.endpoint)
 
     def start(self):
         work = self.work
-        # private copies: a rebuild overwrites the .so in place, which
-        # crashes every nginx that has it mapped
         bindir = os.path.join(work, "bin")
-        os.makedirs(bindir)
-        for f in ("kserve-worker", "kserve-python-instance",
-                  "ngx_http_kserve_module.so"):
-            path = os.path.join(BUILD, f)
-            if not os.path.exists(path):
-                raise RuntimeError("%s missing: run make" % path)
-            shutil.copy2(path, bindir)
+        copy_binaries(bindir)
         repo = self.make_repository()
 
         self.procs["redis"] = subprocess.Popen(
@@ -219,35 +132,13 @@ class Gateway:
              "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=open(os.path.join(work, "redis.log"), "w"),
             stderr=subprocess.STDOUT)
-
-        wlog = open(os.path.join(work, "worker.log"), "w")
-        self.procs["worker"] = subprocess.Popen(
-            [os.path.join(bindir, "kserve-worker"), "--repository", repo,
-             "--listen", self.endpoint,
-             "--run-dir", os.path.join(work, "worker"),
-             "--python-instance", os.path.join(bindir, "kserve-python-instance"),
-             "--python-utils", os.path.join(TOP, "backends", "python")],
-            stdout=wlog, stderr=wlog)
-
-        conf = os.path.join(work, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(self.nginx_conf(os.path.join(bindir, "ngx_http_kserve_module.so")))
-        self.procs["nginx"] = subprocess.Popen(
-            ["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(work, "nginx.out"), "w"))
+        self.procs["worker"] = start_worker(bindir, repo, self.endpoint, work)
+        self.procs["nginx"] = start_nginx(work, self.nginx_conf(
+            os.path.join(bindir, "ngx_http_kserve_module.so")))
 
         deadline = time.time() + 60
-        for model in VARIANTS + [ROUTE]:
-            url = "http://127.0.0.1:%d/v2/models/%s/ready" % (self.port, model)
-            while http("GET", url, timeout=1)[0] != 200:
-                for name, p in self.procs.items():
-                    if p.poll() is not None:
-                        raise RuntimeError("%s exited (%d); see %s" % (
-                            name, p.returncode, work))
-                if time.time() > deadline:
-                    raise RuntimeError("not ready after 60 s: " + url)
-                time.sleep(0.2)
+        wait_ready(["http://127.0.0.1:%d/v2/models/%s/ready" % (self.port, model)
+                    for model in VARIANTS + [ROUTE]], self.procs, 60, work)
         # every nginx worker connected to Redis: the `kserve:routes` set
         # is written on each connect
         while self.redis("SISMEMBER", "kserve:routes", ROUTE) != "1":
@@ -310,17 +201,10 @@ class Gateway:
 
 
 def run_wrk(url, body_path, conc, secs, threads):
-    env = dict(os.environ, KSV_BENCH_BODY=body_path, KSV_BENCH_HEADER_LEN="")
-    cmd = ["wrk", "-t%d" % min(threads, conc), "-c%d" % conc, "-d%gs" % secs,
-           "--timeout", "10s", "-s", os.path.join(TOP, "bench", "infer.lua"), url]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                       timeout=secs + 30)
-    m = RESULT_RE.search(p.stdout)
-    if not m:
-        raise RuntimeError("wrk failed: %s" % (p.stderr or p.stdout).strip()[:300])
-    return {"rps": float(m.group(1)), "p50_us": int(m.group(2)),
-            "p99_us": int(m.group(3)), "errors": int(m.group(4)),
-            "requests": int(m.group(5) or 0)}
+    r, why = ksv_bench.run_wrk(url, body_path, conc, secs, threads)
+    if r is None:
+        raise RuntimeError("wrk failed: %s" % why[:300])
+    return r
 
 
 def measure(gw, kind, url, body_path, conc, secs, threads):
@@ -516,15 +400,15 @@ def report(a, args, runs, cmdstats, prof, env):
 
 
 def machine():
-    cpu = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
+    cpu = sh("lscpu | sed -n 's/^Model name: *//p'", timeout=10) or platform.processor()
     ncpu = os.cpu_count()
-    mem = sh("free -g | awk '/Mem:/{print $2}'")
+    mem = sh("free -g | awk '/Mem:/{print $2}'", timeout=10)
     return ("Machine: %s, %s CPUs visible to the run (shared), %s GiB RAM, "
             "Linux %s; nginx %s, %s, %s." % (
                 cpu, ncpu, mem, platform.release(),
-                sh("nginx -v 2>&1").replace("nginx version: nginx/", ""),
-                sh("wrk -v 2>&1 | head -1").split(" [")[0],
-                sh("redis-server --version").split(" sha=")[0]))
+                sh("nginx -v 2>&1", timeout=10).replace("nginx version: nginx/", ""),
+                sh("wrk -v 2>&1 | head -1", timeout=10).split(" [")[0],
+                sh("redis-server --version", timeout=10).split(" sha=")[0]))
 
 
 def main():

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,8 +29,7 @@ import time
 import numpy as np
 import requests
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(TOP, os.environ.get("KSV_BUILD", "build"))
+from ksv_bench import BUILD, TOP, free_port, stop_proc, user_directive
 
 CONF = """
 load_module {build}/ngx_http_kserve_module.so;
@@ -73,12 +71,6 @@ http {{
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def best(fn, repeat):
     times = []
     for _ in range(repeat):
@@ -107,7 +99,7 @@ def main():
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(CONF.format(build=BUILD, dir=work, port_file=pf, port_mem=pm,
                             endpoint=endpoint,
-                            user="user root;" if os.getuid() == 0 else ""))
+                            user=user_directive()))
     procs = [subprocess.Popen(
         [os.path.join(BUILD, "kserve-worker"), "--repository", repo,
          "--listen", endpoint, "--run-dir", os.path.join(work, "run")],
@@ -191,11 +183,7 @@ def main():
                 if t_json else "-"))
     finally:
         for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_proc(p, wait=15)
         with open(os.path.join(work, "error.log"), errors="replace") as f:
             problems = [l for l in f if "[alert]" in l or "[crit]" in l
                         or "[emerg]" in l]
