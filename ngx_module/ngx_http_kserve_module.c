@@ -23,6 +23,8 @@
 
 
 static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kserve_segment(u_char **p, u_char *end,
+    ngx_str_t *seg);
 static ngx_int_t ngx_http_kserve_route(ngx_http_request_t *r,
     ngx_http_kserve_route_t *route);
 static ngx_int_t ngx_http_kserve_server_metadata(ngx_http_request_t *r);
@@ -412,11 +414,28 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * version that is not a number.
  */
 
+/* One non-empty path segment at *p, up to the next '/' or the end. */
+
+static ngx_int_t
+ngx_http_kserve_segment(u_char **p, u_char *end, ngx_str_t *seg)
+{
+    seg->data = *p;
+
+    while (*p < end && **p != '/') {
+        (*p)++;
+    }
+
+    seg->len = *p - seg->data;
+
+    return seg->len ? NGX_OK : NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
 {
     off_t    v;
-    u_char  *p, *end, *seg;
+    u_char  *p, *end;
 
     ngx_memzero(route, sizeof(ngx_http_kserve_route_t));
 
@@ -462,34 +481,16 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_OK;
     }
 
-    seg = p;
-
-    while (p < end && *p != '/') {
-        p++;
-    }
-
-    if (p == seg) {
+    if (ngx_http_kserve_segment(&p, end, &route->model) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    route->model.data = seg;
-    route->model.len = p - seg;
-
     if (ngx_http_kserve_match("/versions/")) {
-        seg = p;
-
-        while (p < end && *p != '/') {
-            p++;
-        }
-
-        if (p == seg) {
+        if (ngx_http_kserve_segment(&p, end, &route->version) != NGX_OK) {
             return NGX_DECLINED;
         }
 
-        route->version.data = seg;
-        route->version.len = p - seg;
-
-        v = ngx_atoof(seg, p - seg);
+        v = ngx_atoof(route->version.data, route->version.len);
         if (v == NGX_ERROR) {
             return NGX_ERROR;
         }
