@@ -267,10 +267,23 @@ class Gateway:
                 if "--model" in argv
                 and argv[argv.index("--model") + 1:][:1] == [model]]
 
-    def wait_model_ready(self, model, timeout=30.0):
-        return wait_for(lambda: requests.get(
-            "%s/v2/models/%s/ready" % (self.url, model)).status_code == 200,
-            timeout=timeout)
+    def wait_model_ready(self, model, timeout=30.0, in_a_row=8):
+        """Ready as every nginx worker sees it: each worker polls the
+        index on its own, and each GET is a new connection that may reach
+        either, so one 200 is not enough."""
+        url = "%s/v2/models/%s/ready" % (self.url, model)
+        streak = [0]
+
+        def ready():
+            try:
+                ok = requests.get(url, headers={"Connection": "close"},
+                                  timeout=10).status_code == 200
+            except (requests.RequestException, OSError):
+                ok = False
+            streak[0] = streak[0] + 1 if ok else 0
+            return streak[0] >= in_a_row
+
+        return wait_for(ready, timeout=timeout, interval=0.02)
 
     def stop_all(self):
         for name in ("nginx", "worker", "redis"):
