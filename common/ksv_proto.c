@@ -943,6 +943,43 @@ ksv_decode_index(ksv_reader_t *r, uint64_t *known)
 }
 
 
+static void
+ksv_put_instances(ksv_writer_t *w, const ksv_version_status_t *v)
+{
+    uint32_t                      i;
+    const ksv_instance_status_t  *is;
+
+    ksv_put_u32(w, v->ninstances);
+    for (i = 0; i < v->ninstances; i++) {
+        is = &v->instances[i];
+        ksv_put_str(w, is->name);
+        ksv_put_str(w, is->endpoint);
+        ksv_put_u32(w, is->pid);
+        ksv_put_u8(w, is->state);
+        ksv_put_str(w, is->reason);
+    }
+}
+
+
+static void
+ksv_get_instances(ksv_reader_t *r, ksv_alloc_t *a, ksv_version_status_t *v)
+{
+    uint32_t                i;
+    ksv_instance_status_t  *is;
+
+    v->instances = ksv_get_list(r, a, &v->ninstances,
+                                sizeof(*v->instances));
+    for (i = 0; i < v->ninstances && !r->failed; i++) {
+        is = &v->instances[i];
+        is->name = ksv_get_str(r);
+        is->endpoint = ksv_get_str(r);
+        is->pid = ksv_get_u32(r);
+        is->state = ksv_get_u8(r);
+        is->reason = ksv_get_str(r);
+    }
+}
+
+
 void
 ksv_encode_index_reply(ksv_writer_t *w, uint64_t id, const ksv_index_t *m)
 {
@@ -965,6 +1002,7 @@ ksv_encode_index_reply(ksv_writer_t *w, uint64_t id, const ksv_index_t *m)
             ksv_put_i64(w, ms->versions[j].version);
             ksv_put_u8(w, ms->versions[j].state);
             ksv_put_str(w, ms->versions[j].reason);
+            ksv_put_instances(w, &ms->versions[j]);
         }
     }
 }
@@ -1002,6 +1040,7 @@ ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m)
             ms->versions[j].version = ksv_get_i64(r);
             ms->versions[j].state = ksv_get_u8(r);
             ms->versions[j].reason = ksv_get_str(r);
+            ksv_get_instances(r, a, &ms->versions[j]);
         }
     }
 
@@ -1071,6 +1110,14 @@ ksv_encode_ready(ksv_writer_t *w, const ksv_ready_t *m)
     ksv_put_u32(w, m->instance);
     ksv_put_u8(w, m->ok);
     ksv_put_str(w, message);
+    ksv_put_str(w, m->endpoint);
+}
+
+
+void
+ksv_encode_cancel(ksv_writer_t *w, uint64_t id)
+{
+    ksv_put_prefix(w, KSV_MSG_CANCEL, id);
 }
 
 
@@ -1082,6 +1129,7 @@ ksv_decode_ready(ksv_reader_t *r, ksv_ready_t *m)
     m->instance = ksv_get_u32(r);
     m->ok = ksv_get_u8(r);
     m->message = ksv_get_str(r);
+    m->endpoint = ksv_get_str(r);
     return r->failed ? -1 : 0;
 }
 

@@ -13,7 +13,17 @@
  *   string:  u16 length + bytes (no NUL on the wire)
  *   dims:    u8 ndims + ndims * i64
  *
- * docs/protocol.md is the prose version of this file; change both.
+ * Who talks to whom (docs/protocol.md is the prose version of this
+ * file; change both):
+ *
+ *   nginx worker --INFER / CANCEL--> instance   (the data plane: one hop)
+ *   nginx worker <--INFER_REPLY / ERROR-- instance
+ *   nginx worker --INDEX / STATS--> kserve-worker --*_REPLY--> (control)
+ *   instance --READY--> kserve-worker            (control)
+ *
+ * EXECUTE / EXECUTE_REPLY no longer cross a socket: they are the form in
+ * which an instance's scheduler hands a batch to its backend and gets
+ * the answers back (backends/common/ksv_sched.h).
  *
  * Decoding never trusts the input: every read is bounds-checked, counts
  * are capped (KSV_MAX_*), and a failed decode returns -1 with nothing
@@ -48,16 +58,17 @@
 
 
 typedef enum {
-    KSV_MSG_INFER = 1,          /* module -> worker, daemon -> instance */
-    KSV_MSG_INFER_REPLY = 2,    /* worker -> module, instance -> daemon */
+    KSV_MSG_INFER = 1,          /* module -> instance */
+    KSV_MSG_INFER_REPLY = 2,    /* instance -> module */
     KSV_MSG_ERROR = 3,          /* any reply that failed */
     KSV_MSG_INDEX = 4,          /* module -> worker: repository index */
     KSV_MSG_INDEX_REPLY = 5,    /* worker -> module */
-    KSV_MSG_EXECUTE = 6,        /* daemon -> instance: one batch */
-    KSV_MSG_EXECUTE_REPLY = 7,  /* instance -> daemon */
+    KSV_MSG_EXECUTE = 6,        /* scheduler -> backend: one batch */
+    KSV_MSG_EXECUTE_REPLY = 7,  /* backend -> scheduler */
     KSV_MSG_READY = 8,          /* instance -> daemon: loaded (or not) */
     KSV_MSG_STATS = 9,          /* module -> worker: statistics */
     KSV_MSG_STATS_REPLY = 10,   /* worker -> module */
+    KSV_MSG_CANCEL = 11,        /* module -> instance: client went away */
     KSV_MSG_KIND_MAX
 } ksv_msg_kind_t;
 
@@ -355,10 +366,28 @@ typedef enum {
     KSV_VERSION_READY = 2
 } ksv_version_state_t;
 
+/*
+ * An instance process as nginx sees it: where it takes requests, and
+ * whether it does.  An instance that died stays listed (state
+ * UNAVAILABLE, reason "exited with status 1", "killed by signal 9",
+ * "did not finish a batch within ...") until its replacement is ready,
+ * so an nginx worker can fail what it had in flight there with the
+ * reason; the replacement has another pid and endpoint.
+ */
 typedef struct {
-    int64_t          version;
+    ksv_str_t        name;              /* Triton's "<group>_<index>" */
+    ksv_str_t        endpoint;          /* ipc://... or tcp://host:port */
+    uint32_t         pid;
     uint8_t          state;             /* ksv_version_state_t */
     ksv_str_t        reason;            /* why not ready, "" when ready */
+} ksv_instance_status_t;
+
+typedef struct {
+    int64_t                 version;
+    uint8_t                 state;      /* ksv_version_state_t */
+    ksv_str_t               reason;     /* why not ready, "" when ready */
+    uint32_t                ninstances;
+    ksv_instance_status_t  *instances;
 } ksv_version_status_t;
 
 typedef struct {
@@ -388,12 +417,23 @@ void ksv_encode_index_reply(ksv_writer_t *w, uint64_t id,
 int ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m);
 
 
-/* ---- EXECUTE / EXECUTE_REPLY / READY (daemon <-> instance) ------------ */
+/* ---- CANCEL (module -> instance) ----------------------------------------- */
+
+/*
+ * CANCEL: the header frame only; its id is that of an INFER the same
+ * nginx worker sent.  A queued request is dropped unanswered; one whose
+ * batch runs is marked (request.is_cancelled() says so); an unknown id
+ * (already answered) is ignored.
+ */
+void ksv_encode_cancel(ksv_writer_t *w, uint64_t id);
+
+
+/* ---- EXECUTE / EXECUTE_REPLY (scheduler <-> backend) / READY ------------ */
 
 /*
  * EXECUTE: [EXECUTE header: u32 nrequests] then, per request, one INFER
  * header frame followed by its input frames.  The INFER frames' ids are
- * the daemon's own request ids.
+ * the scheduler's own request ids.
  * EXECUTE_REPLY: [EXECUTE_REPLY header: u32 nresponses, u64
  * compute_input_ns, u64 compute_infer_ns, u64 compute_output_ns] then,
  * per request in the same order, an INFER_REPLY frame with its output
@@ -420,13 +460,15 @@ void ksv_encode_execute_reply(ksv_writer_t *w, uint64_t batch_id,
 int ksv_decode_execute_reply(ksv_reader_t *r, uint32_t *count,
     ksv_exec_times_t *t);
 
-/* READY: instance -> daemon after initialize() (ok = 0: failed, why). */
+/* READY: instance -> daemon after initialize() (ok = 0: failed, why),
+ * with the endpoint the instance has bound for nginx. */
 typedef struct {
     ksv_str_t        model_name;
     int64_t          version;
     uint32_t         instance;          /* index within the model */
     uint8_t          ok;
     ksv_str_t        message;
+    ksv_str_t        endpoint;
 } ksv_ready_t;
 
 void ksv_encode_ready(ksv_writer_t *w, const ksv_ready_t *m);

@@ -4,7 +4,8 @@
  *
  * KServe v2 (Open Inference Protocol) / Triton HTTP in nginx: directives,
  * URI dispatch and the endpoint handlers.  Requests are validated here
- * and forwarded over ZeroMQ (ngx_http_kserve_transport.c) to kserve-worker.
+ * and forwarded over ZeroMQ (ngx_http_kserve_transport.c): inference to
+ * an instance of the model version, statistics to kserve-worker.
  */
 
 
@@ -35,10 +36,6 @@ static ngx_int_t ngx_http_kserve_model_ready(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kserve_find(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route,
     ksv_model_status_t **model);
-static ksv_version_status_t *ngx_http_kserve_find_version(
-    ksv_model_status_t *ms, int64_t version);
-static ksv_version_status_t *ngx_http_kserve_ready_version(
-    ksv_model_status_t *ms);
 static ngx_int_t ngx_http_kserve_model_json(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
 static ngx_int_t ngx_http_kserve_model_stats(ngx_http_request_t *r,
@@ -581,7 +578,12 @@ ngx_http_kserve_health_ready(ngx_http_request_t *r,
     uint32_t             i, k;
     ksv_model_status_t  *ms;
 
-    if (ngx_http_kserve_index_state(b) != NGX_HTTP_KSERVE_INDEX_FRESH) {
+    /*
+     * By the last index this nginx worker holds, also while kserve-worker
+     * does not answer: the instances it lists serve without it.
+     */
+
+    if (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE) {
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
@@ -618,7 +620,7 @@ ngx_http_kserve_model_ready(ngx_http_request_t *r,
 
     /* as Triton: the answer is the status; unknown is simply not ready */
 
-    if (ngx_http_kserve_index_state(b) != NGX_HTTP_KSERVE_INDEX_FRESH) {
+    if (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE) {
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
@@ -683,36 +685,6 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
     *model = ms;
 
     return NGX_OK;
-}
-
-
-static ksv_version_status_t *
-ngx_http_kserve_find_version(ksv_model_status_t *ms, int64_t version)
-{
-    uint32_t  i;
-
-    for (i = 0; i < ms->nversions; i++) {
-        if (ms->versions[i].version == version) {
-            return &ms->versions[i];
-        }
-    }
-
-    return NULL;
-}
-
-
-static ksv_version_status_t *
-ngx_http_kserve_ready_version(ksv_model_status_t *ms)
-{
-    uint32_t  i;
-
-    for (i = ms->nversions; i > 0; i--) {
-        if (ms->versions[i - 1].state == KSV_VERSION_READY) {
-            return &ms->versions[i - 1];
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -900,20 +872,18 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
-    size_t                       len, hlen, header_len;
-    u_char                      *body;
-    uint8_t                     *header;
+    size_t                       len, header_len;
+    u_char                      *body, *p;
     uint32_t                     i;
     uint64_t                     id;
     ngx_int_t                    rc;
     zmq_msg_t                   *frames;
-    ngx_uint_t                   fresh;
     ksv_alloc_t                  alloc;
     ksv_infer_t                  m;
     ksv_writer_t                 w;
     ksv_infer_buf_t             *data;
-    ksv_model_status_t          *ms;
     ksv_infer_error_t            err;
+    ksv_model_status_t          *ms;
     ksv_infer_limits_t           limits;
     ksv_version_status_t        *vs;
     ngx_http_kserve_ctx_t       *ctx;
@@ -957,6 +927,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return rc;
     }
 
+    /* the version is chosen here, and named in the INFER: */
+
     if (ctx->route.version.len) {
         vs = ngx_http_kserve_find_version(ms, ctx->route.version_n);
 
@@ -970,16 +942,20 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                          vs->reason.data);
         }
 
-    } else if (ngx_http_kserve_ready_version(ms) == NULL) {
-        vs = ms->nversions ? &ms->versions[ms->nversions - 1] : NULL;
+    } else {
+        vs = ngx_http_kserve_ready_version(ms);
 
-        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "Request for unavailable model: '%V' "
-                                     "has no ready version%s%*s",
-                                     &ctx->route.model,
-                                     (vs && vs->reason.len) ? ": " : "",
-                                     (size_t) (vs ? vs->reason.len : 0),
-                                     vs ? vs->reason.data : "");
+        if (vs == NULL) {
+            vs = ms->nversions ? &ms->versions[ms->nversions - 1] : NULL;
+
+            return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Request for unavailable model: "
+                                         "'%V' has no ready version%s%*s",
+                                         &ctx->route.model,
+                                         (vs && vs->reason.len) ? ": " : "",
+                                         (size_t) (vs ? vs->reason.len : 0),
+                                         vs ? vs->reason.data : "");
+        }
     }
 
     alloc.alloc = ngx_http_kserve_pool_alloc;
@@ -1004,9 +980,17 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        ksv_infer_free_bufs(data, m.ninputs);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the instance checks it is the version it serves */
+
     m.model_name = ms->config.name;
-    m.model_version.data = (char *) ctx->route.version.data;
-    m.model_version.len = (uint32_t) ctx->route.version.len;
+    m.model_version.data = (char *) p;
+    m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
     id = ngx_http_kserve_next_id();
@@ -1016,7 +1000,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     frames = ngx_palloc(r->pool, (m.ninputs + 1) * sizeof(zmq_msg_t));
 
-    if (w.failed || frames == NULL) {
+    if (frames == NULL) {
         ksv_writer_free(&w);
         ksv_infer_free_bufs(data, m.ninputs);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1028,12 +1012,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
      * frame keeps alive until libzmq is done with it.
      */
 
-    header = ksv_writer_detach(&w, &hlen);
-
-    if (zmq_msg_init_data(&frames[0], header, hlen, ksv_writer_free_cb, NULL)
-        != 0)
-    {
-        ksv_writer_free_cb(header, NULL);
+    if (ngx_http_kserve_writer_frame(&frames[0], &w) != NGX_OK) {
         ksv_infer_free_bufs(data, m.ninputs);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1077,13 +1056,10 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ctx->pending.request = r;
     ctx->pending.handler = ngx_http_kserve_infer_done;
 
-    /* a full queue of a worker we hear from is "busy", else "unavailable" */
-    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
-
     ngx_http_kserve_route_sending(r, ctx, b, &m, frames, m.ninputs + 1);
 
-    rc = ngx_http_kserve_send(b, &ctx->pending, id, frames, m.ninputs + 1,
-                              klcf->timeout);
+    rc = ngx_http_kserve_send_infer(b, &ctx->pending, ms, vs, id, frames,
+                                    m.ninputs + 1, klcf->timeout);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1091,8 +1067,17 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     if (rc == NGX_AGAIN) {
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     fresh ? "kserve worker busy"
-                                           : "kserve worker unavailable");
+                                     "kserve instance busy: the queue to "
+                                     "every instance of model '%V' version "
+                                     "%L is full", &ctx->route.model,
+                                     vs->version);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "Request for unavailable model: '%V' "
+                                     "version %L has no ready instance",
+                                     &ctx->route.model, vs->version);
     }
 
     ngx_http_kserve_metrics_inflight(r, ctx);
@@ -1201,7 +1186,7 @@ ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p, zmq_msg_t *frames,
 
         rc = ngx_http_kserve_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
                                    "Deadline exceeded: no reply from the "
-                                   "kserve worker within %M ms",
+                                   "model instance within %M ms",
                                    klcf->timeout);
 
     } else {
@@ -1280,8 +1265,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
                       "kserve: malformed INFER_REPLY: %s", errstr);
 
         return ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "malformed reply from the kserve "
-                                     "worker: %s", errstr);
+                                     "malformed reply from the model "
+                                     "instance: %s", errstr);
     }
 
     if (nbinary) {
@@ -1299,7 +1284,7 @@ malformed:
                   (ngx_uint_t) prefix.kind, nframes);
 
     return ngx_http_kserve_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                 "malformed reply from the kserve worker");
+                                 "malformed reply from the model instance");
 }
 
 

@@ -78,7 +78,7 @@ typedef struct {
 } ngx_http_kserve_route_t;
 
 
-/* Only requests that wait for the worker (or read a body) have one. */
+/* Only requests that wait for a reply (or read a body) have one. */
 
 typedef struct {
     ngx_http_kserve_pending_t    pending;
@@ -110,8 +110,8 @@ u_char *ngx_http_kserve_writer_detach(ngx_http_request_t *r,
     ksv_writer_t *w, size_t *len);
 
 /*
- * After a message went to the worker: keeps the request open until its
- * pending handler finalizes it (the reply or the deadline), watching
+ * After a message went to kserve-worker: keeps the request open until
+ * its pending handler finalizes it (the reply or the deadline), watching
  * for a client that goes away.  Returns NGX_DONE.
  */
 ngx_int_t ngx_http_kserve_wait_reply(ngx_http_request_t *r);

@@ -1195,13 +1195,14 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
     ngx_http_kserve_ctx_t *ctx, ngx_http_kserve_backend_t *b,
     ksv_infer_t *m, zmq_msg_t *frames, ngx_uint_t nframes)
 {
-    size_t                      hlen;
-    uint8_t                    *header;
+    u_char                     *p;
     uint64_t                    id;
     ksv_str_t                   name, version;
     ngx_uint_t                  i, k;
     zmq_msg_t                  *copy;
     ksv_writer_t                w;
+    ksv_model_status_t         *ms;
+    ksv_version_status_t       *vs;
     ngx_http_kserve_pick_t     *pick;
     ngx_http_kserve_routed_t   *rt;
     ngx_http_kserve_variant_t  *mv;
@@ -1232,24 +1233,38 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
     }
 
     /*
-     * A shadow INFER of the same inputs to the mirror: its own header,
-     * the input frames shared (zmq_msg_copy counts references, the
-     * buffers are freed with the last), no entry in the reply table, so
-     * its reply is dropped on arrival and the client never waits for it.
+     * A shadow INFER of the same inputs to the mirror's version, chosen
+     * as for any request: its own header, the input frames shared
+     * (zmq_msg_copy counts references, the buffers are freed with the
+     * last), no entry in the reply table, so its reply is dropped on
+     * arrival and the client never waits for it.
      */
 
+    ms = ngx_http_kserve_find_model(b, &mv->model);
+    if (ms == NULL) {
+        return;
+    }
+
+    vs = mv->version.len ? ngx_http_kserve_find_version(ms, mv->version_n)
+                         : ngx_http_kserve_ready_version(ms);
+
+    if (vs == NULL || vs->state != KSV_VERSION_READY) {
+        return;
+    }
+
     copy = ngx_palloc(r->pool, nframes * sizeof(zmq_msg_t));
-    if (copy == NULL) {
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+
+    if (copy == NULL || p == NULL) {
         return;
     }
 
     name = m->model_name;
     version = m->model_version;
 
-    m->model_name.data = (char *) mv->model.data;
-    m->model_name.len = (uint32_t) mv->model.len;
-    m->model_version.data = (char *) mv->version.data;
-    m->model_version.len = (uint32_t) mv->version.len;
+    m->model_name = ms->config.name;
+    m->model_version.data = (char *) p;
+    m->model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
 
     id = ngx_http_kserve_next_id();
 
@@ -1259,17 +1274,7 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
     m->model_name = name;
     m->model_version = version;
 
-    if (w.failed) {
-        ksv_writer_free(&w);
-        return;
-    }
-
-    header = ksv_writer_detach(&w, &hlen);
-
-    if (zmq_msg_init_data(&copy[0], header, hlen, ksv_writer_free_cb, NULL)
-        != 0)
-    {
-        ksv_writer_free_cb(header, NULL);
+    if (ngx_http_kserve_writer_frame(&copy[0], &w) != NGX_OK) {
         return;
     }
 
@@ -1285,7 +1290,8 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
         }
     }
 
-    if (ngx_http_kserve_send_oneway(b, copy, nframes, r->connection->log)
+    if (ngx_http_kserve_send_oneway(b, ms, vs, copy, nframes,
+                                    r->connection->log)
         != NGX_OK)
     {
         return;

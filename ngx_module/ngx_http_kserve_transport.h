@@ -18,25 +18,90 @@
 
 
 /*
- * A backend is one kserve_pass endpoint list.  Locations naming the same
- * list share it; each nginx worker holds one DEALER socket per backend,
- * connected to every endpoint, and its own copy of the worker's model
- * index, refreshed by polling INDEX every index_interval.
+ * A backend is one kserve_pass endpoint list: where kserve-worker, the
+ * control plane, listens.  Locations naming the same list share it.  Each
+ * nginx worker holds per backend two ZeroMQ sockets on its event loop:
+ *
+ *   control  a DEALER connected to every endpoint of the list, for INDEX
+ *            and STATS.  The worker's model index (which instance serves
+ *            which model version, and where) is polled every
+ *            index_interval and pushed by the worker (an INDEX_REPLY with
+ *            id 0) whenever it changes.
+ *
+ *   data     a ROUTER connected to every instance process the index
+ *            lists: INFER and CANCEL out, INFER_REPLY and ERROR back, one
+ *            hop each way.  kserve-worker is never on this path, so the
+ *            instances keep serving with the last index when it is down.
+ *
+ * The data socket is the client of the ZeroMQ guide's Freelance pattern,
+ * model three (brokerless, ROUTER to ROUTER).  The client ROUTER connects
+ * to every server and names each connection itself: ZMQ_CONNECT_ROUTING_ID
+ * set to the endpoint string right before each zmq_connect(), so a message
+ * goes to an instance by starting it with a frame holding the endpoint,
+ * and a reply arrives as [endpoint][header][frames...].  A DEALER could
+ * only spread messages blindly; addressing lets nginx send each request
+ * to the instance with the fewest requests outstanding from this nginx
+ * worker, and fail exactly those that were out on an instance that died.
+ *
+ * ZMQ_ROUTER_MANDATORY makes an unknown peer EHOSTUNREACH and a full
+ * queue EAGAIN instead of a silent drop.  ZMQ_ROUTING_ID "n<pid>.<random
+ * hex>", one per socket, is how instances address their replies; it must
+ * be unique among everything connected to an instance, since a ROUTER
+ * ignores a second peer with an id it already has.
+ *
+ * ZMQ_IMMEDIATE stays 0 on the data socket: libzmq applies the connect
+ * routing id to the pipe zmq_connect() creates, which then exists until
+ * zmq_disconnect(), across reconnects; a request for an instance not
+ * connected yet waits in that pipe.  (With ZMQ_IMMEDIATE=1 the pipe is
+ * made only once connected, and the connect routing id is not used at
+ * all.)  libzmq aborts the process when a connect routing id is still
+ * taken, and a disconnected endpoint keeps its id until libzmq has torn
+ * the pipe down, asynchronously; so an instance that left the index stays
+ * connected, unused, for a while (NGX_HTTP_KSERVE_PEER_LINGER) before it
+ * is disconnected, and one that comes back meanwhile is used again as it
+ * is.
  */
+
+typedef struct ngx_http_kserve_peer_s     ngx_http_kserve_peer_t;
+typedef struct ngx_http_kserve_ready_s    ngx_http_kserve_ready_t;
+typedef struct ngx_http_kserve_order_s    ngx_http_kserve_order_t;
+
+
+/* one ZeroMQ socket and the fake connection around its ZMQ_FD */
+typedef struct {
+    void                        *zmq;
+    ngx_connection_t            *connection;
+} ngx_http_kserve_socket_t;
+
 
 typedef struct {
     ngx_array_t                  endpoints;      /* of ngx_str_t, NUL ended */
     ngx_msec_t                   index_interval;
 
     /* per nginx worker, set up in init_process */
-    void                        *socket;
-    ngx_connection_t            *connection;
+    ngx_http_kserve_socket_t     control;        /* DEALER: kserve-worker */
+    ngx_http_kserve_socket_t     data;           /* ROUTER: instances */
     ngx_event_t                  index_event;
     ngx_pool_t                  *index_pool;
     ksv_index_t                  index;
     ngx_msec_t                   index_time;     /* last INDEX_REPLY */
+
+    /*
+     * The instances: every endpoint connected, by endpoint (peers) and
+     * in a list (peer_list); the READY ones of each version of the index,
+     * ready[model][version], in index_pool.
+     */
+    ngx_rbtree_t                 peers;
+    ngx_rbtree_node_t            peers_sentinel;
+    ngx_queue_t                  peer_list;
+    ngx_http_kserve_ready_t    **ready;
+    ngx_uint_t                   next_peer;      /* round robin among ties */
+
+    /* model versions with preserve_ordering and replies outstanding */
+    ngx_queue_t                  orders;
+
     unsigned                     index_known:1;
-    unsigned                     unreachable:1;  /* a send found no peer */
+    unsigned                     unreachable:1;  /* INDEX found no worker */
     unsigned                     logged_malformed:1;
     unsigned                     logged_stray:1;
 } ngx_http_kserve_backend_t;
@@ -45,7 +110,7 @@ typedef struct {
 typedef enum {
     NGX_HTTP_KSERVE_INDEX_NONE = 0,              /* never heard from */
     NGX_HTTP_KSERVE_INDEX_STALE,                 /* no reply lately, or
-                                                    no peer to send to */
+                                                    no worker to ask */
     NGX_HTTP_KSERVE_INDEX_FRESH
 } ngx_http_kserve_index_state_e;
 
@@ -63,10 +128,20 @@ typedef void (*ngx_http_kserve_reply_pt)(ngx_http_kserve_pending_t *p,
 
 struct ngx_http_kserve_pending_s {
     ngx_rbtree_node_t            node;           /* key: request id */
+    ngx_queue_t                  queue;          /* its peer's requests */
     ngx_event_t                  deadline;
     ngx_http_request_t          *request;
     ngx_http_kserve_reply_pt     handler;
-    unsigned                     waiting:1;     /* in the id table */
+    ngx_http_kserve_peer_t      *peer;           /* NULL: kserve-worker's */
+
+    /* preserve_ordering: its place, and a reply held until its turn */
+    ngx_http_kserve_order_t     *order;
+    ngx_queue_t                  order_queue;
+    zmq_msg_t                   *held;
+    ngx_uint_t                   nheld;
+
+    unsigned                     waiting:1;      /* in the id table */
+    unsigned                     queued:1;       /* queue is linked */
 };
 
 
@@ -86,28 +161,44 @@ void ngx_http_kserve_transport_exit(ngx_cycle_t *cycle,
 uint64_t ngx_http_kserve_next_id(void);
 
 /*
- * Sends a multipart message whose header frame carries id, and waits for
- * the reply for at most timeout.  The frames are always consumed.
- * Returns NGX_OK, NGX_AGAIN when the socket would block (no peer or its
- * queue is full), or NGX_ERROR.
+ * The writer's bytes as a frame that frees them when libzmq is done; the
+ * writer is left empty.  Returns NGX_ERROR when the writer failed or out
+ * of memory.
  */
-ngx_int_t ngx_http_kserve_send(ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
+ngx_int_t ngx_http_kserve_writer_frame(zmq_msg_t *frame, ksv_writer_t *w);
+
+/*
+ * Sends an INFER (frames[0] its header frame, carrying id and the
+ * version's number as model_version) to an instance of version vs of
+ * model ms, both from b's current index: the READY instance with the
+ * fewest requests outstanding from this nginx worker, ties in turn, the
+ * next one when an instance's connection is gone or its queue full.
+ * Waits for the reply for at most timeout; a client that goes away, or
+ * the deadline, sends CANCEL to that instance.  The frames are always
+ * consumed.  Returns NGX_OK, NGX_AGAIN when every instance's queue is
+ * full, NGX_DECLINED when the version has no READY instance that can be
+ * reached, or NGX_ERROR.
+ */
+ngx_int_t ngx_http_kserve_send_infer(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, ksv_model_status_t *ms,
+    ksv_version_status_t *vs, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout);
 
 /*
- * Sends a multipart message nobody waits for (a mirror's shadow INFER):
- * no entry in the id table, so its reply is dropped when it arrives.
- * The frames are always consumed.  Returns NGX_OK, NGX_AGAIN when the
- * socket would block, or NGX_ERROR.
+ * Sends an INFER nobody waits for (a mirror's shadow INFER) to an
+ * instance of vs, chosen as above: no entry in the id table, so its
+ * reply is dropped when it arrives.  The frames are always consumed.
+ * Returns as ngx_http_kserve_send_infer().
  */
 ngx_int_t ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b,
-    zmq_msg_t *frames, ngx_uint_t nframes, ngx_log_t *log);
+    ksv_model_status_t *ms, ksv_version_status_t *vs, zmq_msg_t *frames,
+    ngx_uint_t nframes, ngx_log_t *log);
 
 /*
- * Sends STATS for model and version (empty: all) as p's request; the
- * reply reaches p->handler like any other.  Returns as
- * ngx_http_kserve_send().
+ * Sends STATS for model and version (empty: all) to kserve-worker as p's
+ * request; the reply reaches p->handler like any other.  Returns NGX_OK,
+ * NGX_AGAIN when no worker is connected or its queue is full, or
+ * NGX_ERROR.
  */
 ngx_int_t ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, ngx_str_t *model, ngx_str_t *version,
@@ -121,10 +212,21 @@ ngx_int_t ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
 ngx_int_t ngx_http_kserve_stats_reply(ngx_pool_t *pool, zmq_msg_t *frames,
     ngx_uint_t nframes, ksv_stats_t *stats, ksv_error_t *error);
 
+/*
+ * How current b's index is: STALE means kserve-worker did not answer
+ * lately.  The index is still what nginx serves by: the instances it
+ * lists keep taking requests while the worker is away.
+ */
 ngx_http_kserve_index_state_e ngx_http_kserve_index_state(
     ngx_http_kserve_backend_t *b);
+
+/* Lookups in b's current index; NULL when not found. */
 ksv_model_status_t *ngx_http_kserve_find_model(ngx_http_kserve_backend_t *b,
     ngx_str_t *name);
+ksv_version_status_t *ngx_http_kserve_find_version(ksv_model_status_t *ms,
+    int64_t version);
+/* the highest READY version */
+ksv_version_status_t *ngx_http_kserve_ready_version(ksv_model_status_t *ms);
 
 
 #endif /* _NGX_HTTP_KSERVE_TRANSPORT_H_INCLUDED_ */

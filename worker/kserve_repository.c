@@ -314,7 +314,8 @@ kserve_model_load(kserve_model_t *m, const char *root, const char *name)
                                 : KSV_VERSION_UNAVAILABLE;
         snprintf(v->reason, sizeof(v->reason), "%s", m->error);
 
-        if (kserve_scheduler_init(v) != 0) {
+        v->retired = calloc(1, sizeof(ksv_stats_page_t));
+        if (v->retired == NULL) {
             v->supported = 0;
             v->state = KSV_VERSION_UNAVAILABLE;
             snprintf(v->reason, sizeof(v->reason), "out of memory");
@@ -430,7 +431,7 @@ kserve_repository_free(kserve_repository_t *repo)
     for (i = 0; i < repo->nmodels; i++) {
         m = &repo->models[i];
         for (j = 0; j < m->nversions; j++) {
-            kserve_scheduler_free(&m->versions[j]);
+            free(m->versions[j].retired);
         }
         free(m->name);
         free(m->dir);
@@ -500,6 +501,13 @@ kserve_model_default_version(kserve_model_t *model)
         }
     }
     return model->nversions ? &model->versions[model->nversions - 1] : NULL;
+}
+
+
+void
+kserve_repository_touch(kserve_repository_t *repo)
+{
+    repo->generation++;
 }
 
 

@@ -25,11 +25,12 @@
 #include <sys/types.h>
 
 #include "ksv_proto.h"
-#include "kserve_scheduler.h"
+#include "ksv_stats.h"
 
 
 #define KSERVE_REASON_MAX  512
 
+typedef struct kserve_version_s  kserve_version_t;
 typedef struct kserve_model_s    kserve_model_t;
 typedef struct kserve_instance_s kserve_instance_t;
 
@@ -43,9 +44,10 @@ struct kserve_version_s {
 
     kserve_instance_t    *instances;    /* owned by the supervisor */
     uint32_t              ninstances;
-    uint32_t              next_instance;   /* round-robin start */
 
-    kserve_sched_t        sched;        /* owned by the scheduler */
+    /* the counters of its instances that have exited (their pages are
+     * gone); the live ones' are read from their pages */
+    ksv_stats_page_t     *retired;
 };
 
 struct kserve_model_s {
@@ -84,6 +86,9 @@ kserve_version_t *kserve_model_default_version(kserve_model_t *model);
 /* Sets state and reason; moves the generation when either changed. */
 void kserve_version_set_state(kserve_repository_t *repo,
     kserve_version_t *v, ksv_version_state_t state, const char *reason);
+
+/* Moves the generation: something the index shows (an instance) changed. */
+void kserve_repository_touch(kserve_repository_t *repo);
 
 /* Fills an INDEX_REPLY for an asker holding generation `known`;
  * temporary arrays come from the arena. */

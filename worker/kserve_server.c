@@ -10,7 +10,8 @@
 
 #include "ksv_proto.h"
 #include "kserve_log.h"
-#include "kserve_scheduler.h"
+#include "ksv_frames.h"
+#include "ksv_stats.h"
 #include "kserve_server.h"
 #include "kserve_supervisor.h"
 #include "kserve_worker.h"
@@ -19,22 +20,34 @@
 /* Messages handled per readiness of a socket, so neither side starves. */
 #define KSERVE_DRAIN_MAX     256
 
-/* Parts of one message: a request with the most tensors fits, and so
- * does a batch answer of KSV_MAX_BATCH_REQUESTS with a few outputs each
- * (a power of two: the frame table grows by doubling). */
-#define KSERVE_FRAMES_MAX    65536
+/* Parts of one control message: [identity][header] */
+#define KSERVE_FRAMES_MAX    16
 
 #define KSERVE_HWM           100000
 
 
+static ksv_frames_t  kserve_in;          /* reused for every message */
+
+
+/*
+ * The nginx workers that asked for the index lately: the index is
+ * pushed to them the moment it changes (an instance died or became
+ * ready), so they stop sending to a dead instance and fail what they
+ * had in flight there within milliseconds rather than an index
+ * interval.  A client forgotten after KSERVE_CLIENT_TTL_MS without an
+ * INDEX is still served by its own poll.
+ */
+#define KSERVE_MAX_CLIENTS    256
+#define KSERVE_CLIENT_TTL_MS  60000
+
 typedef struct {
-    zmq_msg_t  *f;
-    size_t      n;
-    size_t      cap;
-} kserve_frames_t;
+    zmq_msg_t   identity;
+    int64_t     seen_ms;
+    int         used;
+} kserve_client_t;
 
-
-static kserve_frames_t  kserve_in;       /* reused for every message */
+static kserve_client_t  kserve_clients[KSERVE_MAX_CLIENTS];
+static uint64_t         kserve_pushed_generation;
 
 
 /* ---- sockets -------------------------------------------------------------- */
@@ -108,13 +121,13 @@ kserve_server_close(void)
 {
     size_t  i;
 
-    for (i = 0; i < kserve_in.n; i++) {
-        zmq_msg_close(&kserve_in.f[i]);
+    ksv_frames_free(&kserve_in);
+    for (i = 0; i < KSERVE_MAX_CLIENTS; i++) {
+        if (kserve_clients[i].used) {
+            zmq_msg_close(&kserve_clients[i].identity);
+            kserve_clients[i].used = 0;
+        }
     }
-    free(kserve_in.f);
-    kserve_in.f = NULL;
-    kserve_in.n = 0;
-    kserve_in.cap = 0;
 
     if (kserve.frontend != NULL) {
         zmq_close(kserve.frontend);
@@ -131,80 +144,7 @@ kserve_server_close(void)
 }
 
 
-/* ---- framing ------------------------------------------------------------ */
-
-static void
-kserve_frames_clear(kserve_frames_t *m)
-{
-    size_t  i;
-
-    for (i = 0; i < m->n; i++) {
-        zmq_msg_close(&m->f[i]);
-    }
-    m->n = 0;
-}
-
-
-/* Discards the rest of a message whose first parts were read. */
-static void
-kserve_drain(void *socket)
-{
-    int        more;
-    zmq_msg_t  junk;
-
-    do {
-        zmq_msg_init(&junk);
-        if (zmq_msg_recv(&junk, socket, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&junk);
-            return;
-        }
-        more = zmq_msg_more(&junk);
-        zmq_msg_close(&junk);
-    } while (more);
-}
-
-
-/*
- * Receives one whole multipart message into m (the parts of a message
- * arrive together, so only the first can find nothing).  Returns 1 when
- * one was read, 0 when none is waiting, -1 when one was dropped for
- * having more than KSERVE_FRAMES_MAX parts.
- */
-static int
-kserve_recv(void *socket, kserve_frames_t *m)
-{
-    size_t      cap;
-    zmq_msg_t  *nf;
-
-    kserve_frames_clear(m);
-
-    for ( ;; ) {
-        if (m->n == m->cap) {
-            cap = m->cap ? 2 * m->cap : 64;
-            nf = cap <= KSERVE_FRAMES_MAX
-                 ? realloc(m->f, cap * sizeof(zmq_msg_t)) : NULL;
-            if (nf == NULL) {
-                kserve_drain(socket);
-                kserve_frames_clear(m);
-                return -1;
-            }
-            m->f = nf;
-            m->cap = cap;
-        }
-
-        zmq_msg_init(&m->f[m->n]);
-        if (zmq_msg_recv(&m->f[m->n], socket, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m->f[m->n]);
-            kserve_frames_clear(m);
-            return 0;
-        }
-
-        if (!zmq_msg_more(&m->f[m->n++])) {
-            return 1;
-        }
-    }
-}
-
+/* ---- replies ------------------------------------------------------------- */
 
 int
 kserve_server_send(void *socket, zmq_msg_t *frames, size_t n)
@@ -273,181 +213,53 @@ kserve_server_error(zmq_msg_t *identity, uint64_t id, ksv_status_t code,
 }
 
 
-/* ---- frontend: INFER and INDEX ------------------------------------------- */
+/* ---- frontend: INDEX and STATS ------------------------------------------- */
 
-/* Checks each input frame against its description. */
-static int
-kserve_check_inputs(const ksv_infer_t *m, kserve_frames_t *in, char *err,
-    size_t errlen)
+/* Remembers an nginx worker's routing id for index pushes. */
+static void
+kserve_client_seen(zmq_msg_t *identity)
 {
-    size_t               size;
-    uint32_t             i;
-    uint64_t             count, len;
-    const ksv_tensor_t  *t;
+    int      i, free_slot, oldest;
+    size_t   len;
+    int64_t  now;
 
-    if (m->ninputs != in->n - 2) {
-        snprintf(err, errlen, "request describes %u input tensor(s) but "
-                 "carries %zu tensor frame(s)", m->ninputs, in->n - 2);
-        return -1;
-    }
+    now = kserve_now_ms();
+    len = zmq_msg_size(identity);
+    free_slot = -1;
+    oldest = 0;
 
-    for (i = 0; i < m->ninputs; i++) {
-        t = &m->inputs[i];
-        len = zmq_msg_size(&in->f[2 + i]);
-
-        if (len != t->byte_size) {
-            snprintf(err, errlen, "input '%.*s': byte_size %" PRIu64
-                     " does not match its frame of %" PRIu64 " bytes",
-                     (int) t->name.len, t->name.data, t->byte_size, len);
-            return -1;
+    for (i = 0; i < KSERVE_MAX_CLIENTS; i++) {
+        if (!kserve_clients[i].used) {
+            if (free_slot < 0) {
+                free_slot = i;
+            }
+            continue;
         }
-
-        size = ksv_datatype_size(t->datatype);
-        if (size == 0) {
-            continue;           /* BYTES: the backend checks the elements */
-        }
-
-        if (ksv_shape_count(t->dims, t->ndims, UINT64_MAX / size, &count)
-            != 0 || count * size != t->byte_size)
+        if (zmq_msg_size(&kserve_clients[i].identity) == len
+            && memcmp(zmq_msg_data(&kserve_clients[i].identity),
+                      zmq_msg_data(identity), len) == 0)
         {
-            snprintf(err, errlen, "input '%.*s': %" PRIu64 " bytes do not "
-                     "match its shape and datatype %s",
-                     (int) t->name.len, t->name.data, t->byte_size,
-                     ksv_datatype_name(t->datatype));
-            return -1;
+            kserve_clients[i].seen_ms = now;
+            return;
+        }
+        if (kserve_clients[i].seen_ms < kserve_clients[oldest].seen_ms) {
+            oldest = i;
         }
     }
 
-    return 0;
-}
-
-
-/* Finds the version an INFER asks for, or answers the error itself. */
-static kserve_version_t *
-kserve_resolve(const ksv_infer_t *m, zmq_msg_t *identity, uint64_t id)
-{
-    char               msg[KSERVE_REASON_MAX + 256], vbuf[32], *end;
-    long long          num;
-    kserve_model_t    *model;
-    kserve_version_t  *v;
-
-    model = kserve_repository_find(&kserve.repo, m->model_name.data,
-                                   m->model_name.len);
-    if (model == NULL) {
-        snprintf(msg, sizeof(msg),
-                 "Request for unknown model: '%.*s' is not found",
-                 (int) m->model_name.len, m->model_name.data);
-        kserve_server_error(identity, id, KSV_ERR_NOT_FOUND, msg);
-        return NULL;
+    if (free_slot < 0) {
+        free_slot = oldest;
+        zmq_msg_close(&kserve_clients[oldest].identity);
     }
-
-    if (m->model_version.len == 0) {
-        v = kserve_model_default_version(model);
-        if (v == NULL) {
-            snprintf(msg, sizeof(msg), "Request for unknown model: '%s' has "
-                     "no available versions", model->name);
-            kserve_server_error(identity, id, KSV_ERR_UNAVAILABLE, msg);
-        }
-        return v;
-    }
-
-    v = NULL;
-    if (m->model_version.len < sizeof(vbuf)) {
-        memcpy(vbuf, m->model_version.data, m->model_version.len);
-        vbuf[m->model_version.len] = '\0';
-        errno = 0;
-        num = strtoll(vbuf, &end, 10);
-        if (*end == '\0' && errno == 0 && vbuf[0] >= '0' && vbuf[0] <= '9') {
-            v = kserve_model_version(model, num);
-        }
-    }
-
-    if (v == NULL) {
-        snprintf(msg, sizeof(msg),
-                 "Request for unknown model: '%s' version %.*s is not found",
-                 model->name, (int) (m->model_version.len < 64
-                                     ? m->model_version.len : 64),
-                 m->model_version.data);
-        kserve_server_error(identity, id, KSV_ERR_NOT_FOUND, msg);
-    }
-    return v;
+    zmq_msg_init(&kserve_clients[free_slot].identity);
+    zmq_msg_copy(&kserve_clients[free_slot].identity, identity);
+    kserve_clients[free_slot].seen_ms = now;
+    kserve_clients[free_slot].used = 1;
 }
 
 
 static void
-kserve_on_infer(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
-{
-    char               err[512];
-    uint32_t           i;
-    ksv_infer_t        m;
-    ksv_alloc_t        alloc;
-    ksv_arena_t        arena;
-    kserve_request_t  *r;
-    kserve_version_t  *v;
-
-    ksv_arena_init(&arena);
-    alloc = ksv_arena_allocator(&arena);
-
-    if (ksv_decode_infer(rd, &alloc, &m) != 0) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG,
-                            "malformed INFER message");
-        goto done;
-    }
-
-    if (kserve_check_inputs(&m, in, err, sizeof(err)) != 0) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG, err);
-        goto done;
-    }
-
-    if (kserve.shutting_down) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_UNAVAILABLE,
-                            "server is shutting down");
-        goto done;
-    }
-
-    v = kserve_resolve(&m, &in->f[0], id);
-    if (v == NULL) {
-        goto done;
-    }
-
-    r = kserve_request_new(m.ninputs);
-    if (r == NULL) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INTERNAL, "out of memory");
-        goto done;
-    }
-
-    r->id = kserve_next_id();
-    r->client_id = id;
-
-    if (kserve_request_setup(v, r, &m, err, sizeof(err)) != 0) {
-        kserve_request_free(r);
-        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG, err);
-        goto done;
-    }
-
-    /* the frames move into the request: nothing is copied */
-    zmq_msg_move(&r->identity, &in->f[0]);
-    zmq_msg_move(&r->header, &in->f[1]);
-    ksv_patch_id(zmq_msg_data(&r->header), zmq_msg_size(&r->header), r->id);
-    for (i = 0; i < m.ninputs; i++) {
-        zmq_msg_move(&r->inputs[i], &in->f[2 + i]);
-    }
-
-    kserve_debug("request %llu (client id %llu): '%s' version %lld, "
-                 "%u input(s)", (unsigned long long) r->id,
-                 (unsigned long long) id, v->model->name,
-                 (long long) v->version, m.ninputs);
-
-    kserve_scheduler_submit(v, r);
-
-done:
-
-    ksv_arena_free(&arena);
-}
-
-
-static void
-kserve_on_index(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
+kserve_on_index(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 {
     uint64_t      known;
     ksv_index_t   index;
@@ -455,22 +267,67 @@ kserve_on_index(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
     ksv_writer_t  w;
 
     if (in->n != 2 || ksv_decode_index(rd, &known) != 0) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG,
+        kserve_server_error(&in->msgs[0], id, KSV_ERR_INVALID_ARG,
                             "malformed INDEX message");
         return;
     }
 
     ksv_arena_init(&arena);
-    if (kserve_repository_index(&kserve.repo, known, &arena, &index) != 0) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INTERNAL, "out of memory");
+    if (kserve_repository_index(&kserve.repo, known, &arena, &index) != 0
+        || kserve_supervisor_index(&index, &arena) != 0)
+    {
+        kserve_server_error(&in->msgs[0], id, KSV_ERR_INTERNAL, "out of memory");
         ksv_arena_free(&arena);
         return;
     }
 
     ksv_writer_init(&w);
     ksv_encode_index_reply(&w, id, &index);
-    kserve_reply(&in->f[0], &w);
+    kserve_reply(&in->msgs[0], &w);
     ksv_writer_free(&w);
+    ksv_arena_free(&arena);
+
+    kserve_client_seen(&in->msgs[0]);
+}
+
+
+void
+kserve_server_push_index(void)
+{
+    int64_t       now;
+    uint32_t      i;
+    ksv_index_t   index;
+    ksv_arena_t   arena;
+    ksv_writer_t  w;
+
+    if (kserve.repo.generation == kserve_pushed_generation) {
+        return;
+    }
+    kserve_pushed_generation = kserve.repo.generation;
+
+    ksv_arena_init(&arena);
+    if (kserve_repository_index(&kserve.repo, 0, &arena, &index) != 0
+        || kserve_supervisor_index(&index, &arena) != 0)
+    {
+        ksv_arena_free(&arena);
+        return;
+    }
+
+    now = kserve_now_ms();
+    for (i = 0; i < KSERVE_MAX_CLIENTS; i++) {
+        if (!kserve_clients[i].used) {
+            continue;
+        }
+        if (now - kserve_clients[i].seen_ms > KSERVE_CLIENT_TTL_MS) {
+            zmq_msg_close(&kserve_clients[i].identity);
+            kserve_clients[i].used = 0;
+            continue;
+        }
+        ksv_writer_init(&w);
+        ksv_encode_index_reply(&w, 0, &index);
+        kserve_reply(&kserve_clients[i].identity, &w);
+        ksv_writer_free(&w);
+    }
     ksv_arena_free(&arena);
 }
 
@@ -480,7 +337,8 @@ static int
 kserve_stats_entry(kserve_version_t *v, ksv_arena_t *arena,
     ksv_model_stats_t *out)
 {
-    char  *num;
+    char              *num;
+    ksv_stats_page_t  *page;
 
     num = ksv_arena_alloc(arena, 24);
     if (num == NULL) {
@@ -488,8 +346,14 @@ kserve_stats_entry(kserve_version_t *v, ksv_arena_t *arena,
     }
     snprintf(num, 24, "%lld", (long long) v->version);
 
+    page = ksv_arena_alloc(arena, sizeof(ksv_stats_page_t));
+    if (page == NULL) {
+        return -1;
+    }
+    kserve_supervisor_version_stats(v, page);
+
     memset(out, 0, sizeof(*out));
-    kserve_stats_export(&v->sched.stats, out);
+    ksv_stats_export(page, out);
     out->name = ksv_str_c(v->model->name);
     out->version = ksv_str_c(num);
     return 0;
@@ -502,7 +366,7 @@ kserve_stats_entry(kserve_version_t *v, ksv_arena_t *arena,
  * a named model whatever its state, or the one version named.
  */
 static void
-kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
+kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 {
     char               msg[KSERVE_REASON_MAX + 256], vbuf[32], *end;
     uint32_t           i, j, n;
@@ -515,7 +379,7 @@ kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
     kserve_version_t  *v;
 
     if (in->n != 2 || ksv_decode_stats(rd, &name, &version) != 0) {
-        kserve_server_error(&in->f[0], id, KSV_ERR_INVALID_ARG,
+        kserve_server_error(&in->msgs[0], id, KSV_ERR_INVALID_ARG,
                             "malformed STATS message");
         return;
     }
@@ -531,7 +395,7 @@ kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
             snprintf(msg, sizeof(msg),
                      "Request for unknown model: '%.*s' is not found",
                      (int) (name.len < 256 ? name.len : 256), name.data);
-            kserve_server_error(&in->f[0], id, KSV_ERR_NOT_FOUND, msg);
+            kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }
     }
@@ -553,7 +417,7 @@ kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
                      "version %.*s is not found", m->name,
                      (int) (version.len < 64 ? version.len : 64),
                      version.data);
-            kserve_server_error(&in->f[0], id, KSV_ERR_NOT_FOUND, msg);
+            kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }
     }
@@ -611,13 +475,13 @@ kserve_on_stats(kserve_frames_t *in, ksv_reader_t *rd, uint64_t id)
 
     ksv_writer_init(&w);
     ksv_encode_stats_reply(&w, id, &st);
-    kserve_reply(&in->f[0], &w);
+    kserve_reply(&in->msgs[0], &w);
     ksv_writer_free(&w);
     goto done;
 
 nomem:
 
-    kserve_server_error(&in->f[0], id, KSV_ERR_INTERNAL, "out of memory");
+    kserve_server_error(&in->msgs[0], id, KSV_ERR_INTERNAL, "out of memory");
 
 done:
 
@@ -626,7 +490,7 @@ done:
 
 
 static void
-kserve_on_client_message(kserve_frames_t *in)
+kserve_on_client_message(ksv_frames_t *in)
 {
     char           msg[128];
     size_t         len;
@@ -639,8 +503,8 @@ kserve_on_client_message(kserve_frames_t *in)
         return;
     }
 
-    p = zmq_msg_data(&in->f[1]);
-    len = zmq_msg_size(&in->f[1]);
+    p = zmq_msg_data(&in->msgs[1]);
+    len = zmq_msg_size(&in->msgs[1]);
     ksv_reader_init(&rd, p, len);
 
     if (ksv_read_prefix(&rd, &prefix) != 0) {
@@ -661,13 +525,16 @@ kserve_on_client_message(kserve_frames_t *in)
             snprintf(msg, sizeof(msg), "unknown message kind %u",
                      prefix.kind);
         }
-        kserve_server_error(&in->f[0], prefix.id, KSV_ERR_INVALID_ARG, msg);
+        kserve_server_error(&in->msgs[0], prefix.id, KSV_ERR_INVALID_ARG, msg);
         return;
     }
 
     switch (prefix.kind) {
     case KSV_MSG_INFER:
-        kserve_on_infer(in, &rd, prefix.id);
+        /* the data plane is the instances' (the index names them) */
+        kserve_server_error(&in->msgs[0], prefix.id, KSV_ERR_UNAVAILABLE,
+                            "kserve-worker does not run models: send INFER "
+                            "to an instance endpoint of the model index");
         break;
 
     case KSV_MSG_INDEX:
@@ -681,7 +548,7 @@ kserve_on_client_message(kserve_frames_t *in)
     default:
         snprintf(msg, sizeof(msg), "message kind %u is not a request",
                  prefix.kind);
-        kserve_server_error(&in->f[0], prefix.id, KSV_ERR_INVALID_ARG, msg);
+        kserve_server_error(&in->msgs[0], prefix.id, KSV_ERR_INVALID_ARG, msg);
         break;
     }
 }
@@ -690,28 +557,30 @@ kserve_on_client_message(kserve_frames_t *in)
 void
 kserve_server_frontend_readable(void)
 {
-    int  i, rc;
+    int  i, truncated;
 
     for (i = 0; i < KSERVE_DRAIN_MAX; i++) {
-        rc = kserve_recv(kserve.frontend, &kserve_in);
-        if (rc == 0) {
+        ksv_frames_clear(&kserve_in);
+        if (ksv_frames_recv(kserve.frontend, &kserve_in, ZMQ_DONTWAIT,
+                            KSERVE_FRAMES_MAX, &truncated) != 0)
+        {
             break;
         }
-        if (rc < 0) {
-            kserve_warn("client message with too many frames dropped");
+        if (truncated) {
+            kserve_warn("message with too many frames dropped");
             continue;
         }
         kserve_on_client_message(&kserve_in);
     }
 
-    kserve_frames_clear(&kserve_in);
+    ksv_frames_clear(&kserve_in);
 }
 
 
-/* ---- backend: READY and EXECUTE_REPLY ----------------------------------- */
+/* ---- backend: READY ----------------------------------- */
 
 static void
-kserve_on_instance_message(kserve_frames_t *in)
+kserve_on_instance_message(ksv_frames_t *in)
 {
     int                 gone;
     ksv_ready_t         ready;
@@ -723,13 +592,13 @@ kserve_on_instance_message(kserve_frames_t *in)
         return;
     }
 
-    inst = kserve_supervisor_find(zmq_msg_data(&in->f[0]),
-                                  zmq_msg_size(&in->f[0]), &gone);
+    inst = kserve_supervisor_find(zmq_msg_data(&in->msgs[0]),
+                                  zmq_msg_size(&in->msgs[0]), &gone);
     if (inst != NULL && gone) {
         /* its process exited before we read this: only why it failed
          * to initialize is still worth knowing */
-        ksv_reader_init(&rd, zmq_msg_data(&in->f[1]),
-                        zmq_msg_size(&in->f[1]));
+        ksv_reader_init(&rd, zmq_msg_data(&in->msgs[1]),
+                        zmq_msg_size(&in->msgs[1]));
         if (ksv_read_prefix(&rd, &prefix) == 0
             && prefix.kind == KSV_MSG_READY
             && ksv_decode_ready(&rd, &ready) == 0)
@@ -741,12 +610,12 @@ kserve_on_instance_message(kserve_frames_t *in)
 
     if (inst == NULL) {
         kserve_warn("message from unknown instance '%.*s' dropped",
-                    (int) zmq_msg_size(&in->f[0]),
-                    (char *) zmq_msg_data(&in->f[0]));
+                    (int) zmq_msg_size(&in->msgs[0]),
+                    (char *) zmq_msg_data(&in->msgs[0]));
         return;
     }
 
-    ksv_reader_init(&rd, zmq_msg_data(&in->f[1]), zmq_msg_size(&in->f[1]));
+    ksv_reader_init(&rd, zmq_msg_data(&in->msgs[1]), zmq_msg_size(&in->msgs[1]));
     if (ksv_read_prefix(&rd, &prefix) != 0) {
         kserve_supervisor_kill(inst, "it sent an unreadable message");
         return;
@@ -761,10 +630,6 @@ kserve_on_instance_message(kserve_frames_t *in)
         kserve_supervisor_ready(inst, &ready);
         break;
 
-    case KSV_MSG_EXECUTE_REPLY:
-        kserve_scheduler_complete(inst, &in->f[1], in->n - 1);
-        break;
-
     default:
         kserve_warn("instance %s: unexpected message kind %u dropped",
                     inst->label, prefix.kind);
@@ -776,19 +641,21 @@ kserve_on_instance_message(kserve_frames_t *in)
 void
 kserve_server_backend_readable(void)
 {
-    int  i, rc;
+    int  i, truncated;
 
     for (i = 0; i < KSERVE_DRAIN_MAX; i++) {
-        rc = kserve_recv(kserve.backend, &kserve_in);
-        if (rc == 0) {
+        ksv_frames_clear(&kserve_in);
+        if (ksv_frames_recv(kserve.backend, &kserve_in, ZMQ_DONTWAIT,
+                            KSERVE_FRAMES_MAX, &truncated) != 0)
+        {
             break;
         }
-        if (rc < 0) {
-            kserve_warn("instance message with too many frames dropped");
+        if (truncated) {
+            kserve_warn("message with too many frames dropped");
             continue;
         }
         kserve_on_instance_message(&kserve_in);
     }
 
-    kserve_frames_clear(&kserve_in);
+    ksv_frames_clear(&kserve_in);
 }

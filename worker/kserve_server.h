@@ -1,21 +1,17 @@
 /*
- * kserve-worker: the ZeroMQ side.
+ * kserve-worker: the ZeroMQ side of the control plane.
  *
- * Two ROUTER sockets make a "load-balancing broker" (ZeroMQ guide,
- * chapter 3): the frontend faces the clients (the nginx module's DEALER
- * sockets, over ipc:// or tcp://); the backend faces the instance
- * processes, which connect as DEALERs with routing id "i<pid>", announce
- * themselves with READY and then take one batch at a time.  Unlike the
- * guide's broker, requests are not routed to "any" worker but to an idle
- * instance of the requested model version, which the scheduler picks.
+ * Two ROUTER sockets.  The frontend faces the nginx workers' DEALERs
+ * (ipc:// or tcp://): INDEX (the model index, with every instance's
+ * endpoint) and STATS (read from the instances' statistics pages).  The
+ * index is also pushed, unasked, to every nginx worker that polled it
+ * lately, as soon as it changes.  The backend faces the instances'
+ * DEALERs (routing id "i<pid>"), which send one READY each.  Inference
+ * never comes here: nginx sends it to the instances directly.
  *
- * Frontend messages (ROUTER adds the identity frame; DEALER sends no
- * empty delimiter):
- *   [identity][INFER header][input frames...]  -> INFER_REPLY | ERROR
- *   [identity][INDEX header]                   -> INDEX_REPLY
- * Backend messages:
+ *   [identity][INDEX header]  -> INDEX_REPLY
+ *   [identity][STATS header]  -> STATS_REPLY | ERROR
  *   [i<pid>][READY]
- *   [i<pid>][EXECUTE_REPLY][INFER_REPLY + outputs | ERROR]...
  *
  * Nothing a client sends can crash the daemon: malformed messages get an
  * ERROR INVALID_ARG when their id can be read and are dropped (one log
@@ -38,6 +34,9 @@ void kserve_server_close(void);
 /* Drain a readable socket (bounded per call, for fairness). */
 void kserve_server_frontend_readable(void);
 void kserve_server_backend_readable(void);
+
+/* Pushes the index to the nginx workers when its generation moved. */
+void kserve_server_push_index(void);
 
 /* Sends frames[0..n) as one message; every frame is consumed (sent or
  * closed) whatever happens.  Returns 0, or -1 with errno. */

@@ -3,12 +3,16 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <poll.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "kserve_log.h"
@@ -16,7 +20,8 @@
 #include "kserve_worker.h"
 
 
-#define KSERVE_ARGV_MAX  24
+#define KSERVE_ARGV_MAX  40
+#define KSERVE_MANIFEST  "instances.tab"
 
 
 /* A walk over every instance of every version, in repository order:
@@ -29,6 +34,13 @@ typedef struct {
 
 
 static void kserve_supervisor_update(kserve_version_t *v);
+static void kserve_instance_exited(kserve_instance_t *inst, int status,
+    int64_t now);
+static void kserve_instance_map_stats(kserve_instance_t *inst);
+static void kserve_instance_retire(kserve_instance_t *inst);
+static void kserve_manifest_write(void);
+static char *kserve_manifest_read(void);
+static int kserve_adopt(kserve_instance_t *inst, char *manifest);
 
 
 static kserve_instance_t *
@@ -148,6 +160,7 @@ kserve_version_instances(kserve_version_t *v)
                 inst->device_id = (g->kind == KSV_KIND_GPU && g->ngpus > 0)
                                   ? g->gpus[d] : 0;
                 inst->backoff_ms = KSERVE_BACKOFF_MIN_MS;
+                inst->pidfd = -1;
                 snprintf(inst->name, sizeof(inst->name), "%s_%u",
                          v->model->name, n);
                 snprintf(inst->label, sizeof(inst->label), "%s (version %lld)",
@@ -239,7 +252,8 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
 {
     int                i;
     pid_t              pid;
-    char               version[32], index[32], device[32];
+    char               version[32], index[32], device[32], count[32];
+    char               grace[32], timeout[32];
     char               errmsg[PATH_MAX + 64], visible[128];
     char              *argv[KSERVE_ARGV_MAX], **envp, *binary;
     size_t             errlen;
@@ -249,6 +263,10 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     snprintf(version, sizeof(version), "%lld", (long long) v->version);
     snprintf(index, sizeof(index), "%u", inst->index);
     snprintf(device, sizeof(device), "%d", (int) inst->device_id);
+    snprintf(count, sizeof(count), "%u", v->ninstances);
+    snprintf(grace, sizeof(grace), "%lld", (long long) kserve.orphan_grace_s);
+    snprintf(timeout, sizeof(timeout), "%llu",
+             (unsigned long long) kserve.execute_timeout_ms);
 
     binary = kserve_is_cuda(v) ? kserve.cuda_instance
                                : kserve.python_instance;
@@ -281,6 +299,20 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     argv[i++] = device;
     argv[i++] = "--utils-dir";
     argv[i++] = kserve.python_utils;
+    argv[i++] = "--run-dir";
+    argv[i++] = kserve.run_dir;
+    argv[i++] = "--bind";
+    argv[i++] = kserve.instance_bind;
+    if (kserve.advertise != NULL) {
+        argv[i++] = "--advertise";
+        argv[i++] = (char *) kserve.advertise;
+    }
+    argv[i++] = "--instances";
+    argv[i++] = count;
+    argv[i++] = "--orphan-grace";
+    argv[i++] = grace;
+    argv[i++] = "--execute-timeout";
+    argv[i++] = timeout;
     argv[i] = NULL;
 
     errlen = (size_t) snprintf(errmsg, sizeof(errmsg),
@@ -337,15 +369,347 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
 }
 
 
+/* ---- statistics pages ------------------------------------------------------ */
+
+static void
+kserve_instance_map_stats(kserve_instance_t *inst)
+{
+    char  path[PATH_MAX + 32];
+
+    if (inst->stats != NULL) {
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/%d.stats", kserve.run_dir,
+             (int) inst->pid);
+    inst->stats = ksv_stats_map(path, 0);
+    if (inst->stats == NULL) {
+        kserve_warn("instance %s: no statistics page %s: %s", inst->label,
+                    path, strerror(errno));
+    }
+}
+
+
+/* An instance is gone: its counts join the version's retired ones and
+ * its page goes away. */
+static void
+kserve_instance_retire(kserve_instance_t *inst)
+{
+    char              path[PATH_MAX + 32];
+    ksv_stats_page_t  page;
+
+    if (inst->stats != NULL) {
+        ksv_stats_read(inst->stats, &page);
+        if (inst->version->retired != NULL) {
+            ksv_stats_add(inst->version->retired, &page);
+        }
+        ksv_stats_unmap(inst->stats);
+        inst->stats = NULL;
+    }
+    if (inst->pid > 0) {
+        snprintf(path, sizeof(path), "%s/%d.stats", kserve.run_dir,
+                 (int) inst->pid);
+        (void) unlink(path);
+    }
+}
+
+
+void
+kserve_supervisor_version_stats(kserve_version_t *v, ksv_stats_page_t *out)
+{
+    uint32_t          i;
+    ksv_stats_page_t  page;
+
+    memset(out, 0, sizeof(*out));
+    if (v->retired != NULL) {
+        ksv_stats_add(out, v->retired);
+    }
+    for (i = 0; i < v->ninstances; i++) {
+        if (v->instances[i].stats != NULL) {
+            ksv_stats_read(v->instances[i].stats, &page);
+            ksv_stats_add(out, &page);
+        }
+    }
+}
+
+
+/* ---- the index ------------------------------------------------------------- */
+
+int
+kserve_supervisor_index(ksv_index_t *index, ksv_arena_t *arena)
+{
+    uint32_t                i, j, k, n;
+    kserve_model_t         *m;
+    kserve_version_t       *v;
+    kserve_instance_t      *inst;
+    ksv_version_status_t   *vs;
+    ksv_instance_status_t  *is;
+
+    if (!index->full) {
+        return 0;
+    }
+
+    for (i = 0; i < index->nmodels && i < kserve.repo.nmodels; i++) {
+        m = &kserve.repo.models[i];
+        for (j = 0; j < index->models[i].nversions && j < m->nversions; j++) {
+            v = &m->versions[j];
+            vs = &index->models[i].versions[j];
+
+            n = 0;
+            for (k = 0; k < v->ninstances; k++) {
+                inst = &v->instances[k];
+                n += inst->state == KSERVE_INSTANCE_READY
+                     || inst->down_pid != 0;
+            }
+            vs->ninstances = 0;
+            vs->instances = NULL;
+            if (n == 0) {
+                continue;
+            }
+            vs->instances = ksv_arena_alloc(arena, n * sizeof(*is));
+            if (vs->instances == NULL) {
+                return -1;
+            }
+
+            for (k = 0; k < v->ninstances; k++) {
+                inst = &v->instances[k];
+                is = &vs->instances[vs->ninstances];
+                is->name = ksv_str_c(inst->name);
+                if (inst->state == KSERVE_INSTANCE_READY) {
+                    is->endpoint = ksv_str_c(inst->endpoint);
+                    is->pid = (uint32_t) inst->pid;
+                    is->state = KSV_VERSION_READY;
+                    is->reason = ksv_str_c("");
+                } else if (inst->down_pid != 0) {
+                    is->endpoint = ksv_str_c(inst->down_endpoint);
+                    is->pid = (uint32_t) inst->down_pid;
+                    is->state = KSV_VERSION_UNAVAILABLE;
+                    is->reason = ksv_str_c(inst->down_reason);
+                } else {
+                    continue;
+                }
+                vs->ninstances++;
+            }
+        }
+    }
+    return 0;
+}
+
+
+/* ---- the manifest and adoption -------------------------------------------- */
+
+/*
+ * <run>/instances.tab: one line per ready instance,
+ *   pid TAB model TAB version TAB index TAB endpoint
+ * rewritten (to a temporary file, then renamed) whenever one becomes
+ * ready or goes, so a worker that is killed leaves the truth behind.
+ */
+static void
+kserve_manifest_write(void)
+{
+    char                     path[PATH_MAX + 32], tmp[PATH_MAX + 64];
+    FILE                    *f;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
+
+    snprintf(path, sizeof(path), "%s/" KSERVE_MANIFEST, kserve.run_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        kserve_warn("cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->state == KSERVE_INSTANCE_READY && inst->pid > 0) {
+            fprintf(f, "%d\t%s\t%lld\t%u\t%s\n", (int) inst->pid,
+                    inst->version->model->name,
+                    (long long) inst->version->version, inst->index,
+                    inst->endpoint);
+        }
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        kserve_warn("cannot write %s: %s", path, strerror(errno));
+        (void) unlink(tmp);
+    }
+}
+
+
+/* The manifest's text (malloc'd), or NULL. */
+static char *
+kserve_manifest_read(void)
+{
+    char    path[PATH_MAX + 32], *text;
+    long    len;
+    FILE   *f;
+
+    snprintf(path, sizeof(path), "%s/" KSERVE_MANIFEST, kserve.run_dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return NULL;
+    }
+    text = NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0
+        && len < 16 * 1024 * 1024 && fseek(f, 0, SEEK_SET) == 0
+        && (text = malloc((size_t) len + 1)) != NULL)
+    {
+        if (fread(text, 1, (size_t) len, f) != (size_t) len) {
+            free(text);
+            text = NULL;
+        } else {
+            text[len] = '\0';
+        }
+    }
+    fclose(f);
+    return text;
+}
+
+
+/* Whether pid runs an instance started for (model, version, index): its
+ * command line has "--model M --version V --instance I" in a row. */
+static int
+kserve_is_instance(pid_t pid, kserve_instance_t *inst)
+{
+    int      fd;
+    char     path[64], buf[8192], want[600];
+    size_t   wlen, i;
+    ssize_t  n;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+
+    wlen = (size_t) snprintf(want, sizeof(want),
+                             "--model%c%s%c--version%c%lld%c--instance%c%u",
+                             0, inst->version->model->name, 0, 0,
+                             (long long) inst->version->version, 0, 0,
+                             inst->index) + 1;
+    if (wlen > sizeof(want)) {
+        return 0;
+    }
+    for (i = 0; i + wlen <= (size_t) n; i++) {
+        if (memcmp(buf + i, want, wlen) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/* Adopts inst's process from a manifest a previous worker left, when it
+ * still runs.  Returns 1 when adopted. */
+static int
+kserve_adopt(kserve_instance_t *inst, char *manifest)
+{
+    int          fd;
+    char        *line, *next, model[300], endpoint[320];
+    long long    version;
+    unsigned     index;
+    int          pid;
+
+    for (line = manifest; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            next++;
+        }
+        if (sscanf(line, "%d\t%299[^\t]\t%lld\t%u\t%319[^\n]", &pid, model,
+                   &version, &index, endpoint) != 5
+            || strcmp(model, inst->version->model->name) != 0
+            || version != inst->version->version || index != inst->index
+            || pid <= 0)
+        {
+            continue;
+        }
+        if (kill(pid, 0) != 0 || !kserve_is_instance(pid, inst)) {
+            kserve_info("instance %s: pid %d of the manifest is gone",
+                        inst->label, pid);
+            return 0;
+        }
+
+        fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0) {
+            kserve_warn("instance %s: pidfd_open(%d): %s; not adopted",
+                        inst->label, pid, strerror(errno));
+            return 0;
+        }
+
+        inst->pid = pid;
+        inst->pidfd = fd;
+        inst->adopted = 1;
+        inst->started_ms = kserve_now_ms();
+        inst->state = KSERVE_INSTANCE_READY;
+        snprintf(inst->routing_id, sizeof(inst->routing_id), "i%d", pid);
+        snprintf(inst->endpoint, sizeof(inst->endpoint), "%s", endpoint);
+        kserve_instance_map_stats(inst);
+        kserve_info("instance %s: adopted pid %d at %s", inst->label, pid,
+                    endpoint);
+        return 1;
+    }
+    return 0;
+}
+
+
+int
+kserve_supervisor_pollfds(zmq_pollitem_t *items, int max)
+{
+    int                      n;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
+
+    n = 0;
+    while (n < max && (inst = kserve_instance_next(&it)) != NULL) {
+        if (inst->adopted && inst->pidfd >= 0) {
+            memset(&items[n], 0, sizeof(items[n]));
+            items[n].fd = inst->pidfd;
+            items[n].events = ZMQ_POLLIN;
+            n++;
+        }
+    }
+    return n;
+}
+
+
+void
+kserve_supervisor_check_adopted(void)
+{
+    int                      status;
+    struct pollfd            p;
+    kserve_instance_t       *inst;
+    kserve_instance_iter_t   it = { 0, 0, 0 };
+
+    while ((inst = kserve_instance_next(&it)) != NULL) {
+        if (!inst->adopted || inst->pidfd < 0) {
+            continue;
+        }
+        p.fd = inst->pidfd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 0) == 1) {
+            /* not our child: its exit status is its reaper's */
+            status = -1;
+            kserve_instance_exited(inst, status, kserve_now_ms());
+        }
+    }
+}
+
+
 int
 kserve_supervisor_start(void)
 {
     int64_t            now;
     uint32_t           i, j, k;
+    char              *manifest;
     kserve_model_t    *m;
     kserve_version_t  *v;
 
     now = kserve_now_ms();
+    manifest = kserve_manifest_read();
 
     for (i = 0; i < kserve.repo.nmodels; i++) {
         m = &kserve.repo.models[i];
@@ -359,12 +723,16 @@ kserve_supervisor_start(void)
                 return -1;
             }
             for (k = 0; k < v->ninstances; k++) {
-                kserve_spawn(&v->instances[k], now);
+                if (!kserve_adopt(&v->instances[k], manifest)) {
+                    kserve_spawn(&v->instances[k], now);
+                }
             }
             kserve_supervisor_update(v);
         }
     }
 
+    free(manifest);
+    kserve_manifest_write();
     return 0;
 }
 
@@ -384,7 +752,7 @@ kserve_supervisor_update(kserve_version_t *v)
     failed = 0;
     for (i = 0; i < v->ninstances; i++) {
         s = v->instances[i].state;
-        if (s == KSERVE_INSTANCE_IDLE || s == KSERVE_INSTANCE_BUSY) {
+        if (s == KSERVE_INSTANCE_READY) {
             ready++;
         } else if (v->instances[i].failed) {
             failed++;
@@ -400,14 +768,6 @@ kserve_supervisor_update(kserve_version_t *v)
                                                     : "no instance is running");
     } else {
         kserve_version_set_state(&kserve.repo, v, KSV_VERSION_LOADING, "");
-    }
-
-    /* nothing can serve the queue for a while: answer it now rather than
-     * let it wait for deadlines */
-    if (ready == 0 && v->sched.queued > 0) {
-        kserve_scheduler_fail_queue(v, KSV_ERR_UNAVAILABLE,
-                                    v->reason[0] ? v->reason
-                                                 : "model is loading");
     }
 }
 
@@ -455,13 +815,23 @@ kserve_supervisor_find(const void *routing_id, size_t len, int *gone)
 static void
 kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
 {
-    char               how[64], what[256], msg[KSERVE_REASON_MAX];
+    char               how[64], what[512], msg[KSERVE_REASON_MAX];
+    char               last_words[KSV_STATS_REASON];
+    ksv_stats_page_t   page;
     kserve_version_t  *v = inst->version;
 
-    if (WIFSIGNALED(status)) {
+    if (status < 0) {
+        snprintf(how, sizeof(how), "status unknown: adopted");
+    } else if (WIFSIGNALED(status)) {
         snprintf(how, sizeof(how), "signal %d", WTERMSIG(status));
     } else {
         snprintf(how, sizeof(how), "exit code %d", WEXITSTATUS(status));
+    }
+
+    last_words[0] = '\0';
+    if (inst->stats != NULL) {
+        ksv_stats_read(inst->stats, &page);
+        snprintf(last_words, sizeof(last_words), "%s", page.reason);
     }
 
     if (inst->init_failed) {
@@ -471,6 +841,9 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     } else if (inst->killed[0] != '\0') {
         snprintf(what, sizeof(what), "was killed (%s): %s", how,
                  inst->killed);
+        snprintf(msg, sizeof(msg), "instance %s %.190s", inst->name, what);
+    } else if (last_words[0] != '\0') {
+        snprintf(what, sizeof(what), "%.200s (%s)", last_words, how);
         snprintf(msg, sizeof(msg), "instance %s %.190s", inst->name, what);
     } else {
         snprintf(what, sizeof(what), "exited %s (%s)",
@@ -494,17 +867,27 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
                     what);
     }
 
-    if (inst->batch != NULL) {
-        kserve_scheduler_fail_batch(inst,
-                        kserve.shutting_down ? KSV_ERR_UNAVAILABLE
-                                             : KSV_ERR_INTERNAL,
-                        kserve.shutting_down ? "server is shutting down"
-                                             : msg);
+    /* what nginx tells the clients it had in flight there */
+    if (inst->state == KSERVE_INSTANCE_READY) {
+        inst->down_pid = inst->pid;
+        snprintf(inst->down_endpoint, sizeof(inst->down_endpoint), "%s",
+                 inst->endpoint);
+        snprintf(inst->down_reason, sizeof(inst->down_reason), "%s",
+                 last_words[0] ? last_words : what);
     }
+    kserve_instance_retire(inst);
 
     inst->last_pid = inst->pid;
     inst->pid = 0;
     inst->routing_id[0] = '\0';
+    inst->endpoint[0] = '\0';
+    if (inst->pidfd >= 0) {
+        close(inst->pidfd);
+        inst->pidfd = -1;
+    }
+    inst->adopted = 0;
+    kserve_repository_touch(&kserve.repo);
+    kserve_manifest_write();
 
     if (kserve.shutting_down) {
         inst->state = KSERVE_INSTANCE_STOPPED;
@@ -609,9 +992,7 @@ kserve_init_failure(kserve_instance_t *inst, const ksv_ready_t *m)
 void
 kserve_supervisor_late_ready(kserve_instance_t *inst, const ksv_ready_t *m)
 {
-    if (m->ok || inst->state == KSERVE_INSTANCE_IDLE
-        || inst->state == KSERVE_INSTANCE_BUSY)
-    {
+    if (m->ok || inst->state == KSERVE_INSTANCE_READY) {
         return;                 /* a newer process speaks for it now */
     }
 
@@ -655,11 +1036,23 @@ kserve_supervisor_ready(kserve_instance_t *inst, const ksv_ready_t *m)
         return;
     }
 
-    kserve_info("instance %s: ready", inst->label);
+    if (m->endpoint.len == 0 || m->endpoint.len >= sizeof(inst->endpoint)) {
+        kserve_supervisor_kill(inst, "READY without a usable endpoint");
+        return;
+    }
+    memcpy(inst->endpoint, m->endpoint.data, m->endpoint.len);
+    inst->endpoint[m->endpoint.len] = '\0';
+    kserve_instance_map_stats(inst);
+
+    kserve_info("instance %s: ready at %s", inst->label, inst->endpoint);
     inst->failed = 0;
-    inst->state = KSERVE_INSTANCE_IDLE;
+    inst->state = KSERVE_INSTANCE_READY;
+    inst->down_pid = 0;
+    inst->down_endpoint[0] = '\0';
+    inst->down_reason[0] = '\0';
+    kserve_repository_touch(&kserve.repo);
     kserve_supervisor_update(v);
-    kserve_scheduler_dispatch(v);
+    kserve_manifest_write();
 }
 
 
@@ -674,11 +1067,6 @@ kserve_supervisor_kill(kserve_instance_t *inst, const char *why)
         kill(inst->pid, SIGKILL);
     }
 
-    /* no more work until the reaper has restarted it */
-    if (inst->state == KSERVE_INSTANCE_IDLE) {
-        inst->state = KSERVE_INSTANCE_STARTING;
-        kserve_supervisor_update(inst->version);
-    }
 }
 
 
@@ -736,8 +1124,12 @@ kserve_supervisor_kill_all(void)
         kserve_warn("instance %s: pid %d did not stop in time, killing it",
                     inst->label, (int) inst->pid);
         kill(inst->pid, SIGKILL);
-        while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR) {
-            /* retry */
+        if (inst->adopted) {
+            status = -1;
+        } else {
+            while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR) {
+                /* retry */
+            }
         }
         kserve_instance_exited(inst, status, kserve_now_ms());
     }
@@ -747,7 +1139,7 @@ kserve_supervisor_kill_all(void)
 void
 kserve_supervisor_free(void)
 {
-    uint32_t           i, j;
+    uint32_t           i, j, k;
     kserve_model_t    *m;
     kserve_version_t  *v;
 
@@ -755,6 +1147,12 @@ kserve_supervisor_free(void)
         m = &kserve.repo.models[i];
         for (j = 0; j < m->nversions; j++) {
             v = &m->versions[j];
+            for (k = 0; k < v->ninstances; k++) {
+                ksv_stats_unmap(v->instances[k].stats);
+                if (v->instances[k].pidfd >= 0) {
+                    close(v->instances[k].pidfd);
+                }
+            }
             free(v->instances);
             v->instances = NULL;
             v->ninstances = 0;

@@ -14,18 +14,35 @@
  * its own with cudaSetDevice, and decides itself what to do on a
  * machine without one.
  *
+ * Each instance serves requests itself (backends/common/ksv_instance.h):
+ * it binds its own data endpoint and announces it in READY; the worker
+ * publishes it in the model index, and nginx talks to it directly.  The
+ * worker is never on the infer path.
+ *
  * Life of an instance:
  *
- *   STARTING --READY ok=1--> IDLE <--> BUSY (one batch in flight)
+ *   STARTING --READY ok=1--> READY (in the index, with its endpoint)
  *      |  \--READY ok=0---> (terminated, restarted after backoff)
  *      \--exit------------> BACKOFF --timer--> STARTING
  *
- * A death (SIGCHLD, read through a self-pipe in the main loop) fails the
- * in-flight batch at once and schedules a restart: 100 ms doubling to
- * 10 s, back to 100 ms once an instance has stayed up 30 s.  An instance
- * that misbehaves (a malformed answer, a batch past its deadline: see
- * "hung models" in kserve_scheduler.h) is killed with SIGKILL and goes
- * the same way.
+ * A death (SIGCHLD, read through a self-pipe in the main loop; for an
+ * adopted instance, its pidfd) is published at once: the instance stays
+ * in the index as UNAVAILABLE with the reason (its exit status, or the
+ * last words it wrote into its statistics page: "did not finish a batch
+ * ... killed as hung"), so nginx fails what it had sent there, and a
+ * restart is scheduled: 100 ms doubling to 10 s, back to 100 ms once an
+ * instance has stayed up 30 s.  Its statistics page is folded into the
+ * version's retired counters and removed.
+ *
+ * The data plane outlives the control plane.  Instances are not killed
+ * with the worker (no PR_SET_PDEATHSIG); the worker holds an exclusive
+ * flock on <run>/worker.lock, which instances test every second, and
+ * keeps <run>/instances.tab, the manifest of its ready instances (pid,
+ * model, version, index, endpoint).  A worker started on the same run
+ * directory adopts the manifest's instances that are still alive and
+ * still the same program (their /proc cmdline), instead of starting new
+ * ones; instances whose worker stays away for their --orphan-grace
+ * finish their queue and exit.  SIGTERM to the worker stops them all.
  *
  * The version's state follows its instances: READY while one is ready,
  * UNAVAILABLE (with the last failure as reason) when every instance has
@@ -40,6 +57,8 @@
 
 #include "ksv_proto.h"
 #include "kserve_repository.h"
+#include "ksv_stats.h"
+#include <zmq.h>
 
 
 #define KSERVE_BACKOFF_MIN_MS    100
@@ -49,8 +68,7 @@
 typedef enum {
     KSERVE_INSTANCE_STOPPED = 0,
     KSERVE_INSTANCE_STARTING,       /* spawned, no READY yet */
-    KSERVE_INSTANCE_IDLE,
-    KSERVE_INSTANCE_BUSY,
+    KSERVE_INSTANCE_READY,          /* serving at its endpoint */
     KSERVE_INSTANCE_BACKOFF         /* dead, restart at restart_at_ms */
 } kserve_instance_state_t;
 
@@ -72,12 +90,33 @@ struct kserve_instance_s {
     int64_t             started_ms;
     int64_t             restart_at_ms;
     int64_t             backoff_ms;
-    kserve_batch_t     *batch;          /* in flight while BUSY */
+    int                 adopted;        /* not our child: watched by pidfd */
+    int                 pidfd;          /* adopted: -1 when none */
+    char                endpoint[320];  /* its data socket, once READY */
+    ksv_stats_page_t   *stats;          /* its page, once READY */
+    pid_t               down_pid;       /* exited, not yet replaced */
+    char                down_endpoint[320];
+    char                down_reason[KSERVE_REASON_MAX];
 };
 
 
-/* Creates the instances of every version and spawns them. */
+/* Creates the instances of every version; adopts the ones of the run
+ * directory's manifest that still run, spawns the others. */
 int kserve_supervisor_start(void);
+
+/* The statistics of v: its retired counters plus every live page. */
+void kserve_supervisor_version_stats(kserve_version_t *v,
+    ksv_stats_page_t *out);
+
+/* Adds each version's instances to a full index (arrays from arena). */
+int kserve_supervisor_index(ksv_index_t *index, ksv_arena_t *arena);
+
+/* The pidfds of adopted instances, for the loop's poll set: fills up to
+ * max items (fd, POLLIN) and returns how many. */
+int kserve_supervisor_pollfds(zmq_pollitem_t *items, int max);
+
+/* Looks at adopted instances whose pidfd became readable. */
+void kserve_supervisor_check_adopted(void);
 
 /* Reaps exited children (after SIGCHLD). */
 void kserve_supervisor_reap(void);

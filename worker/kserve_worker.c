@@ -24,43 +24,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include <sys/file.h>
+
 #include "kserve_log.h"
-#include "kserve_scheduler.h"
 #include "kserve_server.h"
 #include "kserve_supervisor.h"
 #include "kserve_worker.h"
 
 
-/* Housekeeping (deadlines, restarts) runs at least this often. */
-#define KSERVE_TICK_MS        50
+/* The loop's longest sleep (restarts are timed by the supervisor). */
+#define KSERVE_TICK_MS        1000
 
-/* Deadlines are honoured to this precision at best. */
-#define KSERVE_EXPIRE_MIN_MS  5
+/* Adopted instances watched through their pidfds per poll round. */
+#define KSERVE_MAX_ADOPTED    64
 
 
 kserve_worker_t  kserve;
 
 static int                    kserve_signal_pipe[2] = { -1, -1 };
 
-/* Batch timers need sub-millisecond precision (max_queue_delay is in
- * microseconds) and zmq_poll counts in ms: a timerfd in the poll set
- * wakes the loop on time. */
-static int                    kserve_batch_timer = -1;
 static volatile sig_atomic_t  kserve_stop_requested;
-
-
-uint64_t
-kserve_next_id(void)
-{
-    if (++kserve.next_id == 0) {
-        kserve.next_id = 1;
-    }
-    return kserve.next_id;
-}
 
 
 /* ---- options ------------------------------------------------------------- */
@@ -77,6 +63,8 @@ kserve_usage(FILE *f)
         "[--max-frame-size BYTES]\n"
         "                     [--execute-timeout MS] "
         "[--log-level debug|info|warn|error]\n"
+        "                     [--instance-ports LOW-HIGH] [--advertise HOST] "
+        "[--orphan-grace SECS]\n"
         "\n"
         "  --repository DIR        Triton model repository\n"
         "  --listen ENDPOINT       ZeroMQ endpoint for the nginx module "
@@ -99,6 +87,14 @@ kserve_usage(FILE *f)
         "                          after this (default 60000; 0: never); "
         "its instance is\n"
         "                          restarted\n"
+        "  --instance-ports LOW-HIGH  with a tcp:// --listen: the ports "
+        "instances bind\n"
+        "                          (default: any free one)\n"
+        "  --advertise HOST        the host nginx reaches tcp instances on\n"
+        "                          (default: the --listen interface)\n"
+        "  --orphan-grace SECS     instances outlive a dead worker this "
+        "long, waiting to be\n"
+        "                          adopted by its restart (default 30)\n"
         "  --log-level LEVEL       default info\n");
 }
 
@@ -110,7 +106,7 @@ kserve_options(int argc, char **argv)
     char          *end, exe[PATH_MAX], real[PATH_MAX], *dir;
     ssize_t        n;
     const char    *run_dir, *python_instance, *python_utils;
-    const char    *cuda_instance;
+    const char    *cuda_instance, *ports, *tcp;
     unsigned long long  size;
 
     static const struct option  opts[] = {
@@ -122,6 +118,9 @@ kserve_options(int argc, char **argv)
         { "cuda-instance", required_argument, NULL, 'c' },
         { "max-frame-size", required_argument, NULL, 'm' },
         { "execute-timeout", required_argument, NULL, 't' },
+        { "instance-ports", required_argument, NULL, 'P' },
+        { "advertise", required_argument, NULL, 'a' },
+        { "orphan-grace", required_argument, NULL, 'g' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -131,6 +130,9 @@ kserve_options(int argc, char **argv)
     python_instance = NULL;
     python_utils = NULL;
     cuda_instance = NULL;
+    ports = NULL;
+    kserve.lock_fd = -1;
+    kserve.orphan_grace_s = KSERVE_DEFAULT_ORPHAN_GRACE_S;
     kserve.max_frame_size = KSERVE_DEFAULT_MAX_FRAME;
     kserve.execute_timeout_ms = KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS;
 
@@ -189,6 +191,27 @@ kserve_options(int argc, char **argv)
                 return -1;
             }
             kserve.execute_timeout_ms = size;
+            break;
+
+        case 'P':
+            ports = optarg;
+            break;
+
+        case 'a':
+            kserve.advertise = optarg;
+            break;
+
+        case 'g':
+            errno = 0;
+            size = strtoull(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || optarg[0] == '-'
+                || errno != 0 || size > 86400)
+            {
+                fprintf(stderr, "kserve-worker: bad --orphan-grace '%s' "
+                        "(seconds, 0 to 86400)\n", optarg);
+                return -1;
+            }
+            kserve.orphan_grace_s = (int64_t) size;
             break;
 
         case 'v':
@@ -276,7 +299,66 @@ kserve_options(int argc, char **argv)
     snprintf(kserve.instances_endpoint, sizeof(kserve.instances_endpoint),
              "ipc://%s/instances.sock", kserve.run_dir);
 
+    /* instances listen where the worker does: ipc on a host, tcp on the
+     * interface of the first tcp:// --listen, ports from --instance-ports
+     * (any free one without it), announced as --advertise HOST */
+    tcp = NULL;
+    for (c = 0; c < kserve.nlisten; c++) {
+        if (strncmp(kserve.listen[c], "tcp://", 6) == 0) {
+            tcp = kserve.listen[c] + 6;
+            break;
+        }
+    }
+    if (tcp == NULL) {
+        snprintf(kserve.instance_bind, sizeof(kserve.instance_bind), "ipc");
+    } else {
+        end = strrchr(tcp, ':');
+        n = end != NULL ? end - tcp : (ssize_t) strlen(tcp);
+        snprintf(kserve.instance_bind, sizeof(kserve.instance_bind),
+                 "tcp://%.*s:%s", (int) n, tcp, ports != NULL ? ports : "*");
+        if (kserve.advertise == NULL
+            && (strncmp(tcp, "*", 1) == 0 || strncmp(tcp, "0.0.0.0", 7) == 0))
+        {
+            fprintf(stderr, "kserve-worker: --listen %s needs --advertise "
+                    "HOST (what nginx connects instances on)\n", tcp);
+            return -1;
+        }
+    }
+
     return 0;
+}
+
+
+/* ---- the lock ---------------------------------------------------------------- */
+
+/*
+ * An exclusive flock on <run>/worker.lock for the worker's lifetime:
+ * instances test it to know whether a worker looks after them (they
+ * take it shared for an instant, so a starting worker may have to try
+ * again), and a second worker on the same run directory is refused.
+ */
+static int
+kserve_lock(void)
+{
+    int   i;
+    char  path[PATH_MAX + 32];
+
+    snprintf(path, sizeof(path), "%s/worker.lock", kserve.run_dir);
+    kserve.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (kserve.lock_fd < 0) {
+        kserve_error("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (i = 0; i < 200; i++) {
+        if (flock(kserve.lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            return 0;
+        }
+        usleep(5000);
+    }
+    kserve_error("another kserve-worker holds %s", path);
+    close(kserve.lock_fd);
+    kserve.lock_fd = -1;
+    return -1;
 }
 
 
@@ -359,71 +441,26 @@ kserve_min_wait(int64_t a, int64_t b)
 static void
 kserve_poll_once(int64_t max_wait)
 {
-    int                rc;
-    int64_t            now, wait, next, batch_ns;
-    uint64_t           expirations;
-    zmq_pollitem_t     items[4];
-    struct itimerspec  its;
-
-    static int64_t  next_expire;
+    int             rc, n, i;
+    int64_t         now, wait;
+    zmq_pollitem_t  items[3 + KSERVE_MAX_ADOPTED];
 
     now = kserve_now_ms();
-
-    /* a request queued since the last sweep may be due before it */
-    if (kserve.expire_hint_ms != 0) {
-        if (kserve.expire_hint_ms < next_expire) {
-            next_expire = kserve.expire_hint_ms;
-        }
-        kserve.expire_hint_ms = 0;
-    }
-
-    /* the deadline sweep walks every queued request: run it when a
-     * deadline is due, and at least every tick for new arrivals, but not
-     * on every message of a busy loop */
-    if (now >= next_expire) {
-        next = kserve_scheduler_expire(now);
-        if (next < 0 || next > KSERVE_TICK_MS) {
-            next = KSERVE_TICK_MS;
-        } else if (next < KSERVE_EXPIRE_MIN_MS) {
-            next = KSERVE_EXPIRE_MIN_MS;
-        }
-        next_expire = now + next;
-    }
-
-    wait = kserve_min_wait(kserve_supervisor_tick(now), next_expire - now);
-    wait = kserve_min_wait(wait, max_wait);
+    wait = kserve_min_wait(kserve_supervisor_tick(now), max_wait);
     if (wait < 0 || wait > KSERVE_TICK_MS) {
         wait = KSERVE_TICK_MS;
     }
 
-    /* batches waiting for max_queue_delay: dispatch the due ones, arm
-     * the timer for the next */
-    batch_ns = kserve_scheduler_tick(kserve_now_ns());
-    memset(&its, 0, sizeof(its));
-    if (batch_ns >= 0) {
-        if (batch_ns == 0) {
-            batch_ns = 1;
-        }
-        its.it_value.tv_sec = batch_ns / 1000000000;
-        its.it_value.tv_nsec = batch_ns % 1000000000;
-    }
-    if (kserve_batch_timer >= 0) {
-        timerfd_settime(kserve_batch_timer, 0, &its, NULL);
-    } else if (batch_ns >= 0) {
-        wait = kserve_min_wait(wait, (batch_ns + 999999) / 1000000);
-    }
-
-    memset(items, 0, sizeof(items));
+    memset(items, 0, 3 * sizeof(zmq_pollitem_t));
     items[0].socket = kserve.frontend;
     items[0].events = ZMQ_POLLIN;
     items[1].socket = kserve.backend;
     items[1].events = ZMQ_POLLIN;
     items[2].fd = kserve_signal_pipe[0];
     items[2].events = ZMQ_POLLIN;
-    items[3].fd = kserve_batch_timer;
-    items[3].events = ZMQ_POLLIN;
+    n = 3 + kserve_supervisor_pollfds(&items[3], KSERVE_MAX_ADOPTED);
 
-    rc = zmq_poll(items, kserve_batch_timer >= 0 ? 4 : 3, (long) wait);
+    rc = zmq_poll(items, n, (long) wait);
     if (rc < 0) {
         if (errno != EINTR) {
             kserve_error("zmq_poll: %s", zmq_strerror(errno));
@@ -432,46 +469,31 @@ kserve_poll_once(int64_t max_wait)
     }
 
     /* instance messages before deaths, so what a dying instance said
-     * last (an answer, a READY ok=0) is used; deaths before new
-     * requests, so nothing new is sent to a dead instance */
+     * last (a READY ok=0) is used */
     if (items[1].revents & ZMQ_POLLIN) {
         kserve_server_backend_readable();
     }
     if (items[2].revents & ZMQ_POLLIN) {
         kserve_signal_readable();
     }
+    for (i = 3; i < n; i++) {
+        if (items[i].revents & ZMQ_POLLIN) {
+            kserve_supervisor_check_adopted();
+            break;
+        }
+    }
     if (items[0].revents & ZMQ_POLLIN) {
         kserve_server_frontend_readable();
     }
-    if (items[3].revents & ZMQ_POLLIN) {
-        /* the due batches go at the top of the next round */
-        if (read(kserve_batch_timer, &expirations, sizeof(expirations)) < 0) {
-            /* EAGAIN: already read */
-        }
-    }
-}
 
-
-static void
-kserve_fail_all_queues(const char *why)
-{
-    uint32_t         i, j;
-    kserve_model_t  *m;
-
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            kserve_scheduler_fail_queue(&m->versions[j], KSV_ERR_UNAVAILABLE,
-                                        why);
-        }
-    }
+    /* an instance came or went: tell every nginx worker now */
+    kserve_server_push_index();
 }
 
 
 /*
- * Stop: answer what is queued, let instances run finalize() (SIGTERM)
- * while answers of in-flight batches are still routed, and after the
- * grace period kill what is left.
+ * Stop: let instances answer what they hold and run finalize()
+ * (SIGTERM), and after the grace period kill what is left.
  */
 static void
 kserve_shutdown(void)
@@ -481,7 +503,6 @@ kserve_shutdown(void)
     kserve_info("shutting down");
     kserve.shutting_down = 1;
 
-    kserve_fail_all_queues("server is shutting down");
     kserve_supervisor_terminate_all();
 
     deadline = kserve_now_ms() + KSERVE_SHUTDOWN_GRACE_MS;
@@ -506,6 +527,20 @@ kserve_cleanup(void)
 
     snprintf(path, sizeof(path), "%s/instances.sock", kserve.run_dir);
     unlink(path);
+    if (kserve.shutting_down) {
+        /* nothing is left to adopt */
+        snprintf(path, sizeof(path), "%s/instances.tab", kserve.run_dir);
+        unlink(path);
+    }
+    if (kserve.lock_fd >= 0) {
+        /* instances hold it open: a new file would be a new lock */
+        if (kserve.run_dir_created && kserve.shutting_down) {
+            snprintf(path, sizeof(path), "%s/worker.lock", kserve.run_dir);
+            unlink(path);
+        }
+        close(kserve.lock_fd);
+        kserve.lock_fd = -1;
+    }
     if (kserve.run_dir_created && rmdir(kserve.run_dir) != 0) {
         kserve_warn("cannot remove %s: %s", kserve.run_dir, strerror(errno));
     }
@@ -534,11 +569,8 @@ main(int argc, char **argv)
         return 1;
     }
 
-    kserve_batch_timer = timerfd_create(CLOCK_MONOTONIC,
-                                        TFD_NONBLOCK | TFD_CLOEXEC);
-    if (kserve_batch_timer < 0) {
-        kserve_warn("timerfd_create: %s; batch delays are rounded up to "
-                    "milliseconds", strerror(errno));
+    if (kserve_lock() != 0) {
+        return 1;
     }
 
     kserve_info("starting: repository %s, instance binary %s, python "

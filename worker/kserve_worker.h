@@ -6,9 +6,13 @@
  * global struct, `kserve`; each part owns its own fields:
  *
  *   kserve_repository  models, versions, their state, the generation
- *   kserve_supervisor  instance processes: spawn, reap, restart
- *   kserve_scheduler   request queues, batches, replies
- *   kserve_server      the two ROUTER sockets and the message formats
+ *   kserve_supervisor  instance processes: spawn, reap, restart, adopt,
+ *                      their endpoints and statistics pages
+ *   kserve_server      the two ROUTER sockets: INDEX and STATS for nginx,
+ *                      READY from instances
+ *
+ * The worker is the control plane: requests go from nginx straight to
+ * the instances (backends/common/ksv_instance.h), never through here.
  */
 
 #ifndef KSERVE_WORKER_H
@@ -23,12 +27,10 @@
 
 #define KSERVE_MAX_LISTEN        16
 #define KSERVE_DEFAULT_MAX_FRAME (1024ULL * 1024 * 1024)  /* 1 GiB */
-#define KSERVE_DEFAULT_QUEUE     10000    /* when the config sets none */
 #define KSERVE_SHUTDOWN_GRACE_MS 5000     /* finalize() budget at exit */
 #define KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS 60000  /* batches without a
                                                     deadline */
-#define KSERVE_EXECUTE_GRACE_MS  1000     /* past a batch's deadline
-                                             before it counts as hung */
+#define KSERVE_DEFAULT_ORPHAN_GRACE_S  30  /* instances without a worker */
 
 
 typedef struct {
@@ -45,6 +47,10 @@ typedef struct {
     uint64_t              max_frame_size;
     uint64_t              execute_timeout_ms;  /* 0: no watchdog without
                                                   a module deadline */
+    int64_t               orphan_grace_s;
+    char                  instance_bind[300];  /* "ipc" or tcp://IF:PORTS */
+    const char           *advertise;           /* host for tcp endpoints */
+    int                   lock_fd;             /* flock on worker.lock */
 
     /* sockets (kserve_server.c) */
     void                 *zctx;
@@ -53,17 +59,10 @@ typedef struct {
 
     kserve_repository_t   repo;
 
-    uint64_t              next_id;      /* daemon-side request/batch ids */
-    int64_t               expire_hint_ms;  /* a new deadline is due then;
-                                              0: none (scheduler sets it,
-                                              the loop clears it) */
     int                   shutting_down;
 } kserve_worker_t;
 
 extern kserve_worker_t  kserve;
 
-
-/* A fresh daemon-side id, never 0. */
-uint64_t kserve_next_id(void);
 
 #endif /* KSERVE_WORKER_H */

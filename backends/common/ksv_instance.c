@@ -3,13 +3,16 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/file.h>
+#include <poll.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,7 +43,10 @@ ksv_instance_usage(const char *prog, int need_utils_dir)
 {
     fprintf(stderr,
         "usage: %s --connect ENDPOINT --repository DIR\n"
-        "         --model NAME --version V --instance N\n"
+        "         --model NAME --version V --instance N --run-dir DIR\n"
+        "         [--bind ipc|tcp://IFACE:LOW-HIGH] [--advertise HOST]\n"
+        "         [--instances N] [--orphan-grace SECS]\n"
+        "         [--execute-timeout MS]\n"
         "         [--kind KIND_CPU|KIND_GPU] [--device-id D] %s\n",
         prog, need_utils_dir ? "--utils-dir DIR" : "[--utils-dir DIR]");
     exit(2);
@@ -52,6 +58,7 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
     int need_utils_dir, ksv_instance_opts_t *o)
 {
     int    c;
+    long   num;
     char  *end;
 
     static const struct option  longopts[] = {
@@ -63,6 +70,12 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
         { "kind",       required_argument, NULL, 'k' },
         { "device-id",  required_argument, NULL, 'd' },
         { "utils-dir",  required_argument, NULL, 'u' },
+        { "run-dir",    required_argument, NULL, 'R' },
+        { "bind",       required_argument, NULL, 'b' },
+        { "advertise",  required_argument, NULL, 'a' },
+        { "instances",  required_argument, NULL, 'n' },
+        { "orphan-grace", required_argument, NULL, 'g' },
+        { "execute-timeout", required_argument, NULL, 'e' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -72,6 +85,10 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
     o->instance = -1;
     o->kind = "CPU";
     o->device_id = "0";
+    o->bind = "ipc";
+    o->ninstances = 1;
+    o->orphan_grace_s = 30;
+    o->execute_timeout_ms = 60000;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -81,6 +98,25 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
         case 'v': o->version = optarg; break;
         case 'd': o->device_id = optarg; break;
         case 'u': o->utils_dir = optarg; break;
+        case 'R': o->run_dir = optarg; break;
+        case 'b': o->bind = optarg; break;
+        case 'a': o->advertise = optarg; break;
+        case 'n':
+        case 'g':
+        case 'e':
+            errno = 0;
+            num = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || num < 0 || num > INT32_MAX) {
+                ksv_instance_usage(prog, need_utils_dir);
+            }
+            if (c == 'n') {
+                o->ninstances = num > 0 ? num : 1;
+            } else if (c == 'g') {
+                o->orphan_grace_s = num;
+            } else {
+                o->execute_timeout_ms = num;
+            }
+            break;
         case 'i':
             errno = 0;
             o->instance = strtol(optarg, &end, 10);
@@ -110,6 +146,7 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
     if (optind != argc || o->connect == NULL || o->repository == NULL
         || o->model == NULL || o->version == NULL || o->instance < 0
         || (need_utils_dir && o->utils_dir == NULL)
+        || (o->run_dir == NULL && strcmp(o->bind, "ipc") == 0)
         || strchr(o->model, '/') != NULL || strchr(o->version, '/') != NULL)
     {
         ksv_instance_usage(prog, need_utils_dir);
@@ -122,10 +159,9 @@ ksv_instance_signals(const ksv_instance_opts_t *o)
 {
     struct sigaction  sa;
 
-    /* a daemon that dies without stopping us must not leave us behind */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
-        fprintf(stderr, "%s: prctl: %s\n", o->prog, strerror(errno));
-    }
+    /* no PR_SET_PDEATHSIG: the data plane outlives the control plane
+     * (an orphan notices on its own, see ksv_instance_orphan_check) */
+    (void) o;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = ksv_instance_on_signal;  /* no SA_RESTART */
@@ -134,11 +170,6 @@ ksv_instance_signals(const ksv_instance_opts_t *o)
     sigaction(SIGINT, &sa, NULL);
 
     signal(SIGPIPE, SIG_IGN);
-
-    /* the daemon died before prctl took effect */
-    if (getppid() == 1) {
-        ksv_instance_terminate = 1;
-    }
 }
 
 
@@ -300,173 +331,204 @@ ksv_instance_model_free(ksv_instance_model_t *m)
 }
 
 
-/* ---- message vectors ------------------------------------------------------ */
+/* ---- the sockets and the page --------------------------------------------- */
 
-void
-ksv_msgvec_init(ksv_msgvec_t *v)
+static ksv_instance_t  *ksv_instance_current;
+static pthread_t        ksv_instance_thread;     /* the serving one */
+
+
+/* Binds the data socket: ipc://<run>/<pid>.sock, or the first free port
+ * of tcp://IFACE:LOW-HIGH, advertised as tcp://<advertise>:<port>. */
+static int
+ksv_instance_bind(ksv_instance_t *inst)
 {
-    v->msgs = NULL;
-    v->n = 0;
-    v->cap = 0;
-}
+    int                         zero = 0, one = 1;
+    char                        iface[256], bound[320], *colon, *end;
+    size_t                      len;
+    long                        low, high, port;
+    const char                 *host;
+    const ksv_instance_opts_t  *o = inst->opts;
 
-
-zmq_msg_t *
-ksv_msgvec_push(ksv_msgvec_t *v)
-{
-    size_t      cap;
-    zmq_msg_t  *msgs;
-
-    if (v->n == v->cap) {
-        cap = v->cap ? v->cap * 2 : 16;
-        msgs = realloc(v->msgs, cap * sizeof(zmq_msg_t));
-        if (msgs == NULL) {
-            return NULL;
-        }
-        v->msgs = msgs;
-        v->cap = cap;
-    }
-    zmq_msg_init(&v->msgs[v->n]);
-    return &v->msgs[v->n++];
-}
-
-
-int
-ksv_msgvec_push_writer(ksv_msgvec_t *v, ksv_writer_t *w)
-{
-    size_t      len;
-    uint8_t    *buf;
-    zmq_msg_t  *msg;
-
-    if (w->failed) {
-        ksv_writer_free(w);
-        return -1;
-    }
-    msg = ksv_msgvec_push(v);
-    if (msg == NULL) {
-        ksv_writer_free(w);
-        return -1;
-    }
-    buf = ksv_writer_detach(w, &len);
-    if (zmq_msg_init_data(msg, buf, len, ksv_writer_free_cb, NULL) != 0) {
-        free(buf);
-        v->n--;
-        return -1;
-    }
-    return 0;
-}
-
-
-void
-ksv_msgvec_clear(ksv_msgvec_t *v)
-{
-    size_t  i;
-
-    for (i = 0; i < v->n; i++) {
-        zmq_msg_close(&v->msgs[i]);
-    }
-    v->n = 0;
-}
-
-
-void
-ksv_msgvec_free(ksv_msgvec_t *v)
-{
-    ksv_msgvec_clear(v);
-    free(v->msgs);
-    ksv_msgvec_init(v);
-}
-
-
-/* ---- the socket ------------------------------------------------------------ */
-
-void *
-ksv_instance_connect(void *zctx, const ksv_instance_opts_t *o)
-{
-    int    linger = KSV_INSTANCE_LINGER_MS;
-    char   id[32];
-    void  *sock;
-
-    sock = zctx != NULL ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
-    if (sock == NULL) {
-        goto failed;
-    }
-    snprintf(id, sizeof(id), "i%ld", (long) getpid());
-    if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, strlen(id)) != 0
-        || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0
-        || zmq_connect(sock, o->connect) != 0)
+    /* the scheduler bounds the queue, not libzmq; a restarted nginx
+     * worker reusing a routing id takes its connection over */
+    if (zmq_setsockopt(inst->data, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0
+        || zmq_setsockopt(inst->data, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0
+        || zmq_setsockopt(inst->data, ZMQ_ROUTER_HANDOVER, &one, sizeof(one))
+           != 0)
     {
-        zmq_close(sock);
+        return -1;
+    }
+
+    if (strcmp(o->bind, "ipc") == 0) {
+        snprintf(inst->endpoint, sizeof(inst->endpoint), "%s/%ld.sock",
+                 o->run_dir, (long) getpid());
+        (void) unlink(inst->endpoint);          /* a pid used before */
+        snprintf(inst->endpoint, sizeof(inst->endpoint), "ipc://%s/%ld.sock",
+                 o->run_dir, (long) getpid());
+        return zmq_bind(inst->data, inst->endpoint);
+    }
+
+    /* tcp://IFACE:LOW-HIGH */
+    if (strncmp(o->bind, "tcp://", 6) != 0
+        || (colon = strrchr(o->bind, ':')) == NULL || colon < o->bind + 6
+        || (size_t) (colon - o->bind - 6) >= sizeof(iface))
+    {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(iface, o->bind + 6, colon - o->bind - 6);
+    iface[colon - o->bind - 6] = '\0';
+    host = o->advertise != NULL ? o->advertise : iface;
+
+    if (strcmp(colon + 1, "*") == 0) {
+        /* any free port: ask libzmq which one it took */
+        if (zmq_bind(inst->data, o->bind) != 0) {
+            return -1;
+        }
+        len = sizeof(bound);
+        if (zmq_getsockopt(inst->data, ZMQ_LAST_ENDPOINT, bound, &len) != 0
+            || (colon = strrchr(bound, ':')) == NULL)
+        {
+            return -1;
+        }
+        snprintf(inst->endpoint, sizeof(inst->endpoint), "tcp://%s%s", host,
+                 colon);
+        return 0;
+    }
+
+    low = strtol(colon + 1, &end, 10);
+    high = *end == '-' ? strtol(end + 1, &end, 10) : low;
+    if (*end != '\0' || low < 1 || high > 65535 || low > high) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (port = low; port <= high; port++) {
+        snprintf(inst->endpoint, sizeof(inst->endpoint), "tcp://%s:%ld",
+                 iface, port);
+        if (zmq_bind(inst->data, inst->endpoint) == 0) {
+            snprintf(inst->endpoint, sizeof(inst->endpoint), "tcp://%s:%ld",
+                     host, port);
+            return 0;
+        }
+        if (errno != EADDRINUSE) {
+            return -1;
+        }
+    }
+    errno = EADDRINUSE;
+    return -1;
+}
+
+
+ksv_instance_t *
+ksv_instance_open(const ksv_instance_opts_t *o)
+{
+    int              linger = KSV_INSTANCE_LINGER_MS;
+    char             id[32], path[PATH_MAX];
+    const char      *what;
+    ksv_instance_t  *inst;
+
+    inst = calloc(1, sizeof(ksv_instance_t));
+    if (inst == NULL) {
+        fprintf(stderr, "%s: out of memory\n", o->prog);
+        return NULL;
+    }
+    inst->opts = o;
+    inst->lock_fd = -1;
+    ksv_timers_init(&inst->timers);
+
+    what = "zmq_ctx_new";
+    inst->zctx = zmq_ctx_new();
+    if (inst->zctx == NULL) {
         goto failed;
     }
-    return sock;
+
+    what = o->connect;
+    inst->control = zmq_socket(inst->zctx, ZMQ_DEALER);
+    snprintf(id, sizeof(id), "i%ld", (long) getpid());
+    if (inst->control == NULL
+        || zmq_setsockopt(inst->control, ZMQ_ROUTING_ID, id, strlen(id)) != 0
+        || zmq_setsockopt(inst->control, ZMQ_LINGER, &linger, sizeof(linger))
+           != 0
+        || zmq_connect(inst->control, o->connect) != 0)
+    {
+        goto failed;
+    }
+
+    what = o->bind;
+    inst->data = zmq_socket(inst->zctx, ZMQ_ROUTER);
+    if (inst->data == NULL
+        || zmq_setsockopt(inst->data, ZMQ_LINGER, &linger, sizeof(linger))
+           != 0
+        || ksv_instance_bind(inst) != 0)
+    {
+        goto failed;
+    }
+
+    if (o->run_dir != NULL) {
+        snprintf(inst->stats_path, sizeof(inst->stats_path), "%s/%ld.stats",
+                 o->run_dir, (long) getpid());
+        what = inst->stats_path;
+        inst->stats = ksv_stats_map(inst->stats_path, 1);
+        if (inst->stats == NULL) {
+            goto failed;
+        }
+        snprintf(path, sizeof(path), "%s/worker.lock", o->run_dir);
+        inst->lock_fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+
+    return inst;
 
 failed:
 
-    fprintf(stderr, "%s: cannot connect to %s: %s\n", o->prog, o->connect,
-            zmq_strerror(errno));
+    fprintf(stderr, "%s: %s: %s\n", o->prog, what, zmq_strerror(errno));
+    ksv_instance_close(inst);
     return NULL;
 }
 
 
-int
-ksv_instance_send(void *sock, ksv_msgvec_t *v)
+void
+ksv_instance_close(ksv_instance_t *inst)
 {
-    int     rc = 0;
-    size_t  i;
+    char  path[PATH_MAX];
 
-    for (i = 0; i < v->n; i++) {
-        while (zmq_msg_send(&v->msgs[i], sock,
-                            i + 1 < v->n ? ZMQ_SNDMORE : 0) < 0)
-        {
-            if (errno != EINTR) {
-                rc = -1;
-                break;
-            }
-        }
-        if (rc != 0) {
-            break;
-        }
+    if (inst == NULL) {
+        return;
     }
-    ksv_msgvec_clear(v);
-    return rc;
+    if (inst->control != NULL) {
+        zmq_close(inst->control);
+    }
+    if (inst->data != NULL) {
+        zmq_close(inst->data);
+    }
+    if (inst->zctx != NULL) {
+        zmq_ctx_term(inst->zctx);
+    }
+    if (strncmp(inst->endpoint, "ipc://", 6) == 0) {
+        (void) unlink(inst->endpoint + 6);
+    }
+    ksv_stats_unmap(inst->stats);
+    if (inst->stats_path[0] != '\0' && inst->lock_fd >= 0
+        && flock(inst->lock_fd, LOCK_SH | LOCK_NB) == 0)
+    {
+        /* no worker to read our page one last time */
+        (void) unlink(inst->stats_path);
+    }
+    if (inst->lock_fd >= 0) {
+        close(inst->lock_fd);
+    }
+    (void) path;
+    ksv_timers_free(&inst->timers);
+    free(inst);
 }
 
 
 int
-ksv_instance_recv(void *sock, ksv_msgvec_t *v)
+ksv_instance_send_ready(ksv_instance_t *inst, int ok, const char *message)
 {
-    int         more;
-    size_t      len;
-    zmq_msg_t  *msg;
-
-    do {
-        msg = ksv_msgvec_push(v);
-        if (msg == NULL) {
-            return -1;
-        }
-        while (zmq_msg_recv(msg, sock, 0) < 0) {
-            if (errno != EINTR) {
-                return -1;
-            }
-        }
-        len = sizeof(more);
-        if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &len) != 0) {
-            return -1;
-        }
-    } while (more);
-
-    return 0;
-}
-
-
-int
-ksv_instance_send_ready(void *sock, const ksv_instance_opts_t *o, int ok,
-    const char *message)
-{
-    ksv_ready_t   ready;
-    ksv_writer_t  w;
-    ksv_msgvec_t  v;
+    ksv_ready_t                 ready;
+    ksv_writer_t                w;
+    ksv_frames_t                v;
+    const ksv_instance_opts_t  *o = inst->opts;
 
     memset(&ready, 0, sizeof(ready));
     ready.model_name = ksv_str_c(o->model);
@@ -474,105 +536,342 @@ ksv_instance_send_ready(void *sock, const ksv_instance_opts_t *o, int ok,
     ready.instance = (uint32_t) o->instance;
     ready.ok = (uint8_t) ok;
     ready.message = ksv_str_c(message != NULL ? message : "");
+    ready.endpoint = ksv_str_c(inst->endpoint);
 
     ksv_writer_init(&w);
     ksv_encode_ready(&w, &ready);
-
-    ksv_msgvec_init(&v);
-    if (ksv_msgvec_push_writer(&v, &w) != 0) {
-        ksv_msgvec_free(&v);
+    ksv_frames_init(&v);
+    if (ksv_frames_push_writer(&v, &w) != 0
+        || ksv_frames_send(inst->control, &v, 0) != 0)
+    {
+        ksv_frames_free(&v);
         return -1;
     }
-    if (ksv_instance_send(sock, &v) != 0) {
-        ksv_msgvec_free(&v);
-        return -1;
-    }
-    ksv_msgvec_free(&v);
+    ksv_frames_free(&v);
     return 0;
 }
 
 
 void
-ksv_instance_load_failed(void *sock, const ksv_instance_opts_t *o,
-    const char *err)
+ksv_instance_load_failed(ksv_instance_t *inst, const char *err)
 {
     if (err == NULL) {
         err = "out of memory";
     }
-    fprintf(stderr, "%s: %s: %s\n", o->prog, o->model, err);
-    (void) ksv_instance_send_ready(sock, o, 0, err);
+    fprintf(stderr, "%s: %s: %s\n", inst->opts->prog, inst->opts->model, err);
+    (void) ksv_instance_send_ready(inst, 0, err);
+}
+
+
+/* ---- the watchdog ----------------------------------------------------------- */
+
+/*
+ * A thread of its own, because the serving thread is inside the model
+ * when it matters.  It sleeps until the running batch's deadline (or a
+ * second, to see a new one), and past it writes why into the statistics
+ * page and kills the process: the worker reads the reason when it reaps
+ * it, nginx fails what it had sent here with it, and the supervisor
+ * starts a fresh instance.  The serving thread only stores the deadline
+ * (0: no batch), so a batch costs no system call.
+ */
+
+static uint64_t  ksv_watch_deadline_ns;
+static uint64_t  ksv_watch_started_ns;
+static uint32_t  ksv_watch_requests;
+
+
+static void *
+ksv_watchdog(void *arg)
+{
+    char             why[KSV_STATS_REASON];
+    uint64_t         due, now, sleep_ns;
+    ksv_instance_t  *inst = arg;
+    struct timespec  ts;
+
+    for ( ;; ) {
+        due = __atomic_load_n(&ksv_watch_deadline_ns, __ATOMIC_ACQUIRE);
+        now = ksv_timer_now();
+        if (due != 0 && now >= due) {
+            snprintf(why, sizeof(why), "did not finish a batch of %u "
+                     "request(s) within %llu ms (its deadline + %d ms "
+                     "grace): killed as hung",
+                     __atomic_load_n(&ksv_watch_requests, __ATOMIC_RELAXED),
+                     (unsigned long long) ((due - __atomic_load_n(
+                         &ksv_watch_started_ns, __ATOMIC_RELAXED)) / 1000000),
+                     KSV_EXECUTE_GRACE_MS);
+            fprintf(stderr, "%s: %s: %s\n", inst->opts->prog,
+                    inst->sched.instance_name, why);
+            if (inst->stats != NULL) {
+                ksv_stats_set_reason(inst->stats, why);
+            }
+            kill(getpid(), SIGKILL);
+        }
+        sleep_ns = 1000000000ULL;
+        if (due != 0 && due - now < sleep_ns) {
+            sleep_ns = due - now;
+        }
+        ts.tv_sec = (time_t) (sleep_ns / 1000000000ULL);
+        ts.tv_nsec = (long) (sleep_ns % 1000000000ULL);
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+
+/* ---- the worker's lock: orphans ------------------------------------------ */
+
+static void
+ksv_instance_orphan_check(ksv_timer_t *t)
+{
+    uint64_t         now;
+    ksv_instance_t  *inst = t->data;
+
+    now = ksv_timer_now();
+
+    if (flock(inst->lock_fd, LOCK_SH | LOCK_NB) == 0) {
+        /* nobody holds it: the worker is gone */
+        (void) flock(inst->lock_fd, LOCK_UN);
+        if (inst->orphaned_ns == 0) {
+            inst->orphaned_ns = now;
+            fprintf(stderr, "%s: %s: the worker is gone; serving on, and "
+                    "exiting if it is not back within %ld s\n",
+                    inst->opts->prog, inst->sched.instance_name,
+                    inst->opts->orphan_grace_s);
+        } else if (now - inst->orphaned_ns
+                   >= (uint64_t) inst->opts->orphan_grace_s * 1000000000ULL)
+        {
+            inst->draining = 1;
+        }
+    } else if (inst->orphaned_ns != 0) {
+        inst->orphaned_ns = 0;
+        fprintf(stderr, "%s: %s: the worker is back\n", inst->opts->prog,
+                inst->sched.instance_name);
+    }
+
+    if (!inst->draining) {
+        (void) ksv_timer_add(&inst->timers, t,
+                             now + KSV_INSTANCE_ORPHAN_MS * 1000000ULL);
+    }
+}
+
+
+/* ---- the serving loop ------------------------------------------------------ */
+
+/* Moves every message waiting on the data socket into the scheduler.
+ * Returns -1 when the socket broke. */
+static int
+ksv_instance_drain(ksv_instance_t *inst, ksv_frames_t *msg)
+{
+    int  truncated;
+
+    for ( ;; ) {
+        if (ksv_frames_recv(inst->data, msg, ZMQ_DONTWAIT,
+                            KSV_MAX_TENSORS + 2, &truncated) != 0)
+        {
+            ksv_frames_clear(msg);
+            return errno == EAGAIN ? 0 : -1;
+        }
+        if (truncated) {
+            ksv_frames_clear(msg);      /* more inputs than any request */
+            continue;
+        }
+        ksv_sched_receive(&inst->sched, msg);
+    }
+}
+
+
+/* Drops whatever the worker sends on the control socket (nothing yet). */
+static void
+ksv_instance_control(ksv_instance_t *inst, ksv_frames_t *msg)
+{
+    while (ksv_frames_recv(inst->control, msg, ZMQ_DONTWAIT, 16, NULL) == 0) {
+        ksv_frames_clear(msg);
+    }
+    ksv_frames_clear(msg);
+}
+
+
+static int
+ksv_instance_pending(void *sock)
+{
+    int     events = 0;
+    size_t  len = sizeof(events);
+
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &events, &len) != 0) {
+        return 1;               /* let the recv say what is wrong */
+    }
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+
+/* Waits for a message on either socket or the next timer (bounded, so
+ * SIGTERM is seen). */
+static int
+ksv_instance_wait(ksv_instance_t *inst, const ksv_instance_server_t *s)
+{
+    int              fd;
+    size_t           len;
+    uint64_t         ns;
+    struct pollfd    fds[2];
+    struct timespec  ts;
+
+    if (ksv_instance_pending(inst->data) || ksv_instance_pending(inst->control))
+    {
+        return 1;
+    }
+
+    ns = ksv_timers_next(&inst->timers, ksv_timer_now());
+    if (ns > KSV_INSTANCE_POLL_MS * 1000000ULL) {
+        ns = KSV_INSTANCE_POLL_MS * 1000000ULL;
+    }
+    if (ns == 0) {
+        return 0;
+    }
+    ts.tv_sec = (time_t) (ns / 1000000000ULL);
+    ts.tv_nsec = (long) (ns % 1000000000ULL);
+
+    /* ZMQ_FD only says "look at ZMQ_EVENTS", which was just done */
+    len = sizeof(fd);
+    zmq_getsockopt(inst->data, ZMQ_FD, &fd, &len);
+    fds[0].fd = fd;
+    fds[0].events = POLLIN;
+    len = sizeof(fd);
+    zmq_getsockopt(inst->control, ZMQ_FD, &fd, &len);
+    fds[1].fd = fd;
+    fds[1].events = POLLIN;
+    fds[0].revents = fds[1].revents = 0;
+
+    return s->wait != NULL ? s->wait(s->data, fds, 2, &ts)
+                           : ppoll(fds, 2, &ts, NULL);
 }
 
 
 int
-ksv_instance_serve(void *sock, const char *prog,
-    const ksv_instance_server_t *s)
+ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
+    const char *instance_name, const ksv_instance_server_t *s)
 {
-    int             rc = 0;
-    ksv_msgvec_t    in, out;
-    zmq_pollitem_t  item;
+    int                         rc = 0, n;
+    uint64_t                    deadline;
+    pthread_t                   watchdog;
+    ksv_frames_t                msg, in, out;
+    const ksv_instance_opts_t  *o = inst->opts;
 
-    ksv_msgvec_init(&in);
-    ksv_msgvec_init(&out);
+    inst->sched.config = config;
+    inst->sched.model_name = o->model;
+    inst->sched.model_version = o->version;
+    inst->sched.instance_name = instance_name;
+    inst->sched.socket = inst->data;
+    inst->sched.timers = &inst->timers;
+    inst->sched.stats = inst->stats;
+    inst->sched.ninstances = (uint32_t) o->ninstances;
+    inst->sched.execute_timeout_ns = (uint64_t) o->execute_timeout_ms
+                                     * 1000000ULL;
+    if (ksv_sched_init(&inst->sched) != 0) {
+        fprintf(stderr, "%s: out of memory\n", o->prog);
+        return 1;
+    }
+
+    ksv_instance_current = inst;
+    ksv_instance_thread = pthread_self();
+    inst->serving = 1;
+
+    if (pthread_create(&watchdog, NULL, ksv_watchdog, inst) != 0) {
+        fprintf(stderr, "%s: no watchdog thread: %s\n", o->prog,
+                strerror(errno));
+    } else {
+        pthread_detach(watchdog);
+    }
+
+    if (inst->lock_fd >= 0) {
+        inst->orphan_timer.handler = ksv_instance_orphan_check;
+        inst->orphan_timer.data = inst;
+        (void) ksv_timer_add(&inst->timers, &inst->orphan_timer,
+                             ksv_timer_now()
+                             + KSV_INSTANCE_ORPHAN_MS * 1000000ULL);
+    }
+
+    ksv_frames_init(&msg);
+    ksv_frames_init(&in);
+    ksv_frames_init(&out);
 
     while (!ksv_instance_terminate) {
-        item.socket = sock;
-        item.fd = 0;
-        item.events = ZMQ_POLLIN;
-        item.revents = 0;
-
-        rc = s->poll != NULL
-             ? s->poll(s->data, &item, KSV_INSTANCE_POLL_MS)
-             : zmq_poll(&item, 1, KSV_INSTANCE_POLL_MS);
-        if (rc < 0) {
-            if (errno == EINTR) {
-                rc = 0;
-                continue;
-            }
-            fprintf(stderr, "%s: zmq_poll: %s\n", prog, strerror(errno));
+        ksv_instance_control(inst, &msg);
+        if (ksv_instance_drain(inst, &msg) != 0) {
+            fprintf(stderr, "%s: zmq_msg_recv: %s\n", o->prog,
+                    zmq_strerror(errno));
             rc = 1;
             break;
         }
-        if (rc == 0) {
+        ksv_timers_run(&inst->timers, ksv_timer_now());
+
+        n = ksv_sched_next_batch(&inst->sched, &in, &deadline);
+        if (n > 0) {
+            __atomic_store_n(&ksv_watch_requests, inst->sched.nrunning,
+                             __ATOMIC_RELAXED);
+            __atomic_store_n(&ksv_watch_started_ns, ksv_timer_now(),
+                             __ATOMIC_RELAXED);
+            __atomic_store_n(&ksv_watch_deadline_ns, deadline,
+                             __ATOMIC_RELEASE);
+
+            n = s->run(s->data, &in, &out);
+
+            __atomic_store_n(&ksv_watch_deadline_ns, 0, __ATOMIC_RELEASE);
+            ksv_frames_clear(&in);
+            ksv_sched_complete(&inst->sched, &out, n);
+            if (s->stop != NULL && (rc = s->stop(s->data)) != 0) {
+                break;
+            }
             continue;
         }
+        if (n < 0) {
+            fprintf(stderr, "%s: out of memory\n", o->prog);
+        }
 
-        if (ksv_instance_recv(sock, &in) != 0) {
-            fprintf(stderr, "%s: zmq_msg_recv: %s\n", prog, strerror(errno));
-            rc = 1;
+        if (inst->draining && inst->sched.queued == 0) {
+            fprintf(stderr, "%s: %s: the worker did not come back within "
+                    "%ld s: exiting\n", o->prog, instance_name,
+                    o->orphan_grace_s);
             break;
         }
 
-        rc = s->run(s->data, &in, &out);
-        ksv_msgvec_clear(&in);
-        if (rc < 0) {
-            fprintf(stderr, "%s: out of memory\n", prog);
+        if (ksv_instance_wait(inst, s) < 0 && errno != EINTR) {
+            fprintf(stderr, "%s: poll: %s\n", o->prog, strerror(errno));
             rc = 1;
-            break;
-        }
-
-        if (rc > 0 && ksv_instance_send(sock, &out) != 0) {
-            fprintf(stderr, "%s: zmq_msg_send: %s\n", prog, strerror(errno));
-            rc = 1;
-            break;
-        }
-        rc = 0;
-
-        if (s->stop != NULL && (rc = s->stop(s->data)) != 0) {
             break;
         }
     }
 
-    ksv_msgvec_free(&in);
-    ksv_msgvec_free(&out);
+    inst->serving = 0;
+    ksv_instance_current = NULL;
+    ksv_sched_free(&inst->sched, "the instance is shutting down");
+    ksv_frames_free(&msg);
+    ksv_frames_free(&in);
+    ksv_frames_free(&out);
     return rc;
 }
+
+
+int
+ksv_instance_is_cancelled(uint64_t id)
+{
+    ksv_frames_t     msg;
+    ksv_instance_t  *inst = ksv_instance_current;
+
+    if (inst == NULL || !pthread_equal(pthread_self(), ksv_instance_thread)) {
+        return 0;
+    }
+    ksv_frames_init(&msg);
+    (void) ksv_instance_drain(inst, &msg);
+    ksv_frames_free(&msg);
+    return ksv_sched_is_cancelled(&inst->sched, id);
+}
+
 
 
 /* ---- EXECUTE and EXECUTE_REPLY ------------------------------------------ */
 
 int
-ksv_instance_read_execute(const ksv_msgvec_t *in, const char *prog,
+ksv_instance_read_execute(const ksv_frames_t *in, const char *prog,
     const char *instance_name, uint64_t *batch_id, uint32_t *count)
 {
     ksv_reader_t  rd;
@@ -596,7 +895,7 @@ ksv_instance_read_execute(const ksv_msgvec_t *in, const char *prog,
 
 
 const char *
-ksv_instance_next_request(ksv_msgvec_t *in, size_t *idx, ksv_alloc_t *alloc,
+ksv_instance_next_request(ksv_frames_t *in, size_t *idx, ksv_alloc_t *alloc,
     uint64_t *id, ksv_infer_t *infer, zmq_msg_t **frames)
 {
     ksv_reader_t  rd;
@@ -650,7 +949,7 @@ ksv_instance_output_wanted(const ksv_infer_t *in, ksv_str_t name)
 
 
 int
-ksv_instance_push_error(ksv_msgvec_t *reply, uint64_t id, ksv_status_t code,
+ksv_instance_push_error(ksv_frames_t *reply, uint64_t id, ksv_status_t code,
     const char *msg)
 {
     ksv_writer_t  w;
@@ -658,12 +957,12 @@ ksv_instance_push_error(ksv_msgvec_t *reply, uint64_t id, ksv_status_t code,
     ksv_writer_init(&w);
     ksv_encode_error(&w, id, code,
                      ksv_str_c(msg != NULL ? msg : "out of memory"));
-    return ksv_msgvec_push_writer(reply, &w);
+    return ksv_frames_push_writer(reply, &w);
 }
 
 
 int
-ksv_instance_push_infer_reply(ksv_msgvec_t *reply, uint64_t id,
+ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
     const ksv_infer_reply_t *ir, zmq_msg_t *frames)
 {
     uint32_t      j;
@@ -672,11 +971,11 @@ ksv_instance_push_infer_reply(ksv_msgvec_t *reply, uint64_t id,
 
     ksv_writer_init(&w);
     ksv_encode_infer_reply(&w, id, ir);
-    if (ksv_msgvec_push_writer(reply, &w) != 0) {
+    if (ksv_frames_push_writer(reply, &w) != 0) {
         return -1;
     }
     for (j = 0; j < ir->noutputs; j++) {
-        msg = ksv_msgvec_push(reply);
+        msg = ksv_frames_push(reply);
         if (msg == NULL) {
             return -1;
         }
@@ -687,7 +986,7 @@ ksv_instance_push_infer_reply(ksv_msgvec_t *reply, uint64_t id,
 
 
 int
-ksv_instance_set_reply_header(ksv_msgvec_t *reply, size_t slot,
+ksv_instance_set_reply_header(ksv_frames_t *reply, size_t slot,
     uint64_t batch_id, uint32_t count, const ksv_exec_times_t *t)
 {
     size_t        len;

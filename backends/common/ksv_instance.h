@@ -2,32 +2,58 @@
  * ngx_kserve: what every instance process shares, whatever its backend.
  *
  * kserve-python-instance and kserve-cuda-instance are started the same
- * way by kserve-worker (worker/kserve_supervisor.c) and speak the same
- * part of the protocol (docs/protocol.md): a DEALER socket with routing
- * id "i<pid>" connected to the daemon's ROUTER, one READY, then one
- * EXECUTE at a time answered by one EXECUTE_REPLY.  This file holds that
- * common part: the command line, signals, the socket, READY, the message
- * vector a multipart message is kept in, and reading config.pbtxt.
+ * way by kserve-worker (worker/kserve_supervisor.c) and serve the same
+ * way (docs/protocol.md):
  *
- *   <instance> --connect ipc://<run>/instances.sock
+ *   - a ROUTER socket of their own ("the data socket": ipc://<run>/<pid>
+ *     .sock, or tcp:// on a port of --bind's range, announced with
+ *     --advertise) that nginx workers send INFER and CANCEL to and get
+ *     their answers from: one hop each way;
+ *   - a DEALER socket, routing id "i<pid>", connected to the worker's
+ *     control endpoint (--connect), for one READY that carries the data
+ *     endpoint (or why the model failed to load);
+ *   - the scheduler (ksv_sched.h) that queues and batches what arrives
+ *     and hands each batch to the backend as one EXECUTE, on one thread,
+ *     with one timer heap (ksv_timer.h), and a watchdog thread that
+ *     kills the process when a batch overruns its deadline;
+ *   - a statistics page (ksv_stats.h, <run>/<pid>.stats) that the worker
+ *     reads.
+ *
+ * An instance does not need the worker to serve: when the worker's lock
+ * (<run>/worker.lock) has been free for --orphan-grace seconds (the
+ * worker died and did not come back to adopt it), it finishes its queue
+ * and exits.
+ *
+ *   <instance> --connect ipc://<run>/instances.sock --run-dir <run>
  *       --repository <repo> --model <name> --version <v> --instance <n>
- *       --kind KIND_CPU|KIND_GPU|KIND_MODEL --device-id <d>
+ *       [--bind ipc|tcp://IFACE:LOW-HIGH] [--advertise HOST]
+ *       [--instances N] [--orphan-grace S] [--execute-timeout MS]
+ *       [--kind KIND_CPU|KIND_GPU|KIND_MODEL] [--device-id <d>]
  *       [--utils-dir <dir>]
  */
 
 #ifndef KSV_INSTANCE_H
 #define KSV_INSTANCE_H
 
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #include <zmq.h>
 
+#include "ksv_frames.h"
 #include "ksv_proto.h"
+#include "ksv_sched.h"
+#include "ksv_stats.h"
+#include "ksv_timer.h"
 
 
 #define KSV_INSTANCE_POLL_MS    200     /* how soon SIGTERM is noticed */
 #define KSV_INSTANCE_LINGER_MS  2000    /* to flush the last reply at exit */
+#define KSV_INSTANCE_ORPHAN_MS  1000    /* how often the worker's lock is
+                                           looked at */
 
 
 typedef struct {
@@ -40,10 +66,16 @@ typedef struct {
     const char  *kind;              /* "CPU", "GPU", "MODEL" */
     const char  *device_id;
     const char  *utils_dir;         /* NULL when not given */
+    const char  *run_dir;
+    const char  *bind;              /* "ipc" or tcp://IFACE:LOW-HIGH */
+    const char  *advertise;         /* the host in a tcp endpoint */
+    long         ninstances;        /* of the version (queue share) */
+    long         orphan_grace_s;
+    long         execute_timeout_ms;
 } ksv_instance_opts_t;
 
 
-/* Set by SIGTERM / SIGINT (and when the daemon is already gone). */
+/* Set by SIGTERM / SIGINT. */
 extern volatile sig_atomic_t  ksv_instance_terminate;
 
 /*
@@ -55,8 +87,10 @@ extern volatile sig_atomic_t  ksv_instance_terminate;
 void ksv_instance_parse_args(int argc, char **argv, const char *prog,
     int need_utils_dir, ksv_instance_opts_t *o);
 
-/* SIGTERM/SIGINT set ksv_instance_terminate (no SA_RESTART, so a poll
- * returns); the daemon's death sends SIGTERM (PR_SET_PDEATHSIG). */
+/* SIGTERM/SIGINT set ksv_instance_terminate (no SA_RESTART, so a wait
+ * returns). */
+void ksv_instance_signals(const ksv_instance_opts_t *o);
+
 void ksv_instance_signals(const ksv_instance_opts_t *o);
 
 /* What both backends hand their model about itself. */
@@ -79,70 +113,76 @@ int ksv_instance_load_model(const ksv_instance_opts_t *o,
 void ksv_instance_model_free(ksv_instance_model_t *m);
 
 
-/* A growable array of zmq messages: one multipart message. */
+
+/* The serving loop's hooks: the backend's part. */
 typedef struct {
-    zmq_msg_t   *msgs;
-    size_t       n;
-    size_t       cap;
-} ksv_msgvec_t;
-
-void ksv_msgvec_init(ksv_msgvec_t *v);
-/* A slot at the end, initialized empty; NULL when out of memory. */
-zmq_msg_t *ksv_msgvec_push(ksv_msgvec_t *v);
-/* Moves an encoded header into a new frame at the end of `v` (the
- * writer is emptied either way).  Returns -1 when out of memory. */
-int ksv_msgvec_push_writer(ksv_msgvec_t *v, ksv_writer_t *w);
-/* Closes every message; the array keeps its memory. */
-void ksv_msgvec_clear(ksv_msgvec_t *v);
-void ksv_msgvec_free(ksv_msgvec_t *v);
-
-
-/* The DEALER socket, routing id "i<pid>", connected to --connect; NULL
- * (after a log line) on failure.  zctx may be NULL (zmq_ctx_new failed). */
-void *ksv_instance_connect(void *zctx, const ksv_instance_opts_t *o);
-
-/* Sends every frame of `v` as one multipart message; `v` is emptied. */
-int ksv_instance_send(void *sock, ksv_msgvec_t *v);
-
-/* Receives one whole multipart message into `v`. */
-int ksv_instance_recv(void *sock, ksv_msgvec_t *v);
-
-/* READY for the model this instance was started for (ok = 0: why not). */
-int ksv_instance_send_ready(void *sock, const ksv_instance_opts_t *o,
-    int ok, const char *message);
-
-/* The model failed to load: logs why (err NULL: out of memory) and
- * says so in a READY with ok = 0. */
-void ksv_instance_load_failed(void *sock, const ksv_instance_opts_t *o,
-    const char *err);
-
-/*
- * The serving loop: waits for one EXECUTE at a time, hands it to
- * s->run and sends the reply, until SIGTERM.  The backend's part:
- */
-typedef struct {
-    /* one EXECUTE in `in`, its EXECUTE_REPLY into `out`: 1 to send it,
-     * 0 when there is nothing to send, -1 when out of memory */
-    int   (*run)(void *data, ksv_msgvec_t *in, ksv_msgvec_t *out);
-    /* NULL, or waits for the socket in place of zmq_poll (Python lets
-     * the model's threads run meanwhile) */
-    int   (*poll)(void *data, zmq_pollitem_t *item, long timeout_ms);
-    /* NULL, or after each reply: non-zero ends the loop with that status */
+    /* one EXECUTE in `in`, its EXECUTE_REPLY into `out`: 1 when there is
+     * a reply, 0 when there is none, -1 when out of memory */
+    int   (*run)(void *data, ksv_frames_t *in, ksv_frames_t *out);
+    /* NULL, or waits in place of ppoll (Python lets the model's threads
+     * run meanwhile) */
+    int   (*wait)(void *data, struct pollfd *fds, nfds_t n,
+                  const struct timespec *timeout);
+    /* NULL, or after each batch: non-zero ends the loop with that status */
     int   (*stop)(void *data);
     void   *data;
 } ksv_instance_server_t;
 
-/* Returns 0 after SIGTERM, 1 when the socket broke or memory ran out,
- * or what s->stop returned. */
-int ksv_instance_serve(void *sock, const char *prog,
-    const ksv_instance_server_t *s);
+/* An instance process: its two sockets, its scheduler, its page. */
+typedef struct {
+    const ksv_instance_opts_t  *opts;
+    void                       *zctx;
+    void                       *control;    /* DEALER to the worker */
+    void                       *data;       /* ROUTER for nginx */
+    char                        endpoint[320];
+    char                        stats_path[320];
+    ksv_stats_page_t           *stats;
+    ksv_timers_t                timers;
+    ksv_sched_t                 sched;
+    int                         serving;
+    int                         lock_fd;    /* the worker's lock, or -1 */
+    uint64_t                    orphaned_ns;   /* lock free since; 0 */
+    int                         draining;   /* orphaned: finish, exit */
+    ksv_timer_t                 orphan_timer;
+} ksv_instance_t;
 
+/*
+ * Opens both sockets (binds the data socket, connects the control one)
+ * and creates the statistics page.  NULL (after a log line) on failure.
+ */
+ksv_instance_t *ksv_instance_open(const ksv_instance_opts_t *o);
+void ksv_instance_close(ksv_instance_t *inst);
+
+/* READY for the model this instance was started for (ok = 0: why not). */
+int ksv_instance_send_ready(ksv_instance_t *inst, int ok,
+    const char *message);
+
+/* The model failed to load: logs why (err NULL: out of memory) and says
+ * so in a READY with ok = 0. */
+void ksv_instance_load_failed(ksv_instance_t *inst, const char *err);
+
+/*
+ * The serving loop, until SIGTERM (or, orphaned, an empty queue):
+ * receives, schedules, runs each batch through s->run, answers.
+ * config: the model's (the scheduler's rules).  Returns 0 after SIGTERM
+ * or an orphan's exit, 1 when a socket broke or memory ran out, or what
+ * s->stop returned.
+ */
+int ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
+    const char *instance_name, const ksv_instance_server_t *s);
+
+/*
+ * Whether request `id` of the running batch was cancelled by its client.
+ * Reads the data socket first (a CANCEL may have arrived while the model
+ * runs), so only the serving thread may call it; 0 from any other.
+ */
+int ksv_instance_is_cancelled(uint64_t id);
 
 /*
  * Reads the EXECUTE header in in->msgs[0]: the batch's id and how many
  * requests follow.  Returns -1 (after a log line) for anything else.
  */
-int ksv_instance_read_execute(const ksv_msgvec_t *in, const char *prog,
+int ksv_instance_read_execute(const ksv_frames_t *in, const char *prog,
     const char *instance_name, uint64_t *batch_id, uint32_t *count);
 
 /*
@@ -152,7 +192,7 @@ int ksv_instance_read_execute(const ksv_msgvec_t *in, const char *prog,
  * that cannot be decoded loses the frame boundaries of everything after
  * it, so *idx then goes to the end and the later requests fail too.
  */
-const char *ksv_instance_next_request(ksv_msgvec_t *in, size_t *idx,
+const char *ksv_instance_next_request(ksv_frames_t *in, size_t *idx,
     ksv_alloc_t *alloc, uint64_t *id, ksv_infer_t *infer,
     zmq_msg_t **frames);
 
@@ -160,21 +200,21 @@ const char *ksv_instance_next_request(ksv_msgvec_t *in, size_t *idx,
 int ksv_instance_output_wanted(const ksv_infer_t *in, ksv_str_t name);
 
 /* Appends an ERROR answer for request `id` (msg NULL: out of memory). */
-int ksv_instance_push_error(ksv_msgvec_t *reply, uint64_t id,
+int ksv_instance_push_error(ksv_frames_t *reply, uint64_t id,
     ksv_status_t code, const char *msg);
 
 /* Appends an INFER_REPLY answer for request `id` and moves its
  * ir->noutputs frames after it.  Returns -1 when out of memory. */
-int ksv_instance_push_infer_reply(ksv_msgvec_t *reply, uint64_t id,
+int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
     const ksv_infer_reply_t *ir, zmq_msg_t *frames);
 
 /*
  * Appends an EXECUTE_REPLY header placeholder's final form: encodes the
  * header for batch_id with `count` answers and `t`, and puts it into
- * reply->msgs[slot] (reserved earlier with ksv_msgvec_push, so the
+ * reply->msgs[slot] (reserved earlier with ksv_frames_push, so the
  * durations can include the time spent building the answers).
  */
-int ksv_instance_set_reply_header(ksv_msgvec_t *reply, size_t slot,
+int ksv_instance_set_reply_header(ksv_frames_t *reply, size_t slot,
     uint64_t batch_id, uint32_t count, const ksv_exec_times_t *t);
 
 /* Monotonic clock in ns, for the compute_* durations. */

@@ -378,7 +378,7 @@ ksv_cuda_req_check(ksv_cuda_batch_t *b, ksv_cuda_req_t *r)
  * fail too; each still gets its place in the reply.
  */
 static void
-ksv_cuda_batch_decode(ksv_cuda_batch_t *b, ksv_msgvec_t *in)
+ksv_cuda_batch_decode(ksv_cuda_batch_t *b, ksv_frames_t *in)
 {
     size_t           idx = 1;
     uint32_t         i;
@@ -946,7 +946,7 @@ ksv_cuda_batch_exec(ksv_cuda_batch_t *b, ksv_cuda_launch_t *ls, uint32_t n)
 /* ---- the reply ---------------------------------------------------------- */
 
 static int
-ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_msgvec_t *reply)
+ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_frames_t *reply)
 {
     uint32_t            i;
     ksv_cuda_req_t     *r;
@@ -981,8 +981,8 @@ ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_msgvec_t *reply)
 
 
 int
-ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_msgvec_t *in,
-    ksv_msgvec_t *reply)
+ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_frames_t *in,
+    ksv_frames_t *reply)
 {
     int                 rc = 1;
     size_t              hdr;
@@ -1021,7 +1021,7 @@ ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_msgvec_t *in,
 
     /* the header's place; it is encoded once the output time is known */
     hdr = reply->n;
-    if (ksv_msgvec_push(reply) == NULL) {
+    if (ksv_frames_push(reply) == NULL) {
         rc = -1;
         goto done;
     }
@@ -1053,7 +1053,7 @@ done:
     ksv_arena_free(&b.arena);
 
     if (rc != 1) {
-        ksv_msgvec_clear(reply);
+        ksv_frames_clear(reply);
     }
     return rc;
 }

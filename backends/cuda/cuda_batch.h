@@ -119,7 +119,7 @@ void ksv_cuda_engine_free(ksv_cuda_engine_t *e);
  * EXECUTE (logged, nothing to answer), -1 when out of memory.  Check
  * e->fatal after sending.
  */
-int ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_msgvec_t *in,
-    ksv_msgvec_t *reply);
+int ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_frames_t *in,
+    ksv_frames_t *reply);
 
 #endif /* KSV_CUDA_BATCH_H */

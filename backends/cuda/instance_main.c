@@ -47,7 +47,7 @@
 
 
 static int
-ksv_cuda_run(void *data, ksv_msgvec_t *in, ksv_msgvec_t *out)
+ksv_cuda_run(void *data, ksv_frames_t *in, ksv_frames_t *out)
 {
     return ksv_cuda_batch_run(data, in, out);
 }
@@ -185,7 +185,8 @@ main(int argc, char **argv)
 {
     int                    rc, device, created;
     char                  *err, *version_dir, *lib_path, msg[1024];
-    void                  *zctx, *sock, *state;
+    void                  *state;
+    ksv_instance_t        *inst;
     ksv_arena_t            arena;
     ksv_cuda_lib_t         lib;
     ksv_cuda_engine_t      engine;
@@ -197,9 +198,8 @@ main(int argc, char **argv)
     ksv_instance_parse_args(argc, argv, KSV_CUDA_PROG, 0, &o);
     ksv_instance_signals(&o);
 
-    zctx = zmq_ctx_new();
-    sock = ksv_instance_connect(zctx, &o);
-    if (sock == NULL) {
+    inst = ksv_instance_open(&o);
+    if (inst == NULL) {
         return 1;
     }
 
@@ -291,21 +291,22 @@ main(int argc, char **argv)
     fprintf(stderr, KSV_CUDA_PROG ": %s: loaded %s on %s\n",
             m.instance_name, lib_path, engine.gpu ? "the GPU" : "the CPU");
 
-    if (ksv_instance_send_ready(sock, &o, 1, NULL) != 0) {
+    if (ksv_instance_send_ready(inst, 1, NULL) != 0) {
         perror(KSV_CUDA_PROG ": sending READY");
         rc = 1;
     } else {
         server.run = ksv_cuda_run;
-        server.poll = NULL;
+        server.wait = NULL;
         server.stop = ksv_cuda_stop;
         server.data = &engine;
-        rc = ksv_instance_serve(sock, KSV_CUDA_PROG, &server);
+        rc = ksv_instance_serve(inst, &m.config, m.instance_name,
+                                &server);
     }
     goto done;
 
 failed:
 
-    ksv_instance_load_failed(sock, &o, err);
+    ksv_instance_load_failed(inst, err);
     rc = 1;
 
 done:
@@ -324,7 +325,6 @@ done:
     free(version_dir);
     free(lib_path);
     ksv_arena_free(&arena);
-    zmq_close(sock);
-    zmq_ctx_term(zctx);
+    ksv_instance_close(inst);
     return rc;
 }

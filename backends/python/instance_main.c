@@ -38,14 +38,15 @@
 
 /* model threads may run while we wait */
 static int
-ksv_py_poll(void *data, zmq_pollitem_t *item, long timeout_ms)
+ksv_py_wait(void *data, struct pollfd *fds, nfds_t n,
+    const struct timespec *timeout)
 {
     int  rc;
 
     (void) data;
 
     Py_BEGIN_ALLOW_THREADS
-    rc = zmq_poll(item, 1, timeout_ms);
+    rc = ppoll(fds, n, timeout, NULL);
     Py_END_ALLOW_THREADS
 
     return rc;
@@ -53,7 +54,7 @@ ksv_py_poll(void *data, zmq_pollitem_t *item, long timeout_ms)
 
 
 static int
-ksv_py_run(void *data, ksv_msgvec_t *in, ksv_msgvec_t *out)
+ksv_py_run(void *data, ksv_frames_t *in, ksv_frames_t *out)
 {
     return ksv_py_batch_run(data, in, out);
 }
@@ -65,7 +66,7 @@ main(int argc, char **argv)
     int                    rc;
     char                  *err = NULL, *filename;
     char                   device_id[32];
-    void                  *zctx, *sock;
+    ksv_instance_t        *inst;
     ksv_arena_t            arena;
     ksv_py_args_t          args;
     ksv_py_model_t         model;
@@ -77,9 +78,8 @@ main(int argc, char **argv)
     ksv_instance_parse_args(argc, argv, KSV_PY_PROG, 1, &o);
     ksv_instance_signals(&o);
 
-    zctx = zmq_ctx_new();
-    sock = ksv_instance_connect(zctx, &o);
-    if (sock == NULL) {
+    inst = ksv_instance_open(&o);
+    if (inst == NULL) {
         return 1;
     }
 
@@ -117,7 +117,7 @@ main(int argc, char **argv)
         goto failed;
     }
 
-    if (ksv_instance_send_ready(sock, &o, 1, NULL) != 0) {
+    if (ksv_instance_send_ready(inst, 1, NULL) != 0) {
         perror(KSV_PY_PROG ": sending READY");
         rc = 1;
     } else {
@@ -125,10 +125,11 @@ main(int argc, char **argv)
         ctx.model_name = ksv_str_c(o.model);
         ctx.model_version = ksv_str_c(o.version);
         server.run = ksv_py_run;
-        server.poll = ksv_py_poll;
+        server.wait = ksv_py_wait;
         server.stop = NULL;
         server.data = &ctx;
-        rc = ksv_instance_serve(sock, KSV_PY_PROG, &server);
+        rc = ksv_instance_serve(inst, &m.config, m.instance_name,
+                                &server);
     }
 
     ksv_py_model_finalize(&model);
@@ -137,7 +138,7 @@ main(int argc, char **argv)
 
 failed:
 
-    ksv_instance_load_failed(sock, &o, err);
+    ksv_instance_load_failed(inst, err);
     ksv_py_model_finalize(&model);
     ksv_py_stop();
     rc = 1;
@@ -147,7 +148,6 @@ done:
     free(err);
     ksv_instance_model_free(&m);
     ksv_arena_free(&arena);
-    zmq_close(sock);
-    zmq_ctx_term(zctx);
+    ksv_instance_close(inst);
     return rc;
 }

@@ -151,7 +151,16 @@ ksv_py_slot_build(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s,
     Py_XDECREF(timeout);
 
     if (s->request != NULL) {
-        return;
+        /* the instance's own id: is_cancelled() asks about it */
+        rid = PyLong_FromUnsignedLongLong((unsigned long long) s->id);
+        if (rid != NULL
+            && PyObject_SetAttrString(s->request, "_kserve_id", rid) == 0)
+        {
+            Py_DECREF(rid);
+            return;
+        }
+        Py_XDECREF(rid);
+        Py_CLEAR(s->request);
     }
 
 python_error:
@@ -168,7 +177,7 @@ python_error:
  * too; each still gets its place in the reply.
  */
 static void
-ksv_py_batch_decode(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
+ksv_py_batch_decode(ksv_py_batch_ctx_t *ctx, ksv_frames_t *in,
     ksv_py_slot_t *slots, uint32_t count, ksv_alloc_t *alloc)
 {
     size_t          idx = 1;
@@ -243,7 +252,7 @@ ksv_py_slot_model_error(ksv_py_slot_t *s, PyObject *error)
  */
 static int
 ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
-    ksv_arena_t *arena, ksv_msgvec_t *reply)
+    ksv_arena_t *arena, ksv_frames_t *reply)
 {
     int                 rc = 0;
     char               *text;
@@ -444,8 +453,8 @@ ksv_py_batch_execute(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *slots,
 
 
 int
-ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
-    ksv_msgvec_t *reply)
+ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_frames_t *in,
+    ksv_frames_t *reply)
 {
     int              rc = 1;
     size_t           hdr;
@@ -487,7 +496,7 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
 
     /* the header's place; it is encoded once the output time is known */
     hdr = reply->n;
-    if (ksv_msgvec_push(reply) == NULL) {
+    if (ksv_frames_push(reply) == NULL) {
         rc = -1;
         goto done;
     }
@@ -536,7 +545,7 @@ done:
     ksv_arena_free(&arena);
 
     if (rc != 1) {
-        ksv_msgvec_clear(reply);
+        ksv_frames_clear(reply);
     }
     return rc;
 }

@@ -41,7 +41,7 @@ typedef struct {
  * Returns 1 when there is a reply to send, 0 when the message was not an
  * EXECUTE at all (logged, nothing to answer), -1 when out of memory.
  */
-int ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_msgvec_t *in,
-    ksv_msgvec_t *reply);
+int ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_frames_t *in,
+    ksv_frames_t *reply);
 
 #endif /* KSV_PY_BATCH_H */

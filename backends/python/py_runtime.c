@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ksv_instance.h"
 #include "py_runtime.h"
 #include "py_tensor.h"
 
@@ -108,6 +109,45 @@ ksv_py_exception_with(const char *what)
 }
 
 
+/*
+ * _kserve_instance: what triton_python_backend_utils asks of the
+ * instance process itself (InferenceRequest.is_cancelled()).
+ */
+
+static PyObject *
+ksv_py_is_cancelled(PyObject *self, PyObject *arg)
+{
+    unsigned long long  id;
+
+    (void) self;
+
+    id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long) -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyBool_FromLong(ksv_instance_is_cancelled((uint64_t) id));
+}
+
+
+static PyMethodDef  ksv_py_instance_methods[] = {
+    { "is_cancelled", ksv_py_is_cancelled, METH_O,
+      "Whether the client of running request `id` went away." },
+    { NULL, NULL, 0, NULL }
+};
+
+static struct PyModuleDef  ksv_py_instance_module = {
+    PyModuleDef_HEAD_INIT, "_kserve_instance", NULL, -1,
+    ksv_py_instance_methods, NULL, NULL, NULL, NULL
+};
+
+
+static PyObject *
+ksv_py_instance_init(void)
+{
+    return PyModule_Create(&ksv_py_instance_module);
+}
+
+
 int
 ksv_py_start(const char *utils_dir, char **err)
 {
@@ -115,6 +155,8 @@ ksv_py_start(const char *utils_dir, char **err)
     PyObject  *path, *dir;
     PyConfig   config;
     PyStatus   status;
+
+    PyImport_AppendInittab("_kserve_instance", ksv_py_instance_init);
 
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0;   /* SIGTERM/SIGINT are ours */

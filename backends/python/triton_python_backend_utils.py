@@ -386,7 +386,16 @@ class InferenceRequest:
         return None
 
     def is_cancelled(self):
-        return False
+        """True once the client went away (Triton 23.10+): the instance
+        looks for its nginx worker's CANCEL right now."""
+        kid = getattr(self, "_kserve_id", None)
+        if kid is None:
+            return False
+        try:
+            import _kserve_instance
+        except ImportError:
+            return False
+        return _kserve_instance.is_cancelled(kid)
 
     def set_release_flags(self, flags):
         pass

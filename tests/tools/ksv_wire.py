@@ -19,6 +19,7 @@ parameters are a dict of bool / int / float / str.  Tensor contents
 only when those are used, so the fake processes start quickly.
 """
 
+import collections
 import struct
 
 MAGIC = 0x4B56
@@ -27,11 +28,11 @@ PREFIX_SIZE = 16
 
 # ksv_msg_kind_t
 INFER, INFER_REPLY, ERROR, INDEX, INDEX_REPLY, EXECUTE, EXECUTE_REPLY, \
-    READY, STATS, STATS_REPLY = range(1, 11)
+    READY, STATS, STATS_REPLY, CANCEL = range(1, 12)
 KIND_NAMES = {INFER: "INFER", INFER_REPLY: "INFER_REPLY", ERROR: "ERROR",
               INDEX: "INDEX", INDEX_REPLY: "INDEX_REPLY", EXECUTE: "EXECUTE",
               EXECUTE_REPLY: "EXECUTE_REPLY", READY: "READY",
-              STATS: "STATS", STATS_REPLY: "STATS_REPLY"}
+              STATS: "STATS", STATS_REPLY: "STATS_REPLY", CANCEL: "CANCEL"}
 
 # KSV_MAX_*: a larger count is a decode error on both sides
 MAX_DIMS = 16
@@ -70,6 +71,28 @@ TIMEOUT_REJECT, TIMEOUT_DELAY = 0, 1
 
 class WireError(ValueError):
     """A frame the C decoder would refuse, or one with trailing bytes."""
+
+
+# One instance process of a version in INDEX_REPLY (ksv_instance_status_t):
+# where nginx sends it requests, and whether it takes them.
+Instance = collections.namedtuple("Instance",
+                                  "name endpoint pid state reason")
+
+
+def instance(name, endpoint, pid=0, state=READY_STATE, reason=""):
+    return Instance(name, endpoint, pid, state, reason)
+
+
+class VersionStatus(tuple):
+    """A version in INDEX_REPLY as decode() returns it: the tuple
+    (version, state, reason), as before instances were listed, so it
+    still compares equal to one; its instances are .instances, a list of
+    Instance."""
+
+    def __new__(cls, version, state, reason, instances=()):
+        t = super().__new__(cls, (version, state, reason))
+        t.instances = [Instance(*i) for i in instances]
+        return t
 
 
 # ---- encoding ---------------------------------------------------------------
@@ -140,8 +163,9 @@ def index(id_, known):
 
 def index_reply(id_, generation, models=None):
     """models: None for the short "unchanged" answer (full = 0), else
-    [(config, [(version, state, reason)])] with config as config() makes
-    it."""
+    [(config, [(version, state, reason[, instances])])] with config as
+    config() makes it and instances [(name, endpoint, pid, state,
+    reason)] (instance() fills the defaults; none when left out)."""
     if models is None:
         return prefix(INDEX_REPLY, id_) + struct.pack("<QB", generation, 0)
     out = [prefix(INDEX_REPLY, id_),
@@ -149,8 +173,14 @@ def index_reply(id_, generation, models=None):
     for config, versions in models:
         out.append(pconfig(config))
         out.append(struct.pack("<I", len(versions)))
-        for v, state, reason in versions:
-            out.append(struct.pack("<qB", v, state) + pstr(reason))
+        for v in versions:
+            version, state, reason = v[:3]
+            instances = v[3] if len(v) > 3 else getattr(v, "instances", ())
+            out.append(struct.pack("<qB", version, state) + pstr(reason) +
+                       struct.pack("<I", len(instances)))
+            for name, endpoint, pid, istate, ireason in instances:
+                out.append(pstr(name) + pstr(endpoint) +
+                           struct.pack("<IB", pid, istate) + pstr(ireason))
     return b"".join(out)
 
 
@@ -170,9 +200,16 @@ def execute_reply(batch_id, count, compute_ns=(0, 0, 0)):
     return head + struct.pack("<3Q", *compute_ns)
 
 
-def ready(model, version, instance, ok, message=""):
+def ready(model, version, instance, ok, message="", endpoint=""):
+    """endpoint: where the instance has bound its ROUTER for nginx."""
     return (prefix(READY, 0) + pstr(model) +
-            struct.pack("<qIB", version, instance, ok) + pstr(message))
+            struct.pack("<qIB", version, instance, ok) + pstr(message) +
+            pstr(endpoint))
+
+
+def cancel(id_):
+    """CANCEL: nginx -> instance, the id of an INFER it sent; no body."""
+    return prefix(CANCEL, id_)
 
 
 def stats(id_, model="", version=""):
@@ -418,6 +455,15 @@ class Reader:
                            for _ in range(self.count(MAX_LIST))}
         return c
 
+    def instances(self):
+        """A version's instances in INDEX_REPLY (a list of Instance)."""
+        out = []
+        for _ in range(self.count(MAX_LIST)):
+            name, endpoint = self.str(), self.str()
+            pid, state = self.takes("IB")
+            out.append(Instance(name, endpoint, pid, state, self.str()))
+        return out
+
     def model_stats(self):
         s = dict(name=self.str(), version=self.str())
         s["last_inference"], s["inference_count"], s["execution_count"] = \
@@ -456,7 +502,8 @@ def _body(r, kind, m):
         if m["full"]:
             for _ in range(r.count(MAX_MODELS)):
                 cfg = r.model_config()
-                versions = [(r.take("q"), r.take("B"), r.str())
+                versions = [VersionStatus(r.take("q"), r.take("B"), r.str(),
+                                          r.instances())
                             for _ in range(r.count(MAX_LIST))]
                 m["models"].append((cfg, versions))
     elif kind == EXECUTE:
@@ -468,6 +515,7 @@ def _body(r, kind, m):
         m["model"] = r.str()
         m["version"], m["instance"], m["ok"] = r.take("qIB")
         m["message"] = r.str()
+        m["endpoint"] = r.str()
     elif kind == STATS:
         m.update(model=r.str(), version=r.str())
     elif kind == STATS_REPLY:
