@@ -150,9 +150,13 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(wildcard ngx_module/*.[ch]) \
 
 # ---- tests ----------------------------------------------------------------
 
-$(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS)
+# the instances' pure parts (no sockets): the batcher and the timer heap
+UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
+                          backends/common/ksv_timer.c)
+
+$(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS) $(UNIT_INSTC)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Ingx_module -o $@ $^ -ljansson -lzmq
+	$(CC) $(CFLAGS) -Ingx_module -Ibackends/common -o $@ $^ -ljansson -lzmq
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done

@@ -576,7 +576,10 @@ ngx_http_kserve_health_ready(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b)
 {
     uint32_t             i, k;
+    ngx_uint_t           serving;
     ksv_model_status_t  *ms;
+
+    serving = 0;
 
     /*
      * By the last index this nginx worker holds, also while kserve-worker
@@ -604,7 +607,18 @@ ngx_http_kserve_health_ready(ngx_http_request_t *r,
             if (ms->versions[k].state == KSV_VERSION_LOADING) {
                 return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
             }
+
+            if (ms->versions[k].state == KSV_VERSION_READY) {
+                serving = 1;
+            }
         }
+    }
+
+    /* a server whose every version is down (stopped, shutting down) is
+     * not ready, though each of them alone would not count */
+
+    if (b->index.nmodels > 0 && !serving) {
+        return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
     return ngx_http_kserve_send_empty(r, NGX_HTTP_OK);

@@ -498,10 +498,22 @@ kserve_poll_once(int64_t max_wait)
 static void
 kserve_shutdown(void)
 {
-    int64_t  deadline, now;
+    int64_t   deadline, now;
+    uint32_t  i, j;
 
     kserve_info("shutting down");
     kserve.shutting_down = 1;
+
+    /* nginx stops sending at once (the instances are about to go) */
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        for (j = 0; j < kserve.repo.models[i].nversions; j++) {
+            kserve_version_set_state(&kserve.repo,
+                                     &kserve.repo.models[i].versions[j],
+                                     KSV_VERSION_UNAVAILABLE,
+                                     "server is shutting down");
+        }
+    }
+    kserve_server_push_index();
 
     kserve_supervisor_terminate_all();
 

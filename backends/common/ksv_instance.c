@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <poll.h>
 #include <pthread.h>
@@ -334,7 +335,6 @@ ksv_instance_model_free(ksv_instance_model_t *m)
 /* ---- the sockets and the page --------------------------------------------- */
 
 static ksv_instance_t  *ksv_instance_current;
-static pthread_t        ksv_instance_thread;     /* the serving one */
 
 
 /* Binds the data socket: ipc://<run>/<pid>.sock, or the first free port
@@ -563,61 +563,6 @@ ksv_instance_load_failed(ksv_instance_t *inst, const char *err)
 }
 
 
-/* ---- the watchdog ----------------------------------------------------------- */
-
-/*
- * A thread of its own, because the serving thread is inside the model
- * when it matters.  It sleeps until the running batch's deadline (or a
- * second, to see a new one), and past it writes why into the statistics
- * page and kills the process: the worker reads the reason when it reaps
- * it, nginx fails what it had sent here with it, and the supervisor
- * starts a fresh instance.  The serving thread only stores the deadline
- * (0: no batch), so a batch costs no system call.
- */
-
-static uint64_t  ksv_watch_deadline_ns;
-static uint64_t  ksv_watch_started_ns;
-static uint32_t  ksv_watch_requests;
-
-
-static void *
-ksv_watchdog(void *arg)
-{
-    char             why[KSV_STATS_REASON];
-    uint64_t         due, now, sleep_ns;
-    ksv_instance_t  *inst = arg;
-    struct timespec  ts;
-
-    for ( ;; ) {
-        due = __atomic_load_n(&ksv_watch_deadline_ns, __ATOMIC_ACQUIRE);
-        now = ksv_timer_now();
-        if (due != 0 && now >= due) {
-            snprintf(why, sizeof(why), "did not finish a batch of %u "
-                     "request(s) within %llu ms (its deadline + %d ms "
-                     "grace): killed as hung",
-                     __atomic_load_n(&ksv_watch_requests, __ATOMIC_RELAXED),
-                     (unsigned long long) ((due - __atomic_load_n(
-                         &ksv_watch_started_ns, __ATOMIC_RELAXED)) / 1000000),
-                     KSV_EXECUTE_GRACE_MS);
-            fprintf(stderr, "%s: %s: %s\n", inst->opts->prog,
-                    inst->sched.instance_name, why);
-            if (inst->stats != NULL) {
-                ksv_stats_set_reason(inst->stats, why);
-            }
-            kill(getpid(), SIGKILL);
-        }
-        sleep_ns = 1000000000ULL;
-        if (due != 0 && due - now < sleep_ns) {
-            sleep_ns = due - now;
-        }
-        ts.tv_sec = (time_t) (sleep_ns / 1000000000ULL);
-        ts.tv_nsec = (long) (sleep_ns % 1000000000ULL);
-        nanosleep(&ts, NULL);
-    }
-    return NULL;
-}
-
-
 /* ---- the worker's lock: orphans ------------------------------------------ */
 
 static void
@@ -655,7 +600,196 @@ ksv_instance_orphan_check(ksv_timer_t *t)
 }
 
 
-/* ---- the serving loop ------------------------------------------------------ */
+/* ---- the executor: the thread that runs the model ------------------------- */
+
+/*
+ * Two threads.  The scheduler thread owns both sockets, the queue and the
+ * one timer heap: it receives, answers, expires, cancels and decides
+ * batches whatever the model is doing.  The executor is the process's
+ * main thread (the one the backend initialized, where Python wants its
+ * model to run): it waits for a batch, runs it, hands the reply back.
+ * One batch at a time crosses between them, under one mutex; the
+ * executor's "done" is an eventfd in the scheduler's poll set.
+ */
+
+typedef enum {
+    KSV_EXEC_IDLE = 0,
+    KSV_EXEC_READY,                     /* a batch waits for the executor */
+    KSV_EXEC_DONE,                      /* its reply waits for the scheduler */
+    KSV_EXEC_STOP
+} ksv_exec_state_e;
+
+typedef struct {
+    pthread_mutex_t   lock;
+    pthread_cond_t    cond;
+    ksv_exec_state_e  state;
+    ksv_frames_t      in;
+    ksv_frames_t      out;
+    int               rc;
+    int               done_fd;          /* eventfd */
+} ksv_exec_t;
+
+static ksv_exec_t  ksv_exec = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, KSV_EXEC_IDLE,
+    { NULL, 0, 0 }, { NULL, 0, 0 }, 0, -1
+};
+
+
+/* Scheduler side: hands a batch over (its frames move). */
+static void
+ksv_exec_submit(ksv_frames_t *in)
+{
+    ksv_frames_t  tmp;
+
+    pthread_mutex_lock(&ksv_exec.lock);
+    tmp = ksv_exec.in;
+    ksv_exec.in = *in;
+    *in = tmp;
+    ksv_exec.state = KSV_EXEC_READY;
+    pthread_cond_signal(&ksv_exec.cond);
+    pthread_mutex_unlock(&ksv_exec.lock);
+}
+
+
+/* Scheduler side: takes the reply when the executor is done (1), or 0. */
+static int
+ksv_exec_collect(ksv_frames_t *out, int *rc)
+{
+    int           done;
+    uint64_t      n;
+    ksv_frames_t  tmp;
+
+    if (read(ksv_exec.done_fd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: nothing new */
+    }
+    pthread_mutex_lock(&ksv_exec.lock);
+    done = ksv_exec.state == KSV_EXEC_DONE;
+    if (done) {
+        tmp = ksv_exec.out;
+        ksv_exec.out = *out;
+        *out = tmp;
+        *rc = ksv_exec.rc;
+        ksv_exec.state = KSV_EXEC_IDLE;
+    }
+    pthread_mutex_unlock(&ksv_exec.lock);
+    return done;
+}
+
+
+static void
+ksv_exec_stop(void)
+{
+    pthread_mutex_lock(&ksv_exec.lock);
+    ksv_exec.state = KSV_EXEC_STOP;
+    pthread_cond_signal(&ksv_exec.cond);
+    pthread_mutex_unlock(&ksv_exec.lock);
+}
+
+
+/* Executor side: runs batches until STOP.  Returns s->stop's status. */
+static int
+ksv_exec_loop(const ksv_instance_server_t *s)
+{
+    int               rc, stop = 0;
+    uint64_t          one = 1;
+    ksv_frames_t      in, out, tmp;
+    ksv_exec_state_e  state;
+
+    ksv_frames_init(&in);
+    ksv_frames_init(&out);
+
+    for ( ;; ) {
+        if (s->idle != NULL) {
+            s->idle(s->data, 1);        /* Python: the GIL goes */
+        }
+        pthread_mutex_lock(&ksv_exec.lock);
+        while (ksv_exec.state != KSV_EXEC_READY
+               && ksv_exec.state != KSV_EXEC_STOP)
+        {
+            pthread_cond_wait(&ksv_exec.cond, &ksv_exec.lock);
+        }
+        state = ksv_exec.state;
+        if (state == KSV_EXEC_READY) {
+            tmp = ksv_exec.in;
+            ksv_exec.in = in;
+            in = tmp;
+        }
+        pthread_mutex_unlock(&ksv_exec.lock);
+        if (s->idle != NULL) {
+            s->idle(s->data, 0);
+        }
+        if (state == KSV_EXEC_STOP) {
+            break;
+        }
+
+        rc = s->run(s->data, &in, &out);
+        ksv_frames_clear(&in);
+
+        pthread_mutex_lock(&ksv_exec.lock);
+        tmp = ksv_exec.out;
+        ksv_exec.out = out;
+        out = tmp;
+        ksv_exec.rc = rc;
+        if (ksv_exec.state != KSV_EXEC_STOP) {
+            ksv_exec.state = KSV_EXEC_DONE;
+        }
+        pthread_mutex_unlock(&ksv_exec.lock);
+        if (write(ksv_exec.done_fd, &one, sizeof(one)) < 0) {
+            /* the counter is far from full */
+        }
+
+        if (s->stop != NULL && (stop = s->stop(s->data)) != 0) {
+            ksv_instance_terminate = 1;
+            break;
+        }
+    }
+
+    ksv_frames_free(&in);
+    ksv_frames_free(&out);
+    return stop;
+}
+
+
+/* ---- the watchdog: a batch past its deadline ------------------------------ */
+
+/*
+ * The executor is inside the model when it matters, so the scheduler
+ * thread watches: past the running batch's deadline it answers the
+ * batch's clients with why, writes the reason into the statistics page
+ * (the worker reports it as the cause of death), lets the answers leave
+ * and kills the process; the supervisor starts a fresh instance.
+ */
+static void
+ksv_instance_hung(ksv_timer_t *t)
+{
+    char             why[KSV_STATS_REASON];
+    uint64_t         ms;
+    ksv_instance_t  *inst = t->data;
+
+    ms = (ksv_timer_now() - inst->batch_started_ns) / 1000000;
+    snprintf(why, sizeof(why), "did not finish a batch of %u request(s) "
+             "within %llu ms (its deadline + %d ms grace): killed as hung",
+             inst->sched.nrunning, (unsigned long long) ms,
+             KSV_EXECUTE_GRACE_MS);
+    fprintf(stderr, "%s: %s: %s\n", inst->opts->prog,
+            inst->sched.instance_name, why);
+
+    if (inst->stats != NULL) {
+        ksv_stats_set_reason(inst->stats, why);
+    }
+    ksv_sched_fail_running(&inst->sched, KSV_ERR_UNAVAILABLE, why);
+
+    /* the answers are in libzmq's queues: closing with linger sends them */
+    zmq_close(inst->data);
+    zmq_close(inst->control);
+    inst->data = NULL;
+    inst->control = NULL;
+    zmq_ctx_term(inst->zctx);
+    kill(getpid(), SIGKILL);
+}
+
+
+/* ---- the scheduler thread ---------------------------------------------------- */
 
 /* Moves every message waiting on the data socket into the scheduler.
  * Returns -1 when the socket broke. */
@@ -704,15 +838,15 @@ ksv_instance_pending(void *sock)
 }
 
 
-/* Waits for a message on either socket or the next timer (bounded, so
- * SIGTERM is seen). */
+/* Waits for a message on either socket, the executor or the next timer
+ * (bounded, so SIGTERM is seen). */
 static int
-ksv_instance_wait(ksv_instance_t *inst, const ksv_instance_server_t *s)
+ksv_instance_wait(ksv_instance_t *inst)
 {
     int              fd;
     size_t           len;
     uint64_t         ns;
-    struct pollfd    fds[2];
+    struct pollfd    fds[3];
     struct timespec  ts;
 
     if (ksv_instance_pending(inst->data) || ksv_instance_pending(inst->control))
@@ -734,15 +868,91 @@ ksv_instance_wait(ksv_instance_t *inst, const ksv_instance_server_t *s)
     len = sizeof(fd);
     zmq_getsockopt(inst->data, ZMQ_FD, &fd, &len);
     fds[0].fd = fd;
-    fds[0].events = POLLIN;
     len = sizeof(fd);
     zmq_getsockopt(inst->control, ZMQ_FD, &fd, &len);
     fds[1].fd = fd;
-    fds[1].events = POLLIN;
-    fds[0].revents = fds[1].revents = 0;
+    fds[2].fd = ksv_exec.done_fd;
+    fds[0].events = fds[1].events = fds[2].events = POLLIN;
+    fds[0].revents = fds[1].revents = fds[2].revents = 0;
 
-    return s->wait != NULL ? s->wait(s->data, fds, 2, &ts)
-                           : ppoll(fds, 2, &ts, NULL);
+    return ppoll(fds, 3, &ts, NULL);
+}
+
+
+static void *
+ksv_instance_scheduler(void *arg)
+{
+    int              rc, busy = 0;
+    uint64_t         deadline;
+    ksv_frames_t     msg, in, out;
+    ksv_instance_t  *inst = arg;
+
+    ksv_frames_init(&msg);
+    ksv_frames_init(&in);
+    ksv_frames_init(&out);
+
+    while (!ksv_instance_terminate) {
+        ksv_instance_control(inst, &msg);
+        if (ksv_instance_drain(inst, &msg) != 0) {
+            fprintf(stderr, "%s: zmq_msg_recv: %s\n", inst->opts->prog,
+                    zmq_strerror(errno));
+            inst->status = 1;
+            break;
+        }
+        ksv_timers_run(&inst->timers, ksv_timer_now());
+
+        if (busy && ksv_exec_collect(&out, &rc)) {
+            busy = 0;
+            ksv_timer_del(&inst->timers, &inst->watchdog);
+            ksv_sched_complete(&inst->sched, &out, rc);
+        }
+
+        if (!busy) {
+            rc = ksv_sched_next_batch(&inst->sched, &in, &deadline);
+            if (rc > 0) {
+                busy = 1;
+                inst->batch_started_ns = ksv_timer_now();
+                if (deadline != 0) {
+                    (void) ksv_timer_add(&inst->timers, &inst->watchdog,
+                                         deadline);
+                }
+                ksv_exec_submit(&in);
+                continue;
+            }
+            if (inst->draining && inst->sched.queued == 0) {
+                fprintf(stderr, "%s: %s: the worker did not come back "
+                        "within %ld s: exiting\n", inst->opts->prog,
+                        inst->sched.instance_name,
+                        inst->opts->orphan_grace_s);
+                break;
+            }
+        }
+
+        if (ksv_instance_wait(inst) < 0 && errno != EINTR) {
+            fprintf(stderr, "%s: poll: %s\n", inst->opts->prog,
+                    strerror(errno));
+            inst->status = 1;
+            break;
+        }
+    }
+
+    /* a batch still running finishes (SIGTERM lets finalize() follow
+     * it); its clients get their answers */
+    while (busy) {
+        if (ksv_exec_collect(&out, &rc)) {
+            ksv_sched_complete(&inst->sched, &out, rc);
+            busy = 0;
+            break;
+        }
+        usleep(1000);
+    }
+    ksv_exec_stop();
+
+    ksv_sched_free(&inst->sched, "the instance is shutting down");
+    ksv_frames_free(&msg);
+    ksv_frames_free(&in);
+    ksv_frames_free(&out);
+    return NULL;
 }
 
 
@@ -750,10 +960,8 @@ int
 ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
     const char *instance_name, const ksv_instance_server_t *s)
 {
-    int                         rc = 0, n;
-    uint64_t                    deadline;
-    pthread_t                   watchdog;
-    ksv_frames_t                msg, in, out;
+    int                         rc;
+    pthread_t                   scheduler;
     const ksv_instance_opts_t  *o = inst->opts;
 
     inst->sched.config = config;
@@ -771,17 +979,14 @@ ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
         return 1;
     }
 
-    ksv_instance_current = inst;
-    ksv_instance_thread = pthread_self();
-    inst->serving = 1;
-
-    if (pthread_create(&watchdog, NULL, ksv_watchdog, inst) != 0) {
-        fprintf(stderr, "%s: no watchdog thread: %s\n", o->prog,
-                strerror(errno));
-    } else {
-        pthread_detach(watchdog);
+    ksv_exec.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ksv_exec.done_fd < 0) {
+        fprintf(stderr, "%s: eventfd: %s\n", o->prog, strerror(errno));
+        return 1;
     }
 
+    inst->watchdog.handler = ksv_instance_hung;
+    inst->watchdog.data = inst;
     if (inst->lock_fd >= 0) {
         inst->orphan_timer.handler = ksv_instance_orphan_check;
         inst->orphan_timer.data = inst;
@@ -790,82 +995,35 @@ ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
                              + KSV_INSTANCE_ORPHAN_MS * 1000000ULL);
     }
 
-    ksv_frames_init(&msg);
-    ksv_frames_init(&in);
-    ksv_frames_init(&out);
+    ksv_instance_current = inst;
+    inst->status = 0;
 
-    while (!ksv_instance_terminate) {
-        ksv_instance_control(inst, &msg);
-        if (ksv_instance_drain(inst, &msg) != 0) {
-            fprintf(stderr, "%s: zmq_msg_recv: %s\n", o->prog,
-                    zmq_strerror(errno));
-            rc = 1;
-            break;
-        }
-        ksv_timers_run(&inst->timers, ksv_timer_now());
-
-        n = ksv_sched_next_batch(&inst->sched, &in, &deadline);
-        if (n > 0) {
-            __atomic_store_n(&ksv_watch_requests, inst->sched.nrunning,
-                             __ATOMIC_RELAXED);
-            __atomic_store_n(&ksv_watch_started_ns, ksv_timer_now(),
-                             __ATOMIC_RELAXED);
-            __atomic_store_n(&ksv_watch_deadline_ns, deadline,
-                             __ATOMIC_RELEASE);
-
-            n = s->run(s->data, &in, &out);
-
-            __atomic_store_n(&ksv_watch_deadline_ns, 0, __ATOMIC_RELEASE);
-            ksv_frames_clear(&in);
-            ksv_sched_complete(&inst->sched, &out, n);
-            if (s->stop != NULL && (rc = s->stop(s->data)) != 0) {
-                break;
-            }
-            continue;
-        }
-        if (n < 0) {
-            fprintf(stderr, "%s: out of memory\n", o->prog);
-        }
-
-        if (inst->draining && inst->sched.queued == 0) {
-            fprintf(stderr, "%s: %s: the worker did not come back within "
-                    "%ld s: exiting\n", o->prog, instance_name,
-                    o->orphan_grace_s);
-            break;
-        }
-
-        if (ksv_instance_wait(inst, s) < 0 && errno != EINTR) {
-            fprintf(stderr, "%s: poll: %s\n", o->prog, strerror(errno));
-            rc = 1;
-            break;
-        }
+    /* the sockets belong to the scheduler thread from here on */
+    if (pthread_create(&scheduler, NULL, ksv_instance_scheduler, inst) != 0) {
+        fprintf(stderr, "%s: pthread_create: %s\n", o->prog, strerror(errno));
+        return 1;
     }
 
-    inst->serving = 0;
+    rc = ksv_exec_loop(s);
+    pthread_join(scheduler, NULL);
+
     ksv_instance_current = NULL;
-    ksv_sched_free(&inst->sched, "the instance is shutting down");
-    ksv_frames_free(&msg);
-    ksv_frames_free(&in);
-    ksv_frames_free(&out);
-    return rc;
+    close(ksv_exec.done_fd);
+    ksv_exec.done_fd = -1;
+    return rc != 0 ? rc : inst->status;
 }
 
 
 int
 ksv_instance_is_cancelled(uint64_t id)
 {
-    ksv_frames_t     msg;
     ksv_instance_t  *inst = ksv_instance_current;
 
-    if (inst == NULL || !pthread_equal(pthread_self(), ksv_instance_thread)) {
+    if (inst == NULL) {
         return 0;
     }
-    ksv_frames_init(&msg);
-    (void) ksv_instance_drain(inst, &msg);
-    ksv_frames_free(&msg);
     return ksv_sched_is_cancelled(&inst->sched, id);
 }
-
 
 
 /* ---- EXECUTE and EXECUTE_REPLY ------------------------------------------ */

@@ -12,10 +12,11 @@
  *   - a DEALER socket, routing id "i<pid>", connected to the worker's
  *     control endpoint (--connect), for one READY that carries the data
  *     endpoint (or why the model failed to load);
- *   - the scheduler (ksv_sched.h) that queues and batches what arrives
- *     and hands each batch to the backend as one EXECUTE, on one thread,
- *     with one timer heap (ksv_timer.h), and a watchdog thread that
- *     kills the process when a batch overruns its deadline;
+ *   - the scheduler (ksv_sched.h), on a thread of its own with the one
+ *     timer heap (ksv_timer.h): it queues and batches what arrives,
+ *     expires deadlines, applies CANCELs and watches the running batch's
+ *     deadline while the model runs; each batch goes to the executor
+ *     (the main thread, the backend's run()) as one EXECUTE;
  *   - a statistics page (ksv_stats.h, <run>/<pid>.stats) that the worker
  *     reads.
  *
@@ -119,10 +120,9 @@ typedef struct {
     /* one EXECUTE in `in`, its EXECUTE_REPLY into `out`: 1 when there is
      * a reply, 0 when there is none, -1 when out of memory */
     int   (*run)(void *data, ksv_frames_t *in, ksv_frames_t *out);
-    /* NULL, or waits in place of ppoll (Python lets the model's threads
-     * run meanwhile) */
-    int   (*wait)(void *data, struct pollfd *fds, nfds_t n,
-                  const struct timespec *timeout);
+    /* NULL, or called with 1 before the executor waits for a batch and
+     * with 0 after (Python lets the model's own threads run meanwhile) */
+    void  (*idle)(void *data, int begin);
     /* NULL, or after each batch: non-zero ends the loop with that status */
     int   (*stop)(void *data);
     void   *data;
@@ -139,7 +139,9 @@ typedef struct {
     ksv_stats_page_t           *stats;
     ksv_timers_t                timers;
     ksv_sched_t                 sched;
-    int                         serving;
+    int                         status;     /* the scheduler thread's */
+    uint64_t                    batch_started_ns;
+    ksv_timer_t                 watchdog;   /* the running batch's */
     int                         lock_fd;    /* the worker's lock, or -1 */
     uint64_t                    orphaned_ns;   /* lock free since; 0 */
     int                         draining;   /* orphaned: finish, exit */
@@ -171,11 +173,8 @@ void ksv_instance_load_failed(ksv_instance_t *inst, const char *err);
 int ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
     const char *instance_name, const ksv_instance_server_t *s);
 
-/*
- * Whether request `id` of the running batch was cancelled by its client.
- * Reads the data socket first (a CANCEL may have arrived while the model
- * runs), so only the serving thread may call it; 0 from any other.
- */
+/* Whether request `id` of the running batch was cancelled by its client
+ * (the scheduler thread applies CANCELs while the model runs). */
 int ksv_instance_is_cancelled(uint64_t id);
 
 /*

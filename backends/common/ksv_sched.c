@@ -681,7 +681,8 @@ ksv_sched_cancel(ksv_sched_t *s, zmq_msg_t *identity, uint64_t client_id)
         return;                 /* answered already */
     }
     if (r->running) {
-        r->cancelled = 1;       /* the model may look */
+        /* the model may look (is_cancelled), from the executor thread */
+        __atomic_store_n(&r->cancelled, 1, __ATOMIC_RELEASE);
         return;
     }
 
@@ -1066,6 +1067,23 @@ ksv_sched_complete(ksv_sched_t *s, ksv_frames_t *out, int rc)
 }
 
 
+void
+ksv_sched_fail_running(ksv_sched_t *s, ksv_status_t code, const char *message)
+{
+    uint32_t        i;
+    ksv_request_t  *r;
+
+    for (i = 0; i < s->nrunning; i++) {
+        r = s->running[i];
+        s->running[i] = NULL;
+        if (r != NULL) {
+            ksv_request_fail(s, r, code, message);
+        }
+    }
+    s->nrunning = 0;
+}
+
+
 int
 ksv_sched_is_cancelled(const ksv_sched_t *s, uint64_t id)
 {
@@ -1073,7 +1091,8 @@ ksv_sched_is_cancelled(const ksv_sched_t *s, uint64_t id)
 
     for (i = 0; i < s->nrunning; i++) {
         if (s->running[i] != NULL && s->running[i]->id == id) {
-            return s->running[i]->cancelled;
+            return __atomic_load_n(&s->running[i]->cancelled,
+                                   __ATOMIC_ACQUIRE);
         }
     }
     return 0;

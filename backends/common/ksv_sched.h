@@ -60,10 +60,11 @@
  *   hung models (not in Triton, which waits for execute() forever)
  *       a batch has an execution deadline: the latest of its requests'
  *       deadlines (--execute-timeout after it started for a request
- *       without one) plus KSV_EXECUTE_GRACE_MS.  The instance's serve
- *       loop (ksv_instance.c) arms a watchdog thread with it; past it
- *       the instance writes why into its statistics page and kills
- *       itself, and nginx fails what it had sent there with that reason.
+ *       without one) plus KSV_EXECUTE_GRACE_MS, a timer on the scheduler
+ *       thread (ksv_instance.c); past it the batch's clients are
+ *       answered UNAVAILABLE with why, the reason goes into the
+ *       statistics page, and the instance kills itself (nginx fails
+ *       anything else it had sent there with that reason).
  *
  * Every timer (deadlines, queue timeouts, the batch delay) is a
  * ksv_timer_t on the loop's one timer heap.
@@ -108,7 +109,7 @@ struct ksv_request_s {
     unsigned            delayed:1;      /* in its level's delayed queue */
     unsigned            queued:1;
     unsigned            running:1;
-    unsigned            cancelled:1;
+    uint8_t             cancelled;      /* atomic: the executor reads it */
     uint64_t            arrived_ns;
     uint64_t            started_ns;     /* handed to the backend */
     uint64_t            deadline_ns;    /* the module's; 0: none */
@@ -187,7 +188,13 @@ int ksv_sched_next_batch(ksv_sched_t *s, ksv_frames_t *in,
  * of the batch; `out` is emptied. */
 void ksv_sched_complete(ksv_sched_t *s, ksv_frames_t *out, int rc);
 
-/* Whether the running request `id` (the backend's id) was cancelled. */
+/* Answers every request of the running batch with an error (the
+ * watchdog's). */
+void ksv_sched_fail_running(ksv_sched_t *s, ksv_status_t code,
+    const char *message);
+
+/* Whether the running request `id` (the backend's id) was cancelled;
+ * safe from the executor thread while the batch runs. */
 int ksv_sched_is_cancelled(const ksv_sched_t *s, uint64_t id);
 
 #endif /* KSV_SCHED_H */

@@ -296,7 +296,7 @@ main(int argc, char **argv)
         rc = 1;
     } else {
         server.run = ksv_cuda_run;
-        server.wait = NULL;
+        server.idle = NULL;
         server.stop = ksv_cuda_stop;
         server.data = &engine;
         rc = ksv_instance_serve(inst, &m.config, m.instance_name,

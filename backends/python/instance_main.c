@@ -36,20 +36,19 @@
 
 /* ---- main ------------------------------------------------------------------ */
 
-/* model threads may run while we wait */
-static int
-ksv_py_wait(void *data, struct pollfd *fds, nfds_t n,
-    const struct timespec *timeout)
+/* the model's own threads run while the executor waits for a batch */
+static void
+ksv_py_idle(void *data, int begin)
 {
-    int  rc;
+    static PyThreadState  *saved;
 
     (void) data;
 
-    Py_BEGIN_ALLOW_THREADS
-    rc = ppoll(fds, n, timeout, NULL);
-    Py_END_ALLOW_THREADS
-
-    return rc;
+    if (begin) {
+        saved = PyEval_SaveThread();
+    } else {
+        PyEval_RestoreThread(saved);
+    }
 }
 
 
@@ -125,7 +124,7 @@ main(int argc, char **argv)
         ctx.model_name = ksv_str_c(o.model);
         ctx.model_version = ksv_str_c(o.version);
         server.run = ksv_py_run;
-        server.wait = ksv_py_wait;
+        server.idle = ksv_py_idle;
         server.stop = NULL;
         server.data = &ctx;
         rc = ksv_instance_serve(inst, &m.config, m.instance_name,

@@ -3,8 +3,9 @@
 Binaries come from $KSV_BUILD (default build/).  Every process a test
 starts is stopped by its pid when the test (or the module, for a
 module-scoped fixture) ends, and so is anything it left behind among its
-descendants.  Everything listens on ipc:// sockets in a per-test
-temporary directory or on 127.0.0.1.
+descendants (or, for processes that outlive their parent on purpose,
+among the processes started with its run directory: with_argument()).
+Everything listens on ipc:// sockets in a per-test temporary directory.
 """
 
 import os
@@ -72,6 +73,25 @@ def descendants(pid):
         out.extend(kids)
         todo.extend(kids)
     return out
+
+
+def with_argument(value):
+    """[(pid, argv)] of live processes with value among their arguments:
+    how a test finds what it started when it is nobody's child any more
+    (instances outlive a killed worker)."""
+    found = []
+    want = value.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if want in argv and alive(int(entry)):
+            found.append((int(entry), [a.decode() for a in argv]))
+    return found
 
 
 def alive(pid):

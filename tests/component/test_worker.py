@@ -1,18 +1,21 @@
-"""kserve-worker on its own: a client played by hand, fake instances.
+"""kserve-worker on its own: the control plane, with fake instances.
 
 The worker runs on a throwaway repository with tests/tools/fake_instance.py
-as its Python instance binary (every input comes back as an output, see
-that file), and each test plays the nginx module's DEALER with frames from
-tests/tools/ksv_wire.py.  Covers the index, routing, versions, errors,
-malformed frames, the batcher's wait, deadlines, queue bounds, an
-instance killed with SIGKILL, and a clean shutdown.
+as its Python instance binary (each fake binds its data socket, sends
+READY with that endpoint, answers every INFER at once with its inputs and
+counts them in its statistics page), and each test plays an nginx
+worker: the control DEALER and, to reach the instances the index lists,
+the data ROUTER (tests/component/peers.py).  Covers the index and the
+instances in it, pushes, STATS summed from the instances' pages, what
+the worker refuses (INFER, malformed control messages, instances that
+misbehave), instances that die, adoption after a worker restart, and a
+clean shutdown.  Queueing, batching and deadlines are the instances'
+(test_python_instance.py).
 """
 
-import itertools
 import json
 import os
 import signal
-import struct
 import subprocess
 import time
 
@@ -20,7 +23,9 @@ import pytest
 import zmq
 
 import ksv_wire as w
-from processes import TOOLS, Process, built, children, wait_until
+from peers import IDS, ControlClient, DataClient, models_of
+from processes import (TOOLS, Process, alive, built, children, wait_until,
+                       with_argument)
 
 MODELS = {
     "echo": ('backend: "python"\n'
@@ -31,22 +36,20 @@ MODELS = {
              '           dims: [ 4 ] } ]\n'
              'optimization { cuda { graphs: true } }\n',
              [1, 2], {}),
-    "slow": ('backend: "python"\n'
-             'dynamic_batching {\n'
-             '  default_queue_policy { max_queue_size: 2 } }\n',
-             [1], {"sleep_ms": 600}),
-    # a 400 ms queue delay: long enough to see whether a batch waited
-    "waiter": ('backend: "python"\n'
-               'max_batch_size: 32\n'
-               'dynamic_batching { max_queue_delay_microseconds: 400000 }\n',
-               [1], {"sleep_ms": 100}),
-    # answers in arrival order, two instances: one may hang ("hang")
-    # while the other answers what arrives after
-    "ordered": ('backend: "python"\n'
-                'instance_group [ { count: 2 kind: KIND_CPU } ]\n'
-                'dynamic_batching { preserve_ordering: true }\n', [1], {}),
+    # one instance that takes a second to start: the tests that kill it
+    # can see it listed as dead before its replacement is ready
+    "single": ('backend: "python"\n', [1], {"init_sleep_ms": 1000}),
+    # two instances whose pages the STATS test sums
+    "counted": ('backend: "python"\n'
+                'instance_group [ { count: 2 kind: KIND_CPU } ]\n',
+                [1], {}),
+    "nostats": ('backend: "python"\n', [1], {"no_stats": True}),
     "broken": ('backend: "python"\n', [1],
                {"init_error": "initialize failed: boom"}),
+    "no_endpoint": ('backend: "python"\n', [1], {"ready": "no_endpoint"}),
+    "wrong_instance": ('backend: "python"\n', [1],
+                       {"ready": "wrong_instance"}),
+    "garbage": ('backend: "python"\n', [1], {"ready": "garbage"}),
     "onnx": ('backend: "onnxruntime"\n', [1], {}),
     "badcfg": ('name: "badcfg"\ninput { dims: [ 1 2 ] }\n', [1], {}),
     "auto": ('', [3], {}),          # no backend, model.py present: python
@@ -55,16 +58,15 @@ MODELS = {
             'instance_group { count: 1 kind: KIND_GPU }\n', [1], {}),
 }
 
-SLOW_MS = MODELS["slow"][2]["sleep_ms"]
-
-# --execute-timeout of the module's worker: a batch without a deadline
-# counts as hung after this (plus the 1 s grace)
+# --execute-timeout and --orphan-grace of the module's worker, passed on
+# to every instance
 EXECUTE_TIMEOUT_MS = 1500
-GRACE_MS = 1000
+ORPHAN_GRACE_S = 10
 
 
-def make_repository(root):
-    for name, (config, versions, fake) in MODELS.items():
+def make_repository(root, names):
+    for name in names:
+        config, versions, fake = MODELS[name]
         d = os.path.join(root, name)
         os.makedirs(d)
         with open(os.path.join(d, "config.pbtxt"), "w") as f:
@@ -78,85 +80,86 @@ def make_repository(root):
 
 
 class Worker(Process):
-    def __init__(self, tmp):
+    """kserve-worker on tmp/models (made on first use, from `models`),
+    run directory tmp/run, listening on ipc://tmp/front.sock.  A second
+    Worker on the same tmp is a restarted worker on the same run dir."""
+
+    def __init__(self, tmp, models=MODELS, log="worker.log"):
         self.repo = str(tmp / "models")
         self.run_dir = str(tmp / "run")
         self.endpoint = "ipc://%s/front.sock" % tmp
-        make_repository(self.repo)
+        if not os.path.isdir(self.repo):
+            make_repository(self.repo, models)
         super().__init__("kserve-worker", [
             built("kserve-worker"), "--repository", self.repo,
-            "--listen", self.endpoint, "--listen", "tcp://127.0.0.1:*",
-            "--run-dir", self.run_dir,
+            "--listen", self.endpoint, "--run-dir", self.run_dir,
             "--python-instance", os.path.join(TOOLS, "fake_instance.py"),
             "--execute-timeout", str(EXECUTE_TIMEOUT_MS),
-            "--log-level", "debug"], str(tmp / "worker.log"))
+            "--orphan-grace", str(ORPHAN_GRACE_S),
+            "--log-level", "debug"], str(tmp / log))
 
     def instances(self, model):
-        """[(pid, argv)] of the instance processes serving model."""
+        """[(pid, argv)] of the instance processes it spawned for model."""
         return [(pid, argv) for pid, argv in children(self.pid)
                 if model in argv]
 
     def instance_pids(self, model):
         return [pid for pid, _ in self.instances(model)]
 
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stops the worker, then whatever instances of its run directory
+        outlived it (adopted ones are not its children)."""
+        rc = super().stop(sig, timeout)
+        for pid, _ in with_argument(self.run_dir):
+            os.kill(pid, signal.SIGKILL)
+        return rc
 
-class Client:
-    """The nginx module's side: a DEALER, no delimiter frame."""
 
-    ids = itertools.count(1000)
-
-    def __init__(self, ctx, endpoint):
-        self.s = ctx.socket(zmq.DEALER)
-        self.s.setsockopt(zmq.LINGER, 0)
-        self.s.connect(endpoint)
-
-    def close(self):
-        self.s.close()
-
-    def send(self, frames):
-        self.s.send_multipart(frames)
-
-    def recv(self, timeout_ms=3000):
-        if not self.s.poll(timeout_ms):
-            return None
-        return self.s.recv_multipart()
-
-    def infer(self, model, version="", request_id="", timeout_ms=0,
-              data=b"\0" * 16):
-        id_ = next(self.ids)
-        self.send([w.infer(id_, model, version,
-                           [("INPUT0", "FP32", [4], len(data))],
-                           request_id, timeout_ms), data])
-        return id_
-
-    def answer(self, timeout_ms=3000):
-        """The next reply, INFER_REPLY (with "frames") or ERROR; None when
-        nothing came within timeout_ms."""
-        frames = self.recv(timeout_ms)
-        if frames is None:
-            return None
-        return w.decode_message(frames, (w.INFER_REPLY, w.ERROR))
-
-    def index(self, known=0):
-        """-> (generation, full, {model: (config, versions)})"""
-        self.send([w.index(next(self.ids), known)])
-        frames = self.recv()
-        assert frames is not None, "no INDEX_REPLY"
-        m = w.decode_message(frames, w.INDEX_REPLY)
-        return m["generation"], m["full"], {
-            cfg["name"]: (cfg, versions) for cfg, versions in m["models"]}
+def versions(client, model):
+    """{version: VersionStatus} of model in a fresh index."""
+    return dict((v[0], v) for v in client.index()[2].get(model, (0, []))[1])
 
 
 def wait_state(client, model, version, state, timeout=10.0):
     """The reason once model's version is in state, None if it never is."""
     def reason():
-        _, _, models = client.index()
-        for v, st, why in models.get(model, (None, []))[1]:
-            if v == version and st == state:
-                return (why,)
-        return None
+        v = versions(client, model).get(version)
+        return (v[2],) if v is not None and v[1] == state else None
     found = wait_until(reason, timeout, 0.05)
     return found[0] if found else None
+
+
+def wait_instances(client, model, version, count, timeout=10.0):
+    """The instances of model's version once exactly `count` are listed,
+    every one READY; None if that never happens."""
+    def ready():
+        v = versions(client, model).get(version)
+        if v is None or len(v.instances) != count or \
+                any(i.state != w.READY_STATE for i in v.instances):
+            return None
+        return v.instances
+    return wait_until(ready, timeout, 0.05)
+
+
+def pushed_instance(client, pid, timeout=5.0):
+    """The first INDEX_REPLY pushed to client that lists the instance of
+    pid not READY: (that instance, the reply); (None, None) if none came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = client.push(int((deadline - time.monotonic()) * 1000) + 1)
+        if m is None:
+            break
+        for _, vs in m["models"]:
+            for v in vs:
+                for i in v.instances:
+                    if i.pid == pid and i.state != w.READY_STATE:
+                        return i, m
+    return None, None
+
+
+def echo_input():
+    import numpy as np
+    return [("INPUT0", "FP32", np.arange(4, dtype=np.float32))]
 
 
 @pytest.fixture(scope="module")
@@ -176,18 +179,19 @@ def worker(tmp_path_factory, zctx):
 
 @pytest.fixture
 def client(worker, zctx):
-    """A fresh DEALER per test, so no test reads another's late replies."""
-    c = Client(zctx, worker.endpoint)
+    """A fresh control DEALER per test, so no test reads another's
+    replies or pushes."""
+    c = ControlClient(zctx, worker.endpoint)
     yield c
     c.close()
 
 
-def infer_ok(c, model="echo"):
-    """A valid INFER is answered: the worker is alive and serving."""
-    id_ = c.infer(model, request_id="probe", data=bytes(range(16)))
-    m = c.answer()
-    return (m is not None and m["kind"] == w.INFER_REPLY and
-            m["id"] == id_ and m["frames"] == [bytes(range(16))])
+@pytest.fixture
+def data(zctx):
+    """A fresh data ROUTER per test: an nginx worker's side of instances."""
+    d = DataClient(zctx)
+    yield d
+    d.close()
 
 
 # ---- the index --------------------------------------------------------------
@@ -216,7 +220,9 @@ def have_gpu():
 
 def test_instance_group_count_per_listed_gpu(client, worker):
     """count per listed GPU, device 0 without a list; KIND_GPU runs as
-    KIND_CPU (same device ids) on a machine without a GPU"""
+    KIND_CPU (same device ids) on a machine without a GPU; every instance
+    gets the run directory, its version's instance count and the
+    worker's timeouts"""
     assert wait_state(client, "gpu", 1, w.READY_STATE) == "", "gpu ready"
     argvs = [argv for _, argv in worker.instances("gpu")]
     got = sorted((a[a.index("--instance") + 1], a[a.index("--kind") + 1],
@@ -227,9 +233,16 @@ def test_instance_group_count_per_listed_gpu(client, worker):
     if not have_gpu():
         assert "KIND_GPU but this machine has no GPU" in worker.log()
     a = argvs[0]
-    assert a[a.index("--connect") + 1] == \
+
+    def arg(name):
+        return a[a.index(name) + 1]
+    assert arg("--connect") == \
         "ipc://%s/instances.sock" % worker.run_dir, a
-    assert a[a.index("--version") + 1] == "1", a
+    assert arg("--version") == "1", a
+    assert arg("--run-dir") == worker.run_dir and arg("--bind") == "ipc", a
+    assert arg("--instances") == "5", a
+    assert arg("--execute-timeout") == str(EXECUTE_TIMEOUT_MS), a
+    assert arg("--orphan-grace") == str(ORPHAN_GRACE_S), a
 
 
 def test_index_carries_configs_and_generation(client):
@@ -246,134 +259,225 @@ def test_index_carries_configs_and_generation(client):
     assert gen2 == gen and full2 == 0, "same generation: short answer"
 
 
-# ---- INFER ------------------------------------------------------------------
-
-def test_infer_round_trip(client):
-    """outputs moved through, client id kept, newest version by default"""
+def test_index_lists_each_ready_instance_with_its_endpoint_and_pid(
+        client, worker):
     c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    data = bytes(range(16))
-    id_ = c.infer("echo", request_id="r1", data=data)
-    m = c.answer()
-    assert m and m["kind"] == w.INFER_REPLY and m["id"] == id_, m
-    assert m["request_id"] == "r1" and m["version"] == "2", m
-    assert m["outputs"] == [("OUTPUT0", "FP32", [4], 16)], m
-    assert m["frames"] == [data], "output bytes"
+    for version in (1, 2):
+        got = wait_instances(c, "echo", version, 2)
+        assert got is not None, versions(c, "echo")
+        assert sorted(i.name for i in got) == ["echo_0", "echo_1"], got
+        for i in got:
+            # the fake binds where the real instance does
+            assert i.endpoint == "ipc://%s/%d.sock" % (worker.run_dir, i.pid)
+            assert i.state == w.READY_STATE and i.reason == "", i
+    spawned = set(worker.instance_pids("echo"))
+    listed = {i.pid for v in versions(c, "echo").values()
+              for i in v.instances}
+    assert listed == spawned and len(listed) == 4, (listed, spawned)
+    # a version that never became ready has no instance to list
+    assert versions(c, "broken")[1].instances == []
 
-    id_ = c.infer("echo", version="1")
-    m = c.answer()
-    assert m and m["id"] == id_ and m["version"] == "1", m
+
+def test_index_endpoints_are_where_the_instances_answer(client, data):
+    """what nginx does with the index: send INFER to a listed endpoint"""
+    listed = wait_instances(client, "echo", 2, 2)
+    assert listed is not None
+    for i in listed:
+        id_ = data.infer(i.endpoint, "echo", echo_input(), version="2",
+                         request_id="r1")
+        m = data.answer()
+        assert m and m["kind"] == w.INFER_REPLY and m["id"] == id_, m
+        assert m["endpoint"] == i.endpoint and m["request_id"] == "r1", m
+        assert m["outputs"] == [("OUTPUT0", "FP32", [4], 16)], m
 
 
-def test_many_at_once_on_both_instances(client):
+def test_infer_sent_to_the_worker_is_refused_as_unavailable(client):
+    """the worker is never on the infer path"""
+    id_ = next(IDS)
+    client.send(w.infer_arrays(id_, "echo", echo_input()))
+    m = w.decode_message(client.recv(), w.ERROR)
+    assert m["id"] == id_ and m["code"] == w.UNAVAILABLE, m
+    assert "send INFER to an instance endpoint" in m["message"], m
+
+
+# ---- instances that die -----------------------------------------------------
+
+def test_killed_instance_stays_listed_unavailable_until_its_replacement(
+        client, worker):
+    """kill -9: listed UNAVAILABLE with the reason while its replacement
+    starts (a second), then the replacement with another pid and
+    endpoint; the generation moves each time"""
     c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    ids = {c.infer("echo", request_id=str(i)) for i in range(50)}
-    got = set()
-    for _ in range(50):
-        m = c.answer()
-        assert m is not None, "only %d of 50 answered" % len(got)
-        got.add(m["id"])
-    assert got == ids, "50 concurrent answers"
+    listed = wait_instances(c, "single", 1, 1)
+    assert listed is not None, versions(c, "single")
+    victim = listed[0]
+    gen = c.index()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+
+    def dead():
+        v = versions(c, "single")[1]
+        return v.instances if v.instances and \
+            v.instances[0].state != w.READY_STATE else None
+    down = wait_until(dead, 5, 0.02)
+    assert down is not None, "never listed as dead: %r" % (
+        versions(c, "single"),)
+    assert len(down) == 1, down
+    d = down[0]
+    assert (d.name, d.pid, d.endpoint) == \
+        (victim.name, victim.pid, victim.endpoint), (d, victim)
+    assert d.state == w.UNAVAILABLE_STATE and "signal 9" in d.reason, d
+    gen_down = c.index()[0]
+    assert gen_down != gen, "generation moved when it died"
+    v = versions(c, "single")[1]
+    assert v[1] == w.UNAVAILABLE_STATE and "signal 9" in v[2], \
+        "its only instance is gone: the version is unavailable: %r" % (v,)
+
+    back = wait_instances(c, "single", 1, 1)
+    assert back is not None, "no replacement: %r" % (versions(c, "single"),)
+    new = back[0]
+    assert new.pid != victim.pid and new.endpoint != victim.endpoint, new
+    assert new.pid in worker.instance_pids("single")
+    assert c.index()[0] not in (gen, gen_down), "generation moved again"
+    assert wait_state(c, "single", 1, w.READY_STATE) == ""
 
 
-def test_model_error_reaches_the_client(client):
-    c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    id_ = c.infer("echo", request_id="error")
-    m = c.answer()
-    assert m and m["kind"] == w.ERROR and m["id"] == id_ and \
-        m["code"] == w.INTERNAL and m["message"] == "model error", m
-
-
-def test_resolution_errors(client):
-    c = client
-    assert wait_state(c, "onnx", 1, w.UNAVAILABLE_STATE) is not None
-    assert wait_state(c, "broken", 1, w.UNAVAILABLE_STATE) is not None
-    id_ = c.infer("nope")
-    m = c.answer()
-    assert m and m["id"] == id_ and m["code"] == w.NOT_FOUND and \
-        m["message"] == "Request for unknown model: 'nope' is not found", m
-    c.infer("echo", version="3")
-    m = c.answer()
-    assert m and m["code"] == w.NOT_FOUND and m["message"] == \
-        "Request for unknown model: 'echo' version 3 is not found", m
-    t0 = time.monotonic()
-    c.infer("broken")
-    m = c.answer()
-    assert m and m["code"] == w.UNAVAILABLE and "boom" in m["message"], m
-    c.infer("onnx")
-    m = c.answer()
-    assert m and m["code"] == w.UNAVAILABLE and \
-        "backend 'onnxruntime' is not supported" in m["message"], m
-    assert time.monotonic() - t0 < 0.5, "not-ready answers are immediate"
-
-
-def test_stats_count_what_ran(client):
-    """STATS_REPLY decodes field for field, and counts the fake's work"""
-    c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    assert infer_ok(c)
-    c.send([w.stats(next(c.ids), "echo")])
-    m = w.decode_message(c.recv(), w.STATS_REPLY)
-    by_version = {s["version"]: s for s in m["models"]}
-    assert set(by_version) == {"1", "2"} and \
-        {s["name"] for s in m["models"]} == {"echo"}, m
-    s = by_version["2"]
-    assert s["success"][0] >= 1 and s["inference_count"] >= 1 and \
-        s["execution_count"] >= 1 and s["last_inference"] > 0, s
-    assert s["compute_infer"][0] >= 1 and s["batch"], s
-
-    id_ = next(c.ids)
-    c.send([w.stats(id_, "nope")])
-    m = w.decode_message(c.recv(), w.ERROR)
-    assert m["id"] == id_ and m["code"] == w.NOT_FOUND, m
-
-
-# ---- the batcher waits only when another request is coming -----------------
-
-def test_lone_request_does_not_wait_the_queue_delay(client):
-    """waiter: 100 ms a batch, max_queue_delay 400 ms, 4 rows a request"""
-    c = client
-    assert wait_state(c, "waiter", 1, w.READY_STATE) == "", "waiter ready"
-
-    # nothing else arrives while it waits, so none is expected: at once
-    for _ in range(2):
+def test_index_is_pushed_unasked_to_clients_that_polled_when_one_dies(
+        client, zctx, worker):
+    """within milliseconds, so nginx stops sending there and fails what
+    it had in flight; a DEALER that never asked for the index gets none"""
+    listed = wait_instances(client, "single", 1, 1, timeout=15)
+    assert listed is not None
+    victim = listed[0]
+    never = ControlClient(zctx, worker.endpoint)
+    try:
+        client.index()              # polled once: the worker remembers it
+        client.pushed.clear()
         t0 = time.monotonic()
-        c.infer("waiter")
-        m = c.answer()
+        os.kill(victim.pid, signal.SIGKILL)
+        dead, m = pushed_instance(client, victim.pid)
         took = time.monotonic() - t0
-        assert m and m["kind"] == w.INFER_REPLY, m
-        assert took < 0.3, "a lone request waited (%.3f s)" % took
-
-    # three arrive while the first runs: the next batch waits for
-    # company and takes all three, yet goes before the full delay
-    t0 = time.monotonic()
-    first = c.infer("waiter")
-    time.sleep(0.02)
-    rest = [c.infer("waiter") for _ in range(3)]
-    got = [c.answer(3000) for _ in range(4)]
-    took = time.monotonic() - t0
-    assert [m and m["id"] for m in got] == [first] + rest, got
-    assert took < 0.1 + 0.4 + 0.1, "the batch waited past its delay " \
-        "(%.3f s)" % took
-    c.send([w.stats(next(c.ids), "waiter")])
-    m = w.decode_message(c.recv(), w.STATS_REPLY)
-    sizes = {b["batch_size"]: b for b in m["models"][0]["batch"]}
-    assert set(sizes) == {4, 12}, sizes
+        assert dead is not None, "no push listing pid %d as dead" % victim.pid
+        assert dead.state == w.UNAVAILABLE_STATE and \
+            "signal 9" in dead.reason, dead
+        assert took < 1.0, "pushed %.3f s after the death" % took
+        assert m["full"] == 1 and m["id"] == 0, m
+        assert never._recv(300) is None, "pushed to a DEALER that never asked"
+    finally:
+        never.close()
+    assert wait_instances(client, "single", 1, 1, timeout=15) is not None
 
 
-# ---- malformed frames: answered when an id can be read, never fatal ---------
+def test_last_words_in_its_statistics_page_are_the_reason(client, data):
+    """an instance that kills itself (the watchdog of a hung model)
+    leaves why in its page; the index and the version say it"""
+    words = ("did not finish a batch of 1 request(s) within 2500 ms "
+             "(its deadline + 1000 ms grace): killed as hung")
+    listed = wait_instances(client, "single", 1, 1, timeout=15)
+    assert listed is not None
+    victim = listed[0]
+    client.index()
+    client.pushed.clear()
+    data.infer(victim.endpoint, "single", echo_input(),
+               request_id="last words: " + words)
+    dead, m = pushed_instance(client, victim.pid)
+    assert dead is not None and dead.reason == words, dead
+    v = [v for v in models_of(m)["single"][1] if v[0] == 1][0]
+    assert v[1] == w.UNAVAILABLE_STATE and \
+        v[2] == "instance single_0 %s (signal 9)" % words, v
+    assert wait_instances(client, "single", 1, 1, timeout=15) is not None
+
+
+# ---- statistics -------------------------------------------------------------
+
+def test_stats_sum_every_instance_page_and_keep_those_of_dead_ones(
+        client, data, worker):
+    c = client
+    listed = wait_instances(c, "counted", 1, 2)
+    assert listed is not None, versions(c, "counted")
+    ids = [data.infer(i.endpoint, "counted", echo_input())
+           for i in listed for _ in range(3)]
+    ids.append(data.infer(listed[0].endpoint, "counted", echo_input(),
+                          request_id="error"))
+    got = data.answers(ids)
+    assert sum(m["kind"] == w.INFER_REPLY for m in got.values()) == 6, got
+
+    m = c.stats("counted")
+    assert [(s["name"], s["version"]) for s in m["models"]] == \
+        [("counted", "1")], m
+    s = m["models"][0]
+    assert s["success"][0] == 6 and s["fail"][0] == 1, s
+    assert s["execution_count"] == 7 and s["inference_count"] == 7, s
+    assert s["compute_infer"][0] == 6 and s["last_inference"] > 0, s
+    assert [b["batch_size"] for b in s["batch"]] == [1] and \
+        s["batch"][0]["compute_infer"][0] == 7, s
+
+    # the dead instance's counts stay with the version
+    os.kill(listed[0].pid, signal.SIGKILL)
+    assert wait_until(lambda: listed[0].pid not in
+                      worker.instance_pids("counted"), 5)
+    after = wait_instances(c, "counted", 1, 2)
+    assert after is not None and listed[0].pid not in \
+        [i.pid for i in after], after
+    s = c.stats("counted", "1")["models"][0]
+    assert s["success"][0] == 6 and s["fail"][0] == 1, s
+    fresh = [i for i in after if i.pid != listed[1].pid][0]
+    data.answers([data.infer(fresh.endpoint, "counted", echo_input())])
+    s = c.stats("counted", "1")["models"][0]
+    assert s["success"][0] == 7 and s["execution_count"] == 8, s
+
+
+def test_stats_of_unknown_models_and_of_every_ready_version(client):
+    c = client
+    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
+    assert wait_state(c, "broken", 1, w.UNAVAILABLE_STATE) is not None
+    m = c.stats("nope")
+    assert m["kind"] == w.ERROR and m["code"] == w.NOT_FOUND and \
+        m["message"] == "Request for unknown model: 'nope' is not found", m
+    m = c.stats("echo", "3")
+    assert m["kind"] == w.ERROR and m["code"] == w.NOT_FOUND and \
+        m["message"] == \
+        "Request for unknown model: 'echo' version 3 is not found", m
+    # a model named: every version whatever its state
+    m = c.stats("broken")
+    assert [s["version"] for s in m["models"]] == ["1"], m
+    # none named: the ready versions only
+    m = c.stats()
+    names = {(s["name"], s["version"]) for s in m["models"]}
+    assert ("echo", "1") in names and ("echo", "2") in names, names
+    assert not any(n in ("broken", "onnx", "badcfg") for n, _ in names), \
+        names
+
+
+def test_instance_without_a_statistics_page_serves_and_counts_zero(
+        client, data, worker):
+    listed = wait_instances(client, "nostats", 1, 1)
+    assert listed is not None, versions(client, "nostats")
+    data.answers([data.infer(listed[0].endpoint, "nostats", echo_input())])
+    s = client.stats("nostats")["models"][0]
+    assert s["success"] == (0, 0) and s["execution_count"] == 0, s
+    assert "no statistics page" in worker.log()
+
+
+# ---- what the worker refuses ------------------------------------------------
+
+@pytest.mark.parametrize("model,why", [
+    ("no_endpoint", "READY without a usable endpoint"),
+    ("wrong_instance", "mismatched READY"),
+    ("garbage", "it sent an unreadable message"),
+])
+def test_instance_whose_ready_is_unusable_is_killed_and_never_listed(
+        client, worker, model, why):
+    reason = wait_state(client, model, 1, w.UNAVAILABLE_STATE)
+    assert reason is not None and \
+        reason.startswith("instance %s_0 was killed (signal 9): " % model) \
+        and why in reason, reason
+    assert versions(client, model)[1].instances == [], \
+        "an instance that never was ready is not listed"
+    assert worker.proc.poll() is None
+
 
 def input0(size=16, dims=(4,), dt="FP32"):
     return [("INPUT0", dt, list(dims), size)]
-
-
-def infer_head(id_, **kw):
-    """An INFER header frame cut after its inputs, for hand-made tails."""
-    return (w.prefix(w.INFER, id_) + w.pstr("echo") + w.pstr("") +
-            w.pstr("") + struct.pack("<II", 0, 0) + w.ptensors(kw.get(
-                "inputs", [])))
 
 
 def error(id_, *needles, code=w.INVALID_ARG):
@@ -383,16 +487,15 @@ def error(id_, *needles, code=w.INVALID_ARG):
 
 DROPPED = None
 
-# (name, frames sent, what comes back)
+# (name, frames sent to the control socket, what comes back)
 MALFORMED = [
     ("short header", [b"\x01\x02"], DROPPED),
     ("empty header frame", [b""], DROPPED),
-    ("delimiter frame first (a REQ peer)",
-     [b"", w.infer(70, "echo", inputs=input0()), b"\0" * 16], DROPPED),
-    ("bad magic", [w.prefix(w.INFER, 71, magic=0x1234) +
-                   w.infer(71, "echo")[16:]], DROPPED),
+    ("delimiter frame first (a REQ peer)", [b"", w.index(70, 0)], DROPPED),
+    ("bad magic", [w.prefix(w.INDEX, 71, magic=0x1234) + b"\0" * 8],
+     DROPPED),
     ("prefix one byte short", [w.prefix(w.INDEX, 72)[:15]], DROPPED),
-    ("wrong version", [w.prefix(w.INFER, 77, version=9)],
+    ("wrong version", [w.prefix(w.INDEX, 77, version=9)],
      error(77, "protocol version 9")),
     ("unknown kind", [w.prefix(99, 78)], error(78, "unknown message kind 99")),
     ("kind 0", [w.prefix(0, 86)], error(86, "unknown message kind 0")),
@@ -402,57 +505,18 @@ MALFORMED = [
      error(0, "not a request")),
     ("INFER_REPLY from a client",
      [w.infer_reply(87, "echo", "1", "", [])], error(87, "not a request")),
-    ("truncated INFER body", [w.prefix(w.INFER, 80) + b"\x05\x00ab"],
-     error(80, "malformed INFER message")),
-    ("INFER cut inside its inputs",
-     [w.infer(88, "echo", inputs=input0())[:-12], b"\0" * 16],
-     error(88, "malformed INFER message")),
-    ("INFER without its tensor frame",
-     [w.infer(81, "echo", inputs=input0())],
-     error(81, "carries 0 tensor frame")),
-    ("INFER with one tensor frame too many",
-     [w.infer(89, "echo", inputs=input0()), b"\0" * 16, b"\0" * 16],
-     error(89, "describes 1 input tensor(s) but carries 2")),
-    ("tensor frame shorter than byte_size",
-     [w.infer(82, "echo", inputs=input0()), b"x"],
-     error(82, "byte_size 16")),
-    ("byte_size that disagrees with the shape",
-     [w.infer(83, "echo", inputs=input0(dims=(5,))), b"y" * 16],
-     error(83, "shape")),
-    ("negative dim", [w.infer(90, "echo", inputs=input0(dims=(-4,))),
-                      b"\0" * 16], error(90, "shape")),
-    ("dims whose product overflows",
-     [w.infer(91, "echo", inputs=input0(dims=(2**62, 2**62, 4))),
-      b"\0" * 16], error(91, "shape")),
-    ("byte_size of 2^64-1",
-     [w.infer(92, "echo", inputs=input0(size=2**64 - 1)), b"\0" * 16],
-     error(92, "byte_size 18446744073709551615")),
-    ("ninputs 2^32-1", [infer_head(93)[:-4] + b"\xff\xff\xff\xff"],
-     error(93, "malformed INFER message")),
-    ("ninputs over the cap",
-     [infer_head(94)[:-4] + struct.pack("<I", w.MAX_TENSORS + 1) +
-      (w.pstr("x") + b"\x0b\x00" + struct.pack("<Q", 0)) * 1025] +
-     [b""] * 1025, error(94, "malformed INFER message")),
-    ("ndims 255", [infer_head(95)[:-4] + struct.pack("<I", 1) +
-                   w.pstr("INPUT0") + b"\x0b\xff" + b"\0" * 64, b""],
-     error(95, "malformed INFER message")),
-    ("datatype 200", [infer_head(96)[:-4] + struct.pack("<I", 1) +
-                      w.pstr("INPUT0") + b"\xc8\x00" +
-                      struct.pack("<Q", 0), b""],
-     error(96, "malformed INFER message")),
-    ("string longer than the frame",
-     [w.prefix(w.INFER, 97) + b"\xff\xff" + b"echo"],
-     error(97, "malformed INFER message")),
-    ("noutputs 2^32-1", [infer_head(98) + b"\xff\xff\xff\xff"],
-     error(98, "malformed INFER message")),
-    ("nparams 2^32-1", [infer_head(99) + struct.pack("<I", 0) +
-                        b"\xff\xff\xff\xff"],
-     error(99, "malformed INFER message")),
-    ("parameter of unknown type",
-     [infer_head(100) + struct.pack("<II", 0, 1) + w.pstr("k") + b"\x09" +
-      b"\0" * 8], error(100, "malformed INFER message")),
+    ("CANCEL sent to the worker", [w.cancel(103)],
+     error(103, "not a request")),
+    ("INFER with a truncated body",
+     [w.prefix(w.INFER, 80) + b"\x05\x00ab"],
+     error(80, "does not run models", code=w.UNAVAILABLE)),
     ("STATS cut inside its model name",
      [w.stats(102, "echo")[:-3]], error(102, "malformed STATS message")),
+    ("STATS with an extra frame", [w.stats(104, "echo"), b"x"],
+     error(104, "malformed STATS message")),
+    ("STATS with a string longer than the frame",
+     [w.prefix(w.STATS, 105) + b"\xff\xff" + b"echo"],
+     error(105, "malformed STATS message")),
     ("INDEX with an extra frame", [w.index(84, 0), b"extra"],
      error(84, "malformed INDEX message")),
     ("INDEX cut short", [w.index(101, 0)[:20]],
@@ -462,13 +526,13 @@ MALFORMED = [
 
 @pytest.mark.parametrize("frames,expect", [m[1:] for m in MALFORMED],
                          ids=[m[0] for m in MALFORMED])
-def test_malformed_frame(client, worker, frames, expect):
+def test_malformed_control_message(client, worker, frames, expect):
     c = client
     c.send(frames)
     # a client's messages are handled in order and errors are answered at
     # once, so the INDEX sent next proves a message was dropped when its
     # reply is the first thing that comes back
-    probe = next(c.ids)
+    probe = next(IDS)
     c.send([w.index(probe, 0)])
     first = c.recv()
     assert first is not None, "nothing came back, not even the INDEX"
@@ -484,187 +548,130 @@ def test_malformed_frame(client, worker, frames, expect):
         second = c.recv()
         assert second is not None and \
             w.decode(second[0], w.INDEX_REPLY)["id"] == probe
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    assert infer_ok(c), "INFER answered after: %r" % (frames[:1],)
+    assert c.stats("echo")["kind"] == w.STATS_REPLY, "STATS answered after"
     assert worker.proc.poll() is None, "worker alive after malformed input"
 
 
 def test_too_many_frames_dropped(client, worker):
     c = client
     c.send([w.index(85, 0)] + [b""] * 70000)
-    probe = next(c.ids)
+    probe = next(IDS)
     c.send([w.index(probe, 0)])
     first = c.recv()
     assert first is not None and \
         w.decode(first[0], w.INDEX_REPLY)["id"] == probe, \
         "message with too many frames dropped"
     assert c.index()[1] == 1, "index still answered"
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    assert infer_ok(c), "INFER answered after 70000 frames"
     assert worker.proc.poll() is None, "worker alive after malformed input"
 
 
-# ---- deadlines and queue bounds (slow: 600 ms a request, 1 instance) --------
-
-def test_timeout_expires_in_the_queue(client):
-    c = client
-    assert wait_state(c, "slow", 1, w.READY_STATE) == "", "slow ready"
-    a = c.infer("slow")
-    time.sleep(0.05)            # a is in flight, b waits behind it
-    t0 = time.monotonic()
-    b = c.infer("slow", timeout_ms=150)
-    m = c.answer()
-    took = time.monotonic() - t0
-    assert m and m["id"] == b and m["code"] == w.UNAVAILABLE and \
-        m["message"] == "Request timeout expired", m
-    assert 0.1 < took < 0.4, "timeout answered on time (%.3f s)" % took
-    m = c.answer()
-    assert m and m["id"] == a and m["kind"] == w.INFER_REPLY, m
-
-
-def test_queue_bound(client):
-    c = client
-    assert wait_state(c, "slow", 1, w.READY_STATE) == "", "slow ready"
-    first = c.infer("slow")
-    time.sleep(0.05)            # first is in flight, the queue is empty
-    q1, q2 = c.infer("slow"), c.infer("slow")
-    over = c.infer("slow")
-    m = c.answer()
-    assert m and m["id"] == over and \
-        m["message"] == "Exceeds maximum queue size", m
-    got = [c.answer(3000) for _ in range(3)]
-    assert [x and x["id"] for x in got] == [first, q1, q2], \
-        "queued requests served in order"
+def test_messages_from_unknown_instances_are_dropped(client, worker, zctx):
+    """the instance socket takes READY from the processes it started only"""
+    assert wait_state(client, "echo", 2, w.READY_STATE) == ""
+    before = versions(client, "echo")[2].instances
+    for routing_id, frames in [
+            (b"zzz", [w.ready("echo", 2, 0, 1, endpoint="ipc:///x")]),
+            (b"i1", [w.ready("echo", 2, 0, 1, endpoint="ipc:///x")]),
+            (b"i", [b"garbage"]),
+            (b"i99999999999999999999", [b""])]:
+        s = zctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 500)
+        s.setsockopt(zmq.ROUTING_ID, routing_id)
+        s.connect("ipc://%s/instances.sock" % worker.run_dir)
+        s.send_multipart(frames)
+        s.close()
+    assert wait_until(lambda: "message from unknown instance 'zzz' dropped"
+                      in worker.log(), 5)
+    assert sorted(versions(client, "echo")[2].instances) == sorted(before)
+    assert worker.proc.poll() is None
 
 
-# ---- instances that die -----------------------------------------------------
+# ---- a restarted worker; shutdown -------------------------------------------
 
-def test_instance_killed_fails_in_flight_and_restarts(client, worker):
-    c = client
-    assert wait_state(c, "slow", 1, w.READY_STATE) == "", "slow ready"
-    gen_before = c.index()[0]
-    pids = worker.instance_pids("slow")
-    assert len(pids) == 1, "one slow instance: %r" % pids
-    victim = c.infer("slow")
-    time.sleep(0.1)             # the victim is inside the instance
-    t0 = time.monotonic()
-    os.kill(pids[0], signal.SIGKILL)
-    m = c.answer()
-    took = time.monotonic() - t0
-    assert m and m["id"] == victim and m["code"] == w.INTERNAL and \
-        "slow_0 exited unexpectedly (signal 9)" in m["message"], m
-    assert took < 1.0, "in-flight failed within 1 s (%.3f s)" % took
-    assert c.index()[0] != gen_before, "generation moved"
-    assert wait_state(c, "slow", 1, w.READY_STATE, 5) == "", \
-        "slow ready again after restart"
-    assert worker.instance_pids("slow") != pids, "new instance process"
-    c.infer("slow")
-    m = c.answer()
-    assert m and m["kind"] == w.INFER_REPLY, "served after restart"
+def ready_by_name(client, models):
+    """{(model, version, name): (pid, endpoint)} of the READY instances."""
+    out = {}
+    for model in models:
+        for v in versions(client, model).values():
+            for i in v.instances:
+                if i.state == w.READY_STATE:
+                    out[(model, v[0], i.name)] = (i.pid, i.endpoint)
+    return out
 
 
-def test_instance_crash_leaves_the_other_serving(client):
-    """a self-inflicted crash on an echo instance; the other one serves on"""
-    c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    c.infer("echo", request_id="crash")
-    m = c.answer()
-    assert m and m["code"] == w.INTERNAL and \
-        "exited unexpectedly" in m["message"], m
-    c.infer("echo")
-    m = c.answer()
-    assert m and m["kind"] == w.INFER_REPLY, "echo served by the survivor"
+def test_instances_outlive_a_killed_worker_and_its_restart_adopts_them(
+        tmp_path, zctx):
+    """kill -9 the worker: its instances serve on; a worker started on the
+    same run directory lists them again (same pids and endpoints, from
+    <run>/instances.tab) instead of starting new ones, replaces one that
+    dies, and stops them all on SIGTERM"""
+    first = Worker(tmp_path, ("echo", "single"))
+    second = None
+    c = ControlClient(zctx, first.endpoint)
+    d = DataClient(zctx)
+    try:
+        assert wait_instances(c, "echo", 1, 2) is not None
+        assert wait_instances(c, "echo", 2, 2) is not None
+        assert wait_instances(c, "single", 1, 1) is not None
+        before = ready_by_name(c, ("echo", "single"))
+        assert len(before) == 5, before
+        with open(os.path.join(first.run_dir, "instances.tab")) as f:
+            listed = {int(line.split("\t")[0]) for line in f}
+        assert listed == {pid for pid, _ in before.values()}, listed
 
+        os.kill(first.pid, signal.SIGKILL)
+        first.proc.wait()
+        time.sleep(0.3)
+        assert all(alive(pid) for pid, _ in before.values()), \
+            "instances died with their worker"
+        pid, endpoint = before[("echo", 2, "echo_0")]
+        id_ = d.infer(endpoint, "echo", echo_input())
+        m = d.answer()
+        assert m and m["id"] == id_ and m["kind"] == w.INFER_REPLY, \
+            "served without a worker: %r" % (m,)
 
-def test_unreadable_execute_reply_fails_the_batch(client):
-    """an instance whose EXECUTE_REPLY cannot be read: its batch is
-    answered at once (not left in flight for good) and it is restarted"""
-    c = client
-    assert wait_state(c, "echo", 2, w.READY_STATE) == ""
-    c.infer("echo", request_id="garble")
-    m = c.answer()
-    assert m and m["code"] == w.INTERNAL and \
-        "malformed answer" in m["message"], m
-    for _ in range(4):
-        c.infer("echo")
-        m = c.answer()
-        assert m and m["kind"] == w.INFER_REPLY, m
+        second = Worker(tmp_path, log="worker2.log")
+        c.close()
+        c = ControlClient(zctx, second.endpoint)
+        assert wait_state(c, "single", 1, w.READY_STATE) == ""
+        assert ready_by_name(c, ("echo", "single")) == before
+        assert children(second.pid) == [], "adopted, none started"
+        assert "adopted pid %d" % pid in second.log()
 
+        # an adopted instance that dies is noticed and replaced
+        os.kill(pid, signal.SIGKILL)
+        dead = wait_until(lambda: [
+            i for i in versions(c, "echo")[2].instances
+            if i.pid == pid and i.state == w.UNAVAILABLE_STATE], 5, 0.02)
+        assert dead, versions(c, "echo")
+        assert wait_instances(c, "echo", 2, 2) is not None
+        assert len(second.instance_pids("echo")) == 1, \
+            "the replacement is the new worker's child"
 
-def test_hung_instance_is_killed_and_ordering_resumes(client, worker):
-    """an instance stuck in execute(): once its request's deadline and the
-    grace have passed, the request is answered, the answers that
-    preserve_ordering held behind it go, and the instance is replaced"""
-    c = client
-    assert wait_state(c, "ordered", 1, w.READY_STATE) == "", "ordered ready"
-    assert wait_until(lambda: len(worker.instance_pids("ordered")) == 2, 5)
-    pids = set(worker.instance_pids("ordered"))
+        pids = [p for p, _ in ready_by_name(c, ("echo", "single")).values()]
+        os.kill(second.pid, signal.SIGTERM)
+        assert second.proc.wait(8) == 0
+        assert wait_until(lambda: not any(alive(p) for p in pids), 3), \
+            "SIGTERM stops adopted instances too"
+    finally:
+        c.close()
+        d.close()
+        first.stop()
+        if second is not None:
+            second.stop()
 
-    t0 = time.monotonic()
-    hung = c.infer("ordered", request_id="hang", timeout_ms=300)
-    time.sleep(0.05)            # inside one instance; the other is free
-    later = [c.infer("ordered", timeout_ms=10000) for _ in range(3)]
-
-    # the other instance has answered them, but they wait behind hung
-    assert c.answer(800) is None, "answers held behind the hung request"
-
-    m = c.answer(3000)
-    took = time.monotonic() - t0
-    assert m and m["id"] == hung and m["code"] == w.UNAVAILABLE and \
-        "ordered_" in m["message"] and \
-        "did not finish within" in m["message"], m
-    assert 1.2 < took < 2.2, "hung after deadline + grace (%.3f s)" % took
-    got = [c.answer(1000) for _ in later]
-    assert [x and (x["id"], x["kind"]) for x in got] == \
-        [(i, w.INFER_REPLY) for i in later], "held answers released in order"
-
-    # the hung process is gone, a new one serves in its place
-    assert wait_until(lambda: len(set(worker.instance_pids("ordered"))
-                                  - pids) == 1, 5), "one instance replaced"
-    assert wait_state(c, "ordered", 1, w.READY_STATE) == ""
-    for _ in range(4):          # round robin: both instances serve
-        assert infer_ok(c, "ordered")
-    with open(worker.log_path) as f:
-        assert "hung: batch" in f.read()
-
-
-def test_hung_instance_without_deadline_uses_execute_timeout(client, worker):
-    """no module deadline: --execute-timeout bounds the batch instead"""
-    c = client
-    assert wait_state(c, "echo", 1, w.READY_STATE) == ""
-    assert wait_until(lambda: len(worker.instance_pids("echo")) == 4, 5)
-    pids = set(worker.instance_pids("echo"))
-    t0 = time.monotonic()
-    hung = c.infer("echo", version="1", request_id="hang")
-    m = c.answer(EXECUTE_TIMEOUT_MS + GRACE_MS + 2000)
-    took = time.monotonic() - t0
-    assert m and m["id"] == hung and m["code"] == w.UNAVAILABLE and \
-        "did not finish within %d ms" % (EXECUTE_TIMEOUT_MS + GRACE_MS) \
-        in m["message"], m
-    limit = (EXECUTE_TIMEOUT_MS + GRACE_MS) / 1000
-    assert limit - 0.05 < took < limit + 0.7, took
-    assert wait_until(lambda: len(set(worker.instance_pids("echo"))
-                                  - pids) == 1, 5), "one instance replaced"
-    assert wait_state(c, "echo", 1, w.READY_STATE) == ""
-    for _ in range(4):
-        c.infer("echo", version="1")
-        m = c.answer()
-        assert m and m["kind"] == w.INFER_REPLY, m
-
-
-# ---- shutdown ---------------------------------------------------------------
 
 def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
     """SIGTERM: instances stop, run dir removed, exit 0 (its own worker)"""
-    proc = Worker(tmp_path)
-    c = Client(zctx, proc.endpoint)
+    proc = Worker(tmp_path, ("echo", "single", "auto"))
+    c = ControlClient(zctx, proc.endpoint)
     try:
-        for model, version in (("echo", 2), ("echo", 1), ("slow", 1),
+        for model, version in (("echo", 2), ("echo", 1), ("single", 1),
                                ("auto", 3)):
             assert wait_state(c, model, version, w.READY_STATE) == ""
-        all_pids = [p for model in ("echo", "slow", "auto")
+        all_pids = [p for model in ("echo", "single", "auto")
                     for p in proc.instance_pids(model)]
-        assert len(all_pids) >= 4, "instances before shutdown: %r" % all_pids
+        assert len(all_pids) == 6, "instances before shutdown: %r" % all_pids
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -673,8 +680,9 @@ def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
             rc = None
         assert rc == 0, "exit status 0 on SIGTERM: %r" % rc
         assert time.monotonic() - t0 < 6, "stopped within the grace period"
-        assert not os.path.exists(proc.run_dir), "run dir removed"
-        left = [p for p in all_pids if os.path.exists("/proc/%d" % p)]
+        assert not os.path.exists(proc.run_dir), "run dir removed: %r" % (
+            os.listdir(proc.run_dir),)
+        left = [p for p in all_pids if alive(p)]
         assert left == [], "no instance left: %r" % left
     finally:
         c.close()

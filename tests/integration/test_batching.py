@@ -272,11 +272,14 @@ def test_kill_one_instance_under_load(gateway):
     assert requests.get(gateway.url + "/v2/models/%s/ready" % model,
                         timeout=5).status_code == 200
 
-    # what was running on the victim failed at once, with an error JSON
-    assert 1 <= len(failed) <= 2, failed
+    # what the victim held (running or queued: nginx spreads the six
+    # clients over both instances, so at most three) failed at once, with
+    # an error JSON naming the instance and why
+    assert 1 <= len(failed) <= 3, failed
     for start, end, status, error in failed:
-        assert status == 500, (status, error)
-        assert "exited unexpectedly" in error, error
+        assert status == 503, (status, error)
+        assert "(pid %d)" % victim in error, error
+        assert "exited unexpectedly (signal 9)" in error, error
         assert killed_at - 0.05 < end < killed_at + 1.0, end - killed_at
 
     # the survivor kept answering while its twin was down
@@ -462,8 +465,9 @@ def test_preserve_ordering(gateway):
 def test_hung_instance_does_not_hold_ordered_answers(gateway):
     """preserve_ordering behind a request whose execute() hangs (1 s
     kserve_timeout on short_url): the later request, done at once by the
-    other instance, is released when the worker gives up on the hung one
-    (deadline + 1 s grace), not held until its own deadline"""
+    other instance, is released when nginx gives up on the hung one (its
+    504 at the deadline; nginx keeps the order, per nginx worker), not
+    held until its own deadline"""
     assert gateway.wait_model_ready("ordered_sleep")
     assert wait_for(lambda: len(gateway.instances("ordered_sleep")) == 2)
     url = "/v2/models/ordered_sleep/infer"
@@ -482,7 +486,7 @@ def test_hung_instance_does_not_hold_ordered_answers(gateway):
         assert r.status_code == 504, r.text
         r, took = quick.result()
     assert r.status_code == 200, r.text
-    assert 1.5 < took < 3.0, "released after deadline + grace (%.2f s)" % took
+    assert took < 1.5, "released by the 504 at the deadline (%.2f s)" % took
 
     # the hung instance is replaced; both serve again
     assert gateway.wait_model_ready("ordered_sleep", timeout=30)

@@ -252,6 +252,7 @@ test_index_round_trip(void)
     model.config.dynamic_batching.preferred_batch_size = preferred;
     model.config.dynamic_batching.max_queue_delay_us = 2000;
 
+    memset(versions, 0, sizeof(versions));
     versions[0].version = 1;
     versions[0].state = KSV_VERSION_UNAVAILABLE;
     versions[0].reason = ksv_str_lit("initialize() raised");
