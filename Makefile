@@ -204,7 +204,7 @@ $(FUZZ_OUT)/obj/%.o: %.c $(COMMON_HDRS) $(wildcard ngx_module/ksv_*.h) \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson -lzmq
 
 fuzz-build: $(FUZZ_BINS)
 

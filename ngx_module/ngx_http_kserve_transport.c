@@ -18,6 +18,11 @@
  * through a stored pointer: a client may go away first.  Each instance
  * (a peer) also keeps the requests out there, so those fail at once,
  * with the reason, when the index says the instance died.
+ *
+ * How many requests each instance has from all nginx workers of the host
+ * is a table in the backend's shared memory zone (the header says why);
+ * each nginx worker also keeps its own count per peer, which is what it
+ * must take back from the table when it lets go of the peer.
  */
 
 
@@ -25,6 +30,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_transport.h"
 
 
@@ -39,6 +45,35 @@
 
 /* how long an instance that left the index stays connected, unused */
 #define NGX_HTTP_KSERVE_PEER_LINGER  10000
+
+/* a backend's shared outstanding counts: about 2000 instances */
+#define NGX_HTTP_KSERVE_SHPEERS_SIZE  (256 * 1024)
+
+
+/*
+ * An instance's entry in the shared table, by its endpoint (sn.str, right
+ * after the entry): the requests out there from every nginx worker, and
+ * how many peers of every nginx worker point here.  refs changes under
+ * the zone's mutex, with index updates and sweeps only; outstanding is
+ * changed by atomic adds, per request.
+ */
+typedef struct {
+    ngx_str_node_t               sn;
+    ngx_atomic_t                 outstanding;
+    ngx_uint_t                   refs;
+} ngx_http_kserve_shpeer_t;
+
+
+/*
+ * The zone's table, keyed by ngx_crc32_short() of the endpoint.  Its
+ * insert function is nginx's own ngx_str_rbtree_insert_value(): the
+ * pointer lives in shared memory across reloads, so it must not point
+ * into this module, which a reload may map elsewhere.
+ */
+struct ngx_http_kserve_shpeers_s {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+};
 
 
 /*
@@ -57,6 +92,7 @@ struct ngx_http_kserve_peer_s {
     int64_t                      version;
     ngx_uint_t                   pid;
     ngx_uint_t                   outstanding;    /* length of pending */
+    ngx_http_kserve_shpeer_t    *sh;             /* all nginx workers' */
     ngx_msec_t                   gone_time;
     unsigned                     state:2;        /* ksv_version_state_t */
     unsigned                     listed:1;       /* by the index just read */
@@ -107,6 +143,10 @@ static ngx_int_t ngx_http_kserve_send_instance(ngx_http_kserve_backend_t *b,
     ngx_log_t *log, ngx_http_kserve_peer_t **sent);
 static ngx_http_kserve_peer_t *ngx_http_kserve_peer_pick(
     ngx_http_kserve_backend_t *b, ngx_http_kserve_ready_t *rd);
+static ngx_uint_t ngx_http_kserve_peer_outstanding(
+    ngx_http_kserve_peer_t *peer);
+static void ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer,
+    ngx_int_t n);
 static ngx_int_t ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout);
@@ -156,8 +196,16 @@ static void ngx_http_kserve_peer_doom(ngx_http_kserve_backend_t *b,
 static void ngx_http_kserve_peers_fail(ngx_queue_t *doomed);
 static void ngx_http_kserve_peers_sweep(ngx_http_kserve_backend_t *b,
     ngx_uint_t all);
+static void ngx_http_kserve_shpeer_attach(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_peer_t *peer);
+static void ngx_http_kserve_shpeer_detach(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_peer_t *peer);
 static ngx_int_t ngx_http_kserve_copy_str(ngx_str_t *dst, ksv_str_t *src,
     ngx_log_t *log);
+static ngx_int_t ngx_http_kserve_shpeers_zone(ngx_conf_t *cf,
+    ngx_http_kserve_backend_t *b);
+static ngx_int_t ngx_http_kserve_shpeers_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_http_kserve_endpoint_valid(ngx_str_t *ep);
 static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
 
@@ -537,7 +585,7 @@ ngx_http_kserve_send_infer(ngx_http_kserve_backend_t *b,
     }
 
     p->peer = peer;
-    peer->outstanding++;
+    ngx_http_kserve_peer_count(peer, 1);
     ngx_queue_insert_tail(&peer->pending, &p->queue);
     p->queued = 1;
 
@@ -594,7 +642,7 @@ ngx_http_kserve_ready_peers(ngx_http_kserve_backend_t *b,
 
 /*
  * To the READY instance of rd with the fewest requests outstanding from
- * this nginx worker, else the next one.  The frames are always consumed;
+ * all nginx workers, else the next one.  The frames are always consumed;
  * *sent is the peer that took them.
  */
 
@@ -661,7 +709,7 @@ static ngx_http_kserve_peer_t *
 ngx_http_kserve_peer_pick(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_ready_t *rd)
 {
-    ngx_uint_t               i, start;
+    ngx_uint_t               i, start, n, fewest;
     ngx_http_kserve_peer_t  *peer, *best;
 
     if (rd->npeers == 0) {
@@ -671,6 +719,7 @@ ngx_http_kserve_peer_pick(ngx_http_kserve_backend_t *b,
     /* the fewest outstanding; among equals, a different one each time */
 
     best = NULL;
+    fewest = 0;
     start = b->next_peer++ % rd->npeers;
 
     for (i = 0; i < rd->npeers; i++) {
@@ -680,12 +729,51 @@ ngx_http_kserve_peer_pick(ngx_http_kserve_backend_t *b,
             continue;
         }
 
-        if (best == NULL || peer->outstanding < best->outstanding) {
+        n = ngx_http_kserve_peer_outstanding(peer);
+
+        if (best == NULL || n < fewest) {
             best = peer;
+            fewest = n;
         }
     }
 
     return best;
+}
+
+
+/*
+ * What every nginx worker has out on the peer: the shared count, read
+ * once and clamped at 0 (the adds of a crashed nginx worker stay; no
+ * decrement may make it look below nothing), or this nginx worker's own
+ * when the zone had no room for the instance.
+ */
+
+static ngx_uint_t
+ngx_http_kserve_peer_outstanding(ngx_http_kserve_peer_t *peer)
+{
+    ngx_atomic_int_t  n;
+
+    if (peer->sh == NULL) {
+        return peer->outstanding;
+    }
+
+    n = (ngx_atomic_int_t) peer->sh->outstanding;
+
+    return (n > 0) ? (ngx_uint_t) n : 0;
+}
+
+
+/* n requests more (or fewer) out on the peer: here and in the zone */
+
+static void
+ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer, ngx_int_t n)
+{
+    peer->outstanding += n;
+
+    if (peer->sh != NULL) {
+        (void) ngx_atomic_fetch_add(&peer->sh->outstanding,
+                                    (ngx_atomic_int_t) n);
+    }
 }
 
 
@@ -880,7 +968,7 @@ ngx_http_kserve_forget(ngx_http_kserve_pending_t *p, ngx_uint_t cancel)
     }
 
     if (p->peer != NULL) {
-        p->peer->outstanding--;
+        ngx_http_kserve_peer_count(p->peer, -1);
         p->peer = NULL;
     }
 
@@ -1288,7 +1376,7 @@ ngx_http_kserve_instance_reply(ngx_http_kserve_backend_t *b,
 
     ngx_queue_remove(&p->queue);
     p->queued = 0;
-    p->peer->outstanding--;
+    ngx_http_kserve_peer_count(p->peer, -1);
     p->peer = NULL;
 }
 
@@ -1831,6 +1919,11 @@ ngx_http_kserve_peer_set(ngx_http_kserve_backend_t *b,
     peer->state = state;
     peer->listed = 1;
     peer->gone = 0;
+
+    if (peer->sh == NULL) {
+        /* a new peer, or one the zone had no room for before */
+        ngx_http_kserve_shpeer_attach(b, peer);
+    }
 }
 
 
@@ -1881,7 +1974,7 @@ ngx_http_kserve_peer_doom(ngx_http_kserve_backend_t *b,
     ngx_queue_init(&d->requests);
     ngx_queue_add(&d->requests, &peer->pending);
     ngx_queue_init(&peer->pending);
-    peer->outstanding = 0;
+    ngx_http_kserve_peer_count(peer, -(ngx_int_t) peer->outstanding);
 
     ngx_queue_insert_tail(doomed, &d->link);
 }
@@ -1949,6 +2042,9 @@ ngx_http_kserve_peers_sweep(ngx_http_kserve_backend_t *b, ngx_uint_t all)
         ngx_rbtree_delete(&b->peers, &peer->sn.node);
         ngx_queue_remove(q);
 
+        /* exiting: what is still out on it is no longer this worker's */
+        ngx_http_kserve_shpeer_detach(b, peer);
+
         if (peer->name.data != NULL) {
             ngx_free(peer->name.data);
         }
@@ -1959,6 +2055,109 @@ ngx_http_kserve_peers_sweep(ngx_http_kserve_backend_t *b, ngx_uint_t all)
 
         ngx_free(peer);
     }
+}
+
+
+/*
+ * The peer's entry in the shared table: found, or made for an endpoint
+ * no nginx worker counts yet.  A peer that comes to it late (the zone was
+ * full before) brings along what it has out already.  No room: the peer
+ * is counted here alone.
+ */
+
+static void
+ngx_http_kserve_shpeer_attach(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_peer_t *peer)
+{
+    uint32_t                   hash;
+    ngx_uint_t                 refs;
+    ngx_http_kserve_shpeer_t  *sp;
+
+    if (b->sh == NULL) {
+        return;
+    }
+
+    hash = ngx_crc32_short(peer->sn.str.data, peer->sn.str.len);
+
+    ngx_shmtx_lock(&b->shpool->mutex);
+
+    sp = (ngx_http_kserve_shpeer_t *)
+             ngx_str_rbtree_lookup(&b->sh->rbtree, &peer->sn.str, hash);
+
+    if (sp == NULL) {
+        sp = ngx_slab_alloc_locked(b->shpool, sizeof(ngx_http_kserve_shpeer_t)
+                                              + peer->sn.str.len);
+        if (sp == NULL) {
+            ngx_shmtx_unlock(&b->shpool->mutex);
+
+            if (!b->logged_full) {
+                ngx_log_error(NGX_LOG_WARN, b->data.connection->log, 0,
+                              "kserve: shared zone \"%V\" is full: "
+                              "instance \"%V\" is counted by this nginx "
+                              "worker alone; further ones are not logged",
+                              &b->shm_zone->shm.name, &peer->sn.str);
+                b->logged_full = 1;
+            }
+
+            return;
+        }
+
+        sp->sn.str.data = (u_char *) (sp + 1);
+        sp->sn.str.len = peer->sn.str.len;
+        ngx_memcpy(sp->sn.str.data, peer->sn.str.data, peer->sn.str.len);
+
+        sp->sn.node.key = hash;
+        sp->outstanding = 0;
+        sp->refs = 0;
+
+        ngx_rbtree_insert(&b->sh->rbtree, &sp->sn.node);
+    }
+
+    refs = ++sp->refs;
+
+    (void) ngx_atomic_fetch_add(&sp->outstanding,
+                                (ngx_atomic_int_t) peer->outstanding);
+
+    ngx_shmtx_unlock(&b->shpool->mutex);
+
+    peer->sh = sp;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, b->data.connection->log, 0,
+                   "kserve: instance \"%V\" counted by %ui peers",
+                   &peer->sn.str, refs);
+}
+
+
+/*
+ * The peer lets go of its entry, taking back what it still has out (only
+ * when exiting: a swept peer has nothing out); the last one frees it.
+ */
+
+static void
+ngx_http_kserve_shpeer_detach(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_peer_t *peer)
+{
+    ngx_http_kserve_shpeer_t  *sp;
+
+    sp = peer->sh;
+
+    if (sp == NULL) {
+        return;
+    }
+
+    peer->sh = NULL;
+
+    ngx_shmtx_lock(&b->shpool->mutex);
+
+    (void) ngx_atomic_fetch_add(&sp->outstanding,
+                                -(ngx_atomic_int_t) peer->outstanding);
+
+    if (--sp->refs == 0) {
+        ngx_rbtree_delete(&b->sh->rbtree, &sp->sn.node);
+        ngx_slab_free_locked(b->shpool, sp);
+    }
+
+    ngx_shmtx_unlock(&b->shpool->mutex);
 }
 
 
@@ -2150,6 +2349,10 @@ ngx_http_kserve_backend_get(ngx_conf_t *cf, ngx_array_t *backends,
 
     b->index_interval = NGX_CONF_UNSET_MSEC;
 
+    if (ngx_http_kserve_shpeers_zone(cf, b) != NGX_OK) {
+        return NULL;
+    }
+
     bp = ngx_array_push(backends);
     if (bp == NULL) {
         return NULL;
@@ -2158,6 +2361,122 @@ ngx_http_kserve_backend_get(ngx_conf_t *cf, ngx_array_t *backends,
     *bp = b;
 
     return b;
+}
+
+
+/*
+ * The zone of the backend's shared outstanding counts.  It is named by
+ * the endpoint list, "kserve_instances:<endpoint> <endpoint>...", so a
+ * reload that keeps the list keeps the zone: the nginx workers of the old
+ * cycle, still finishing their requests, and those of the new one count
+ * in the same table.
+ */
+
+static ngx_int_t
+ngx_http_kserve_shpeers_zone(ngx_conf_t *cf, ngx_http_kserve_backend_t *b)
+{
+    u_char          *p;
+    size_t           len;
+    ngx_str_t        name, *ep;
+    ngx_uint_t       i;
+    ngx_shm_zone_t  *shm_zone;
+
+    ep = b->endpoints.elts;
+    len = sizeof("kserve_instances:") - 1;
+
+    for (i = 0; i < b->endpoints.nelts; i++) {
+        len += ep[i].len + 1;
+    }
+
+    name.data = ngx_pnalloc(cf->pool, len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(name.data, "kserve_instances:",
+                   sizeof("kserve_instances:") - 1);
+
+    for (i = 0; i < b->endpoints.nelts; i++) {
+        if (i > 0) {
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, ep[i].data, ep[i].len);
+    }
+
+    name.len = p - name.data;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_KSERVE_SHPEERS_SIZE,
+                                     &ngx_http_kserve_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (shm_zone->data != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "shared zone \"%V\" is already used", &name);
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_kserve_shpeers_init_zone;
+    shm_zone->data = b;
+
+    b->shm_zone = shm_zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kserve_shpeers_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_kserve_backend_t  *ob = data;
+
+    size_t                      len;
+    ngx_http_kserve_backend_t  *b;
+
+    b = shm_zone->data;
+
+    if (ob != NULL) {
+        /* a reload: the counts go on */
+        b->sh = ob->sh;
+        b->shpool = ob->shpool;
+
+        return NGX_OK;
+    }
+
+    b->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        b->sh = b->shpool->data;
+
+        return NGX_OK;
+    }
+
+    b->sh = ngx_slab_alloc(b->shpool, sizeof(ngx_http_kserve_shpeers_t));
+    if (b->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->shpool->data = b->sh;
+
+    ngx_rbtree_init(&b->sh->rbtree, &b->sh->sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    len = sizeof(" in kserve zone \"\"") + shm_zone->shm.name.len;
+
+    b->shpool->log_ctx = ngx_slab_alloc(b->shpool, len);
+    if (b->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(b->shpool->log_ctx, " in kserve zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is not an error: the instance is counted locally */
+    b->shpool->log_nomem = 0;
+
+    return NGX_OK;
 }
 
 

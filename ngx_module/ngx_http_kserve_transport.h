@@ -40,8 +40,25 @@
  * goes to an instance by starting it with a frame holding the endpoint,
  * and a reply arrives as [endpoint][header][frames...].  A DEALER could
  * only spread messages blindly; addressing lets nginx send each request
- * to the instance with the fewest requests outstanding from this nginx
- * worker, and fail exactly those that were out on an instance that died.
+ * to the instance with the fewest requests outstanding, and fail exactly
+ * those that were out on an instance that died.
+ *
+ * "Outstanding" counts the requests of every nginx worker of the host: a
+ * request that hangs on an instance, sent by one nginx worker, keeps the
+ * others from queueing behind it.  The counts are a table in a shared
+ * memory zone per backend, "kserve_instances:" followed by the endpoint
+ * list, created at configuration time and kept across reloads: an entry
+ * per instance endpoint, made (under the zone's mutex) when an index
+ * first lists the endpoint, found once per peer and the pointer kept, so
+ * a request costs one atomic add when it is sent and one when it leaves.
+ * An entry lives while any nginx worker still has a peer for it (a
+ * reference count): the last one to let the endpoint go, when it stops
+ * lingering, frees it.  An instance the zone has no room for is counted
+ * by each nginx worker alone, as before.  Known limit: an nginx worker that
+ * crashes leaves what it had outstanding in the counts, and its
+ * references, for as long as the zone lives (until nginx restarts), so
+ * those instances look that much busier; reads are clamped at 0, never
+ * below.  One that exits gracefully takes back all it still held.
  *
  * ZMQ_ROUTER_MANDATORY makes an unknown peer EHOSTUNREACH and a full
  * queue EAGAIN instead of a silent drop.  ZMQ_ROUTING_ID "n<pid>.<random
@@ -63,6 +80,7 @@
  */
 
 typedef struct ngx_http_kserve_peer_s     ngx_http_kserve_peer_t;
+typedef struct ngx_http_kserve_shpeers_s  ngx_http_kserve_shpeers_t;
 typedef struct ngx_http_kserve_ready_s    ngx_http_kserve_ready_t;
 typedef struct ngx_http_kserve_order_s    ngx_http_kserve_order_t;
 
@@ -77,6 +95,11 @@ typedef struct {
 typedef struct {
     ngx_array_t                  endpoints;      /* of ngx_str_t, NUL ended */
     ngx_msec_t                   index_interval;
+
+    /* the outstanding counts of every nginx worker, by instance */
+    ngx_shm_zone_t              *shm_zone;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_kserve_shpeers_t   *sh;
 
     /* per nginx worker, set up in init_process */
     ngx_http_kserve_socket_t     control;        /* DEALER: kserve-worker */
@@ -104,6 +127,7 @@ typedef struct {
     unsigned                     unreachable:1;  /* INDEX found no worker */
     unsigned                     logged_malformed:1;
     unsigned                     logged_stray:1;
+    unsigned                     logged_full:1;  /* no room in the zone */
 } ngx_http_kserve_backend_t;
 
 
@@ -148,7 +172,8 @@ struct ngx_http_kserve_pending_s {
 /*
  * At configuration time: the backend for an endpoint list (n > 0
  * arguments, checked here), shared with every location naming the same
- * list in the same order, or NULL after logging why.
+ * list in the same order, with its shared memory zone added; or NULL
+ * after logging why.
  */
 ngx_http_kserve_backend_t *ngx_http_kserve_backend_get(ngx_conf_t *cf,
     ngx_array_t *backends, ngx_str_t *value, ngx_uint_t n);
@@ -171,7 +196,7 @@ ngx_int_t ngx_http_kserve_writer_frame(zmq_msg_t *frame, ksv_writer_t *w);
  * Sends an INFER (frames[0] its header frame, carrying id and the
  * version's number as model_version) to an instance of version vs of
  * model ms, both from b's current index: the READY instance with the
- * fewest requests outstanding from this nginx worker, ties in turn, the
+ * fewest requests outstanding from all nginx workers, ties in turn, the
  * next one when an instance's connection is gone or its queue full.
  * Waits for the reply for at most timeout; a client that goes away, or
  * the deadline, sends CANCEL to that instance.  The frames are always

@@ -146,58 +146,23 @@ kserve_server_close(void)
 
 /* ---- replies ------------------------------------------------------------- */
 
-int
-kserve_server_send(void *socket, zmq_msg_t *frames, size_t n)
-{
-    int     failed, err;
-    size_t  i;
-
-    failed = 0;
-    err = 0;
-
-    for (i = 0; i < n; i++) {
-        if (!failed
-            && zmq_msg_send(&frames[i], socket,
-                            (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
-        {
-            failed = 1;
-            err = errno;
-        }
-        if (failed) {
-            zmq_msg_close(&frames[i]);
-        }
-    }
-
-    if (failed) {
-        errno = err;
-        return -1;
-    }
-    return 0;
-}
-
-
 /* Sends [identity copy][the writer's buffer]. */
 static void
 kserve_reply(zmq_msg_t *identity, ksv_writer_t *w)
 {
-    size_t      len;
-    uint8_t    *buf;
-    zmq_msg_t   frames[2];
+    ksv_frames_t  out;
 
-    buf = ksv_writer_detach(w, &len);
-    if (w->failed || buf == NULL) {
-        free(buf);
+    ksv_frames_init(&out);
+    if (ksv_frames_push(&out) == NULL
+        || zmq_msg_copy(&out.msgs[0], identity) != 0
+        || ksv_frames_push_writer(&out, w) != 0)
+    {
         kserve_error("cannot encode a reply: out of memory");
-        return;
-    }
 
-    zmq_msg_init(&frames[0]);
-    zmq_msg_copy(&frames[0], identity);
-    zmq_msg_init_data(&frames[1], buf, len, ksv_writer_free_cb, NULL);
-
-    if (kserve_server_send(kserve.frontend, frames, 2) != 0) {
+    } else if (ksv_frames_send(kserve.frontend, &out, ZMQ_DONTWAIT) != 0) {
         kserve_debug("reply dropped: %s", zmq_strerror(errno));
     }
+    ksv_frames_free(&out);
 }
 
 

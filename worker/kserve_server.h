@@ -38,9 +38,6 @@ void kserve_server_backend_readable(void);
 /* Pushes the index to the nginx workers when its generation moved. */
 void kserve_server_push_index(void);
 
-/* Sends frames[0..n) as one message; every frame is consumed (sent or
- * closed) whatever happens.  Returns 0, or -1 with errno. */
-int kserve_server_send(void *socket, zmq_msg_t *frames, size_t n);
 
 /* ERROR reply to a client; identity is copied, not consumed. */
 void kserve_server_error(zmq_msg_t *identity, uint64_t id,

@@ -41,6 +41,7 @@ static void kserve_instance_retire(kserve_instance_t *inst);
 static void kserve_manifest_write(void);
 static char *kserve_manifest_read(void);
 static int kserve_adopt(kserve_instance_t *inst, char *manifest);
+static void kserve_adopt_failed(kserve_version_t *v, char *manifest);
 
 
 static kserve_instance_t *
@@ -526,6 +527,16 @@ kserve_manifest_write(void)
                     (long long) inst->version->version, inst->index,
                     inst->endpoint);
         }
+        /* a version that failed stays failed for an adopting worker,
+         * rather than LOADING (not ready) until it fails again */
+        if (inst->index == 0
+            && inst->version->state == KSV_VERSION_UNAVAILABLE
+            && inst->version->supported && !kserve.shutting_down)
+        {
+            fprintf(f, "failed\t%s\t%lld\t%s\n", inst->version->model->name,
+                    (long long) inst->version->version,
+                    inst->version->reason);
+        }
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         kserve_warn("cannot write %s: %s", path, strerror(errno));
@@ -655,6 +666,35 @@ kserve_adopt(kserve_instance_t *inst, char *manifest)
 }
 
 
+/* A version the previous worker had given up on: its instances start as
+ * failed, with the reason, until one of them is ready. */
+static void
+kserve_adopt_failed(kserve_version_t *v, char *manifest)
+{
+    char        *line, *next, model[300], reason[KSERVE_REASON_MAX];
+    uint32_t     k;
+    long long    version;
+
+    for (line = manifest; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            next++;
+        }
+        if (sscanf(line, "failed\t%299[^\t]\t%lld\t%511[^\n]", model,
+                   &version, reason) != 3
+            || strcmp(model, v->model->name) != 0 || version != v->version)
+        {
+            continue;
+        }
+        snprintf(v->last_failure, sizeof(v->last_failure), "%s", reason);
+        for (k = 0; k < v->ninstances; k++) {
+            v->instances[k].failed = 1;
+        }
+        return;
+    }
+}
+
+
 int
 kserve_supervisor_pollfds(zmq_pollitem_t *items, int max)
 {
@@ -722,6 +762,7 @@ kserve_supervisor_start(void)
                 kserve_error("out of memory");
                 return -1;
             }
+            kserve_adopt_failed(v, manifest);
             for (k = 0; k < v->ninstances; k++) {
                 if (!kserve_adopt(&v->instances[k], manifest)) {
                     kserve_spawn(&v->instances[k], now);
@@ -915,6 +956,7 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     }
 
     kserve_supervisor_update(v);
+    kserve_manifest_write();            /* with the version's new state */
 }
 
 

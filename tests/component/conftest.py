@@ -1,12 +1,13 @@
 """Component fixtures: one built binary at a time, its peers played in Python.
 
-test_worker.py runs build/kserve-worker against fake instances
-(tests/tools/fake_instance.py) and a client that speaks the wire format
-through tests/tools/ksv_wire.py; test_python_instance.py runs
-build/kserve-python-instance against a daemon played the same way.
-Binaries come from $KSV_BUILD (default build/); processes.py starts and
-stops them.  When a test fails, the logs of the processes running at the
-time are attached to its report.
+test_worker.py runs build/kserve-worker (the control plane) against fake
+instances (tests/tools/fake_instance.py); test_python_instance.py runs
+build/kserve-python-instance (the data plane) against a worker's control
+socket played by the test.  Both play the nginx module's sockets with
+peers.py, in the wire format of tests/tools/ksv_wire.py.  Binaries come
+from $KSV_BUILD (default build/); processes.py starts and stops them.
+When a test fails, the logs of the processes running at the time are
+attached to its report.
 """
 
 import os

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -158,7 +159,6 @@ def pushed_instance(client, pid, timeout=5.0):
 
 
 def echo_input():
-    import numpy as np
     return [("INPUT0", "FP32", np.arange(4, dtype=np.float32))]
 
 
@@ -662,7 +662,9 @@ def test_instances_outlive_a_killed_worker_and_its_restart_adopts_them(
 
 
 def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
-    """SIGTERM: instances stop, run dir removed, exit 0 (its own worker)"""
+    """SIGTERM: every version is pushed as unavailable first, so nginx
+    stops sending; then instances stop, the run dir is removed and the
+    worker exits 0 (its own worker)"""
     proc = Worker(tmp_path, ("echo", "single", "auto"))
     c = ControlClient(zctx, proc.endpoint)
     try:
@@ -672,8 +674,15 @@ def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
         all_pids = [p for model in ("echo", "single", "auto")
                     for p in proc.instance_pids(model)]
         assert len(all_pids) == 6, "instances before shutdown: %r" % all_pids
+        c.pushed.clear()
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
+        m = c.push(2000)
+        assert m is not None, "no push on shutdown"
+        states = {(cfg["name"], v[0]): v[1:3] for cfg, vs in m["models"]
+                  for v in vs}
+        assert len(states) == 4 and set(states.values()) == \
+            {(w.UNAVAILABLE_STATE, "server is shutting down")}, states
         try:
             rc = proc.proc.wait(8)
         except subprocess.TimeoutExpired:

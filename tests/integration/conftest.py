@@ -194,6 +194,30 @@ def children_of(pid):
     return found
 
 
+def instances_of(run_dir, model=None):
+    """Pids of the live instance processes started with --run-dir run_dir
+    (and --model model, when given), whoever their parent: an instance
+    adopted by a restarted worker is not its child, and an orphan has
+    none but init.  A zombie has no command line, so it is not listed."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+
+        def arg(name):
+            return argv[argv.index(name) + 1] if name in argv[:-1] else None
+
+        if arg("--run-dir") == run_dir and arg("--model") is not None \
+                and (model is None or arg("--model") == model):
+            found.append(int(entry))
+    return sorted(found)
+
+
 class Gateway:
     """Handles to the running processes plus small HTTP helpers."""
 
@@ -209,6 +233,7 @@ class Gateway:
         self.url = "http://127.0.0.1:%d" % self.port
         self.short_url = "http://127.0.0.1:%d" % self.short_port
         self.procs = {}
+        self.run_dir = os.path.join(workdir, "worker-run")
         self.repo = os.path.join(workdir, "models")
         os.makedirs(self.repo)
         for src in ("conf/models", "tests/models"):
@@ -231,7 +256,7 @@ class Gateway:
         self.procs["worker"] = subprocess.Popen(
             [os.path.join(BUILD, "kserve-worker"), "--repository", self.repo,
              "--listen", self.endpoint,
-             "--run-dir", os.path.join(self.dir, "worker-run")],
+             "--run-dir", self.run_dir],
             stdout=subprocess.DEVNULL,
             stderr=open(self.worker_log, "a"))
 
@@ -266,6 +291,11 @@ class Gateway:
         return [pid for pid, argv in children_of(worker)
                 if "--model" in argv
                 and argv[argv.index("--model") + 1:][:1] == [model]]
+
+    def instance_pids(self, model):
+        """Pids of model's instances in this gateway's run directory, the
+        worker's children and the instances it adopted alike."""
+        return instances_of(self.run_dir, model)
 
     def wait_model_ready(self, model, timeout=30.0, in_a_row=8):
         """Ready as every nginx worker sees it: each worker polls the

@@ -143,5 +143,6 @@ class Page:
         """The last words, read by the worker when this process dies."""
         data = text.encode()[:REASON_SIZE - 1]
         self._seq()
-        self.m[_REASON_AT:_NBATCH_AT] = data + b"\0" * (REASON_SIZE - len(data))
+        pad = b"\0" * (REASON_SIZE - len(data))
+        self.m[_REASON_AT:_NBATCH_AT] = data + pad
         self._seq()
