@@ -2042,7 +2042,7 @@ ngx_http_kserve_peers_sweep(ngx_http_kserve_backend_t *b, ngx_uint_t all)
         ngx_rbtree_delete(&b->peers, &peer->sn.node);
         ngx_queue_remove(q);
 
-        /* exiting: what is still out on it is no longer this worker's */
+        /* what is still out on it (only when exiting) leaves the zone */
         ngx_http_kserve_shpeer_detach(b, peer);
 
         if (peer->name.data != NULL) {

@@ -891,7 +891,9 @@ ksv_instance_scheduler(void *arg)
     ksv_frames_init(&in);
     ksv_frames_init(&out);
 
-    while (!ksv_instance_terminate) {
+    /* after SIGTERM: no new batch, but the running one is seen through,
+     * watchdog included */
+    while (!ksv_instance_terminate || busy) {
         ksv_instance_control(inst, &msg);
         if (ksv_instance_drain(inst, &msg) != 0) {
             fprintf(stderr, "%s: zmq_msg_recv: %s\n", inst->opts->prog,
@@ -907,7 +909,7 @@ ksv_instance_scheduler(void *arg)
             ksv_sched_complete(&inst->sched, &out, rc);
         }
 
-        if (!busy) {
+        if (!busy && !ksv_instance_terminate) {
             rc = ksv_sched_next_batch(&inst->sched, &in, &deadline);
             if (rc > 0) {
                 busy = 1;
@@ -936,16 +938,6 @@ ksv_instance_scheduler(void *arg)
         }
     }
 
-    /* a batch still running finishes (SIGTERM lets finalize() follow
-     * it); its clients get their answers */
-    while (busy) {
-        if (ksv_exec_collect(&out, &rc)) {
-            ksv_sched_complete(&inst->sched, &out, rc);
-            busy = 0;
-            break;
-        }
-        usleep(1000);
-    }
     ksv_exec_stop();
 
     ksv_sched_free(&inst->sched, "the instance is shutting down");

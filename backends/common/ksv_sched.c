@@ -660,6 +660,7 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
     r->queued = 1;
     s->queued++;
     ksv_arrivals_in(&s->arrivals, r->arrived_ns);
+    r->outstanding = 1;
     ksv_request_arm(s, r);
     s->due = 1;
 
@@ -690,7 +691,9 @@ ksv_sched_cancel(ksv_sched_t *s, zmq_msg_t *identity, uint64_t client_id)
     ksv_sched_unqueue(s, r);
     ksv_table_remove(s, r);
     now = ksv_timer_now();
-    ksv_arrivals_out(&s->arrivals, now);
+    if (r->outstanding) {
+        ksv_arrivals_out(&s->arrivals, now);
+    }
     ksv_request_free(r);
     s->due = 1;
 }
@@ -902,7 +905,7 @@ ksv_sched_answer(ksv_sched_t *s, ksv_request_t *r, ksv_frames_t *out, int ok,
 
     now = ksv_timer_now();
     ksv_table_remove(s, r);
-    if (r->queued || r->running) {
+    if (r->outstanding) {
         ksv_arrivals_out(&s->arrivals, now);
     }
     if (s->stats != NULL) {

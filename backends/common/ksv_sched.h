@@ -109,6 +109,7 @@ struct ksv_request_s {
     unsigned            delayed:1;      /* in its level's delayed queue */
     unsigned            queued:1;
     unsigned            running:1;
+    unsigned            outstanding:1;  /* counted in the arrivals */
     uint8_t             cancelled;      /* atomic: the executor reads it */
     uint64_t            arrived_ns;
     uint64_t            started_ns;     /* handed to the backend */

@@ -489,11 +489,11 @@ def test_batcher_waits_only_when_another_request_is_coming(start, tmp_path):
     assert inst.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a request failed by its queue "
-                   "timeout never leaves the batcher's outstanding count "
-                   "(ksv_request_timer), so every later arrival looks busy")
 def test_lone_requests_do_not_wait_after_one_timed_out_in_the_queue(
         start, tmp_path):
+    """a request that leaves by its queue timeout leaves the batcher's
+    count of outstanding requests too, or every later arrival would look
+    like company coming"""
     inst = start(waiter(tmp_path / "repo"), "waiter")
     # after the quiet spell it waits for company: its 50 ms timeout ends it
     m, took = timed(inst, params={"timeout": 50000})
@@ -900,12 +900,10 @@ def test_hung_model_is_killed_by_its_watchdog_that_says_why(start, tmp_path):
     assert inst.page()["reason"] == m["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after SIGTERM the scheduler "
-                   "thread waits for the running batch without running its "
-                   "timers (ksv_instance_scheduler), so a hung model's "
-                   "watchdog never fires and the process never exits")
 def test_sigterm_during_a_hung_batch_still_ends_by_the_watchdog(
         start, tmp_path):
+    """SIGTERM starts no new batch but waits for the running one, with
+    its watchdog still on"""
     inst = start(hang(tmp_path / "repo"), "hang",
                  args=("--execute-timeout", "300"))
     try:

@@ -142,20 +142,31 @@ def wait_instances(client, model, version, count, timeout=10.0):
     return wait_until(ready, timeout, 0.05)
 
 
-def pushed_instance(client, pid, timeout=5.0):
-    """The first INDEX_REPLY pushed to client that lists the instance of
-    pid not READY: (that instance, the reply); (None, None) if none came."""
+def wait_push(client, found, timeout=5.0):
+    """found(pushed INDEX_REPLY) for the first push to client for which it
+    is true (pushes before it are skipped); None if none came in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = client.push(int((deadline - time.monotonic()) * 1000) + 1)
         if m is None:
-            break
+            return None
+        value = found(m)
+        if value:
+            return value
+    return None
+
+
+def pushed_instance(client, pid, timeout=5.0):
+    """The first INDEX_REPLY pushed to client that lists the instance of
+    pid not READY: (that instance, the reply); (None, None) if none came."""
+    def dead(m):
         for _, vs in m["models"]:
             for v in vs:
                 for i in v.instances:
                     if i.pid == pid and i.state != w.READY_STATE:
                         return i, m
-    return None, None
+        return None
+    return wait_push(client, dead, timeout) or (None, None)
 
 
 def echo_input():
@@ -255,8 +266,18 @@ def test_index_carries_configs_and_generation(client):
         cfg["inputs"][0]["name"] == "INPUT0", cfg
     assert len(cfg["groups"]) == 1 and cfg["groups"][0]["count"] == 2, cfg
     assert models["auto"][0]["backend"] == "python", models["auto"][0]
-    gen2, full2, _ = c.index(gen)
-    assert gen2 == gen and full2 == 0, "same generation: short answer"
+    # instances that keep failing move the generation now and then
+    for _ in range(20):
+        gen, _, _ = c.index()
+        gen2, full2, models2 = c.index(gen)
+        if gen2 != gen:
+            assert full2 == 1 and set(models2) == set(MODELS), \
+                "a generation behind: the whole index"
+            continue
+        assert full2 == 0 and models2 == {}, "same generation: short answer"
+        break
+    else:
+        pytest.fail("the generation never held still for two INDEX")
 
 
 def test_index_lists_each_ready_instance_with_its_endpoint_and_pid(
@@ -315,20 +336,21 @@ def test_killed_instance_stays_listed_unavailable_until_its_replacement(
     os.kill(victim.pid, signal.SIGKILL)
 
     def dead():
-        v = versions(c, "single")[1]
-        return v.instances if v.instances and \
+        """(generation, version 1) of one index that lists it dead"""
+        m = c.index_reply()
+        v = [v for v in models_of(m)["single"][1] if v[0] == 1][0]
+        return (m["generation"], v) if v.instances and \
             v.instances[0].state != w.READY_STATE else None
     down = wait_until(dead, 5, 0.02)
     assert down is not None, "never listed as dead: %r" % (
         versions(c, "single"),)
-    assert len(down) == 1, down
-    d = down[0]
+    gen_down, v = down
+    assert len(v.instances) == 1, v.instances
+    d = v.instances[0]
     assert (d.name, d.pid, d.endpoint) == \
         (victim.name, victim.pid, victim.endpoint), (d, victim)
     assert d.state == w.UNAVAILABLE_STATE and "signal 9" in d.reason, d
-    gen_down = c.index()[0]
     assert gen_down != gen, "generation moved when it died"
-    v = versions(c, "single")[1]
     assert v[1] == w.UNAVAILABLE_STATE and "signal 9" in v[2], \
         "its only instance is gone: the version is unavailable: %r" % (v,)
 
@@ -359,7 +381,7 @@ def test_index_is_pushed_unasked_to_clients_that_polled_when_one_dies(
         assert dead is not None, "no push listing pid %d as dead" % victim.pid
         assert dead.state == w.UNAVAILABLE_STATE and \
             "signal 9" in dead.reason, dead
-        assert took < 1.0, "pushed %.3f s after the death" % took
+        assert took < 1.5, "pushed %.3f s after the death" % took
         assert m["full"] == 1 and m["id"] == 0, m
         assert never._recv(300) is None, "pushed to a DEALER that never asked"
     finally:
@@ -390,7 +412,7 @@ def test_last_words_in_its_statistics_page_are_the_reason(client, data):
 # ---- statistics -------------------------------------------------------------
 
 def test_stats_sum_every_instance_page_and_keep_those_of_dead_ones(
-        client, data, worker):
+        client, data):
     c = client
     listed = wait_instances(c, "counted", 1, 2)
     assert listed is not None, versions(c, "counted")
@@ -413,11 +435,13 @@ def test_stats_sum_every_instance_page_and_keep_those_of_dead_ones(
 
     # the dead instance's counts stay with the version
     os.kill(listed[0].pid, signal.SIGKILL)
-    assert wait_until(lambda: listed[0].pid not in
-                      worker.instance_pids("counted"), 5)
-    after = wait_instances(c, "counted", 1, 2)
-    assert after is not None and listed[0].pid not in \
-        [i.pid for i in after], after
+
+    def replaced():
+        ready = wait_instances(c, "counted", 1, 2, timeout=0)
+        return ready if ready and listed[0].pid not in \
+            [i.pid for i in ready] else None
+    after = wait_until(replaced, 10, 0.05)
+    assert after is not None, versions(c, "counted")
     s = c.stats("counted", "1")["models"][0]
     assert s["success"][0] == 6 and s["fail"][0] == 1, s
     fresh = [i for i in after if i.pid != listed[1].pid][0]
@@ -639,11 +663,11 @@ def test_instances_outlive_a_killed_worker_and_its_restart_adopts_them(
         assert "adopted pid %d" % pid in second.log()
 
         # an adopted instance that dies is noticed and replaced
+        c.index()
+        c.pushed.clear()
         os.kill(pid, signal.SIGKILL)
-        dead = wait_until(lambda: [
-            i for i in versions(c, "echo")[2].instances
-            if i.pid == pid and i.state == w.UNAVAILABLE_STATE], 5, 0.02)
-        assert dead, versions(c, "echo")
+        dead, _ = pushed_instance(c, pid)
+        assert dead is not None and dead.state == w.UNAVAILABLE_STATE, dead
         assert wait_instances(c, "echo", 2, 2) is not None
         assert len(second.instance_pids("echo")) == 1, \
             "the replacement is the new worker's child"
@@ -677,10 +701,14 @@ def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
         c.pushed.clear()
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
-        m = c.push(2000)
-        assert m is not None, "no push on shutdown"
-        states = {(cfg["name"], v[0]): v[1:3] for cfg, vs in m["models"]
-                  for v in vs}
+
+        def shutdown_states(m):
+            states = {(cfg["name"], v[0]): tuple(v[1:3])
+                      for cfg, vs in m["models"] for v in vs}
+            return states if (w.UNAVAILABLE_STATE, "server is shutting "
+                              "down") in states.values() else None
+        states = wait_push(c, shutdown_states, 3)
+        assert states is not None, "no push on shutdown"
         assert len(states) == 4 and set(states.values()) == \
             {(w.UNAVAILABLE_STATE, "server is shutting down")}, states
         try:
