@@ -369,13 +369,14 @@ typedef enum {
 /*
  * An instance process as nginx sees it: where it takes requests, and
  * whether it does.  An instance that died stays listed (state
- * UNAVAILABLE, reason "exited with status 1", "killed by signal 9",
- * "did not finish a batch within ...") until its replacement is ready,
+ * UNAVAILABLE, reason "exited unexpectedly (signal 9)", "did not finish
+ * a batch of 1 request(s) within ... killed as hung (signal 9)") until
+ * its replacement is ready,
  * so an nginx worker can fail what it had in flight there with the
  * reason; the replacement has another pid and endpoint.
  */
 typedef struct {
-    ksv_str_t        name;              /* Triton's "<group>_<index>" */
+    ksv_str_t        name;              /* "<model>_<n>", n across groups */
     ksv_str_t        endpoint;          /* ipc://... or tcp://host:port */
     uint32_t         pid;
     uint8_t          state;             /* ksv_version_state_t */

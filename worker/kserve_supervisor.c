@@ -857,6 +857,7 @@ static void
 kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
 {
     char               how[64], what[512], msg[KSERVE_REASON_MAX];
+    int                listed;
     char               last_words[KSV_STATS_REASON];
     ksv_stats_page_t   page;
     kserve_version_t  *v = inst->version;
@@ -909,7 +910,8 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     }
 
     /* what nginx tells the clients it had in flight there */
-    if (inst->state == KSERVE_INSTANCE_READY) {
+    listed = inst->state == KSERVE_INSTANCE_READY;
+    if (listed) {
         inst->down_pid = inst->pid;
         snprintf(inst->down_endpoint, sizeof(inst->down_endpoint), "%s",
                  inst->endpoint);
@@ -927,7 +929,11 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
         inst->pidfd = -1;
     }
     inst->adopted = 0;
-    kserve_repository_touch(&kserve.repo);
+    if (listed) {
+        /* the index shows it down now (one that never was ready was
+         * never listed: nothing changed) */
+        kserve_repository_touch(&kserve.repo);
+    }
     kserve_manifest_write();
 
     if (kserve.shutting_down) {

@@ -1070,20 +1070,38 @@ ksv_sched_complete(ksv_sched_t *s, ksv_frames_t *out, int rc)
 }
 
 
+/*
+ * The watchdog's: the model still runs (and may call is_cancelled(), which
+ * reads s->running), so the requests are answered from copies of their
+ * identities and kept: the process is about to end.
+ */
 void
 ksv_sched_fail_running(ksv_sched_t *s, ksv_status_t code, const char *message)
 {
     uint32_t        i;
+    uint64_t        now;
+    ksv_writer_t    w;
+    ksv_frames_t    out;
     ksv_request_t  *r;
 
+    now = ksv_timer_now();
+    ksv_frames_init(&out);
     for (i = 0; i < s->nrunning; i++) {
         r = s->running[i];
-        s->running[i] = NULL;
-        if (r != NULL) {
-            ksv_request_fail(s, r, code, message);
+        if (s->stats != NULL) {
+            ksv_stats_request(s->stats, 0, now - r->arrived_ns, 0, NULL);
         }
+        ksv_writer_init(&w);
+        ksv_encode_error(&w, r->client_id, code, ksv_str_c(message));
+        if (ksv_frames_push(&out) != NULL
+            && zmq_msg_copy(&out.msgs[0], &r->identity) == 0
+            && ksv_frames_push_writer(&out, &w) == 0)
+        {
+            (void) ksv_frames_send(s->socket, &out, ZMQ_DONTWAIT);
+        }
+        ksv_frames_clear(&out);
     }
-    s->nrunning = 0;
+    ksv_frames_free(&out);
 }
 
 

@@ -190,7 +190,7 @@ int ksv_sched_next_batch(ksv_sched_t *s, ksv_frames_t *in,
 void ksv_sched_complete(ksv_sched_t *s, ksv_frames_t *out, int rc);
 
 /* Answers every request of the running batch with an error (the
- * watchdog's). */
+ * watchdog's, before the process ends: the requests are kept). */
 void ksv_sched_fail_running(ksv_sched_t *s, ksv_status_t code,
     const char *message);
 
