@@ -8,6 +8,7 @@
 #ifndef KSV_TEST_H
 #define KSV_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 static int  ksv_test_passed;
@@ -29,5 +30,19 @@ static int  ksv_test_failed;
         printf("%d passed, %d failed\n", ksv_test_passed, ksv_test_failed);  \
         return ksv_test_failed ? 1 : 0;                                      \
     } while (0)
+
+/* A small deterministic generator (xorshift), so a failure reproduces;
+ * each test binary has its own sequence. */
+static inline uint32_t
+rnd32(void)
+{
+    static uint64_t  s = 0x9e3779b97f4a7c15ULL;
+
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+
+    return (uint32_t) (s >> 32);
+}
 
 #endif /* KSV_TEST_H */

@@ -222,20 +222,6 @@ test_wait_until_no_one_is_expected(void)
 }
 
 
-/* a small deterministic generator, so a failure reproduces */
-static uint32_t
-rnd32(void)
-{
-    static uint64_t  s = 0x9e3779b97f4a7c15ULL;
-
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-
-    return (uint32_t) (s >> 32);
-}
-
-
 /* Whatever the queue, a decision is a prefix that fits, or a wait that
  * ends before the delay is up. */
 

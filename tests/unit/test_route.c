@@ -10,20 +10,6 @@
 #include "ksv_test.h"
 
 
-/* a small deterministic generator, so a failure reproduces */
-static uint32_t
-rnd32(void)
-{
-    static uint64_t  s = 0x9e3779b97f4a7c15ULL;
-
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-
-    return (uint32_t) (s >> 32);
-}
-
-
 static void
 peers(ksv_route_peer_t *p, size_t n, const uint32_t *w)
 {

@@ -28,20 +28,6 @@ record(ksv_timer_t *t)
 }
 
 
-/* a small deterministic generator, so a failure reproduces */
-static uint32_t
-rnd32(void)
-{
-    static uint64_t  s = 0x9e3779b97f4a7c15ULL;
-
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-
-    return (uint32_t) (s >> 32);
-}
-
-
 /* The heap's invariants: every parent is due no later than its
  * children, and every timer knows its slot. */
 
