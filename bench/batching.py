@@ -19,6 +19,7 @@ shared machine hits both alike:
 
   concurrency 64  infer/s, against the ideal 32 / 2 ms = 16,000/s
                   (batched) and 1 / 2 ms = 500/s (not batched)
+  concurrency 16  infer/s, against the ideal 16 / 2 ms = 8,000/s
   concurrency 1   p50 / p99: what the batcher adds to a lone client
 
 Around every run it reads the worker's statistics (GET
@@ -174,6 +175,7 @@ def best(runs, model, conc, key):
 
 def report(runs, args, started):
     b64 = best(runs, BATCHED, 64, "rps")
+    b16 = best(runs, BATCHED, 16, "rps")
     a64 = best(runs, ALONE, 64, "rps")
     b1 = best(runs, BATCHED, 1, "p50")
     a1 = best(runs, ALONE, 1, "p50")
@@ -239,6 +241,10 @@ def report(runs, args, started):
             r["instances_cpu_us"]))
     lines += [
         "",
+        "At concurrency 16 the batched model does %.0f infer/s, %.0f%% of"
+        " the ideal 16 / 2 ms = 8,000/s (at 64: %.0f%% of 16,000/s)."
+        % (b16["rps"], 100 * b16["rps"] / 8000, 100 * b64["rps"] / 16000),
+        "",
         "## Latency of a lone client (concurrency 1)",
         "",
         "| model | p50 ms | p99 ms | mean queue wait ms | infer/s |",
@@ -253,7 +259,7 @@ def report(runs, args, started):
         "What the batcher adds at concurrency 1: p50 %+.2f ms, p99 %+.2f ms"
         " (the queue delay is 1 ms; the worker dispatches a lone request"
         " at once when no other is expected within it, see"
-        " `worker/kserve_scheduler.h`)." % (
+        " `backends/common/ksv_batcher.h`)." % (
             (b1["p50_us"] - a1["p50_us"]) / 1e3,
             (b1["p99_us"] - a1["p99_us"]) / 1e3),
         "",
@@ -293,7 +299,7 @@ def main():
         for model in (BATCHED, ALONE):
             run_wrk(gw.url("/v2/models/%s/infer" % model), body_path, 64, 2)
         for _ in range(args.rounds):
-            for conc in (64, 1):
+            for conc in (64, 16, 1):
                 for model in (BATCHED, ALONE):
                     runs.append(measure(gw, model, conc, args.secs,
                                         body_path))

@@ -603,100 +603,83 @@ ksv_instance_orphan_check(ksv_timer_t *t)
 /* ---- the executor: the thread that runs the model ------------------------- */
 
 /*
- * Two threads.  The scheduler thread owns both sockets, the queue and the
- * one timer heap: it receives, answers, expires, cancels and decides
- * batches whatever the model is doing.  The executor is the process's
- * main thread (the one the backend initialized, where Python wants its
- * model to run): it waits for a batch, runs it, hands the reply back.
- * One batch at a time crosses between them, under one mutex; the
- * executor's "done" is an eventfd in the scheduler's poll set.
+ * Two threads share the scheduler under one mutex.  The scheduler thread
+ * owns the wait: it sleeps in ppoll on both sockets and the timer heap,
+ * and whenever it wakes it receives, expires, cancels and, when the
+ * executor is idle, decides the next batch and hands it over.  The
+ * executor is the process's main thread (the one the backend
+ * initialized, where Python wants its model to run): it runs a batch
+ * without the mutex, then takes it to answer the batch's clients itself,
+ * read what arrived meanwhile and decide the next batch, so a busy model
+ * goes from batch to batch without waking the other thread.  It only
+ * waits (on a condition variable) when nothing is due, and then tells
+ * the scheduler thread through an eventfd, since its sends may have
+ * swallowed the sockets' readiness and its batcher may have set a timer.
  */
 
 typedef enum {
     KSV_EXEC_IDLE = 0,
     KSV_EXEC_READY,                     /* a batch waits for the executor */
-    KSV_EXEC_DONE,                      /* its reply waits for the scheduler */
+    KSV_EXEC_RUNNING,
     KSV_EXEC_STOP
 } ksv_exec_state_e;
 
 typedef struct {
-    pthread_mutex_t   lock;
+    pthread_mutex_t   lock;             /* the scheduler, sockets, timers */
     pthread_cond_t    cond;
     ksv_exec_state_e  state;
-    ksv_frames_t      in;
-    ksv_frames_t      out;
-    int               rc;
-    int               done_fd;          /* eventfd */
+    ksv_frames_t      in;               /* the batch handed over */
+    int               wake_fd;          /* eventfd: executor -> scheduler */
 } ksv_exec_t;
 
 static ksv_exec_t  ksv_exec = {
     PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, KSV_EXEC_IDLE,
-    { NULL, 0, 0 }, { NULL, 0, 0 }, 0, -1
+    { NULL, 0, 0 }, -1
 };
 
 
-/* Scheduler side: hands a batch over (its frames move). */
-static void
-ksv_exec_submit(ksv_frames_t *in)
-{
-    ksv_frames_t  tmp;
-
-    pthread_mutex_lock(&ksv_exec.lock);
-    tmp = ksv_exec.in;
-    ksv_exec.in = *in;
-    *in = tmp;
-    ksv_exec.state = KSV_EXEC_READY;
-    pthread_cond_signal(&ksv_exec.cond);
-    pthread_mutex_unlock(&ksv_exec.lock);
-}
+static int ksv_instance_drain(ksv_instance_t *inst, ksv_frames_t *msg);
+static void ksv_instance_control(ksv_instance_t *inst, ksv_frames_t *msg);
 
 
-/* Scheduler side: takes the reply when the executor is done (1), or 0. */
+/* Under the lock: the next batch into `in`, with its watchdog set.
+ * Returns 1 when there is one. */
 static int
-ksv_exec_collect(ksv_frames_t *out, int *rc)
+ksv_instance_next(ksv_instance_t *inst, ksv_frames_t *in)
 {
-    int           done;
-    uint64_t      n;
-    ksv_frames_t  tmp;
+    int       rc;
+    uint64_t  deadline;
 
-    if (read(ksv_exec.done_fd, &n, sizeof(n)) < 0) {
-        /* EAGAIN: nothing new */
+    if (ksv_instance_terminate) {
+        return 0;
     }
-    pthread_mutex_lock(&ksv_exec.lock);
-    done = ksv_exec.state == KSV_EXEC_DONE;
-    if (done) {
-        tmp = ksv_exec.out;
-        ksv_exec.out = *out;
-        *out = tmp;
-        *rc = ksv_exec.rc;
-        ksv_exec.state = KSV_EXEC_IDLE;
+    rc = ksv_sched_next_batch(&inst->sched, in, &deadline);
+    if (rc <= 0) {
+        if (rc < 0) {
+            fprintf(stderr, "%s: out of memory\n", inst->opts->prog);
+        }
+        return 0;
     }
-    pthread_mutex_unlock(&ksv_exec.lock);
-    return done;
-}
-
-
-static void
-ksv_exec_stop(void)
-{
-    pthread_mutex_lock(&ksv_exec.lock);
-    ksv_exec.state = KSV_EXEC_STOP;
-    pthread_cond_signal(&ksv_exec.cond);
-    pthread_mutex_unlock(&ksv_exec.lock);
+    inst->batch_started_ns = ksv_timer_now();
+    if (deadline != 0) {
+        (void) ksv_timer_add(&inst->timers, &inst->watchdog, deadline);
+    }
+    return 1;
 }
 
 
 /* Executor side: runs batches until STOP.  Returns s->stop's status. */
 static int
-ksv_exec_loop(const ksv_instance_server_t *s)
+ksv_exec_loop(ksv_instance_t *inst, const ksv_instance_server_t *s)
 {
-    int               rc, stop = 0;
-    uint64_t          one = 1;
-    ksv_frames_t      in, out, tmp;
-    ksv_exec_state_e  state;
+    int           rc, stop, more;
+    uint64_t      one = 1;
+    ksv_frames_t  in, out, msg, tmp;
 
+    stop = 0;
     ksv_frames_init(&in);
     ksv_frames_init(&out);
+    ksv_frames_init(&msg);
 
     for ( ;; ) {
         if (s->idle != NULL) {
@@ -708,44 +691,56 @@ ksv_exec_loop(const ksv_instance_server_t *s)
         {
             pthread_cond_wait(&ksv_exec.cond, &ksv_exec.lock);
         }
-        state = ksv_exec.state;
-        if (state == KSV_EXEC_READY) {
+        more = ksv_exec.state == KSV_EXEC_READY;
+        if (more) {
             tmp = ksv_exec.in;
             ksv_exec.in = in;
             in = tmp;
+            ksv_exec.state = KSV_EXEC_RUNNING;
         }
         pthread_mutex_unlock(&ksv_exec.lock);
         if (s->idle != NULL) {
             s->idle(s->data, 0);
         }
-        if (state == KSV_EXEC_STOP) {
+        if (!more) {
             break;
         }
 
-        rc = s->run(s->data, &in, &out);
-        ksv_frames_clear(&in);
+        while (more) {
+            rc = s->run(s->data, &in, &out);
+            ksv_frames_clear(&in);
 
-        pthread_mutex_lock(&ksv_exec.lock);
-        tmp = ksv_exec.out;
-        ksv_exec.out = out;
-        out = tmp;
-        ksv_exec.rc = rc;
-        if (ksv_exec.state != KSV_EXEC_STOP) {
-            ksv_exec.state = KSV_EXEC_DONE;
+            pthread_mutex_lock(&ksv_exec.lock);
+            ksv_timer_del(&inst->timers, &inst->watchdog);
+            ksv_sched_complete(&inst->sched, &out, rc);
+
+            /* what came while the model ran, then straight on */
+            ksv_instance_control(inst, &msg);
+            if (ksv_instance_drain(inst, &msg) != 0) {
+                ksv_instance_terminate = 1;
+            }
+            if (s->stop != NULL && (stop = s->stop(s->data)) != 0) {
+                ksv_instance_terminate = 1;
+            }
+            more = ksv_instance_next(inst, &in);
+            if (!more && ksv_exec.state == KSV_EXEC_RUNNING) {
+                ksv_exec.state = KSV_EXEC_IDLE;
+            }
+            pthread_mutex_unlock(&ksv_exec.lock);
         }
-        pthread_mutex_unlock(&ksv_exec.lock);
-        if (write(ksv_exec.done_fd, &one, sizeof(one)) < 0) {
+
+        /* the scheduler thread: look again (timers, a swallowed wake-up) */
+        if (write(ksv_exec.wake_fd, &one, sizeof(one)) < 0) {
             /* the counter is far from full */
         }
-
-        if (s->stop != NULL && (stop = s->stop(s->data)) != 0) {
-            ksv_instance_terminate = 1;
+        if (stop != 0) {
             break;
         }
     }
 
     ksv_frames_free(&in);
     ksv_frames_free(&out);
+    ksv_frames_free(&msg);
     return stop;
 }
 
@@ -871,7 +866,7 @@ ksv_instance_wait(ksv_instance_t *inst)
     len = sizeof(fd);
     zmq_getsockopt(inst->control, ZMQ_FD, &fd, &len);
     fds[1].fd = fd;
-    fds[2].fd = ksv_exec.done_fd;
+    fds[2].fd = ksv_exec.wake_fd;
     fds[0].events = fds[1].events = fds[2].events = POLLIN;
     fds[0].revents = fds[1].revents = fds[2].revents = 0;
 
@@ -882,43 +877,42 @@ ksv_instance_wait(ksv_instance_t *inst)
 static void *
 ksv_instance_scheduler(void *arg)
 {
-    int              rc, busy = 0;
-    uint64_t         deadline;
-    ksv_frames_t     msg, in, out;
+    uint64_t         n;
+    ksv_frames_t     msg, in;
     ksv_instance_t  *inst = arg;
 
     ksv_frames_init(&msg);
     ksv_frames_init(&in);
-    ksv_frames_init(&out);
+
+    pthread_mutex_lock(&ksv_exec.lock);
 
     /* after SIGTERM: no new batch, but the running one is seen through,
      * watchdog included */
-    while (!ksv_instance_terminate || busy) {
+    for ( ;; ) {
+        if (ksv_instance_terminate && ksv_exec.state == KSV_EXEC_IDLE) {
+            break;
+        }
+        if (read(ksv_exec.wake_fd, &n, sizeof(n)) < 0) {
+            /* EAGAIN: the executor did not call */
+        }
         ksv_instance_control(inst, &msg);
         if (ksv_instance_drain(inst, &msg) != 0) {
             fprintf(stderr, "%s: zmq_msg_recv: %s\n", inst->opts->prog,
                     zmq_strerror(errno));
             inst->status = 1;
-            break;
+            ksv_instance_terminate = 1;
+            continue;
         }
         ksv_timers_run(&inst->timers, ksv_timer_now());
 
-        if (busy && ksv_exec_collect(&out, &rc)) {
-            busy = 0;
-            ksv_timer_del(&inst->timers, &inst->watchdog);
-            ksv_sched_complete(&inst->sched, &out, rc);
-        }
+        if (ksv_exec.state == KSV_EXEC_IDLE) {
+            if (ksv_instance_next(inst, &in)) {
+                ksv_frames_t  tmp = ksv_exec.in;
 
-        if (!busy && !ksv_instance_terminate) {
-            rc = ksv_sched_next_batch(&inst->sched, &in, &deadline);
-            if (rc > 0) {
-                busy = 1;
-                inst->batch_started_ns = ksv_timer_now();
-                if (deadline != 0) {
-                    (void) ksv_timer_add(&inst->timers, &inst->watchdog,
-                                         deadline);
-                }
-                ksv_exec_submit(&in);
+                ksv_exec.in = in;
+                in = tmp;
+                ksv_exec.state = KSV_EXEC_READY;
+                pthread_cond_signal(&ksv_exec.cond);
                 continue;
             }
             if (inst->draining && inst->sched.queued == 0) {
@@ -930,20 +924,23 @@ ksv_instance_scheduler(void *arg)
             }
         }
 
+        pthread_mutex_unlock(&ksv_exec.lock);
         if (ksv_instance_wait(inst) < 0 && errno != EINTR) {
             fprintf(stderr, "%s: poll: %s\n", inst->opts->prog,
                     strerror(errno));
             inst->status = 1;
-            break;
+            ksv_instance_terminate = 1;
         }
+        pthread_mutex_lock(&ksv_exec.lock);
     }
 
-    ksv_exec_stop();
-
+    ksv_exec.state = KSV_EXEC_STOP;
+    pthread_cond_signal(&ksv_exec.cond);
     ksv_sched_free(&inst->sched, "the instance is shutting down");
+    pthread_mutex_unlock(&ksv_exec.lock);
+
     ksv_frames_free(&msg);
     ksv_frames_free(&in);
-    ksv_frames_free(&out);
     return NULL;
 }
 
@@ -971,8 +968,8 @@ ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
         return 1;
     }
 
-    ksv_exec.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ksv_exec.done_fd < 0) {
+    ksv_exec.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ksv_exec.wake_fd < 0) {
         fprintf(stderr, "%s: eventfd: %s\n", o->prog, strerror(errno));
         return 1;
     }
@@ -996,12 +993,12 @@ ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
         return 1;
     }
 
-    rc = ksv_exec_loop(s);
+    rc = ksv_exec_loop(inst, s);
     pthread_join(scheduler, NULL);
 
     ksv_instance_current = NULL;
-    close(ksv_exec.done_fd);
-    ksv_exec.done_fd = -1;
+    close(ksv_exec.wake_fd);
+    ksv_exec.wake_fd = -1;
     return rc != 0 ? rc : inst->status;
 }
 
