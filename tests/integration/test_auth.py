@@ -82,8 +82,11 @@ def test_health_open_unless_asked(gateway):
     assert guard(gateway, "GET", "/v2/health/live").status_code == 200
     # kserve_api_key_health on
     assert guard(gateway, "GET", "/v2/health/ready").status_code == 401
-    assert guard(gateway, "GET", "/v2/health/ready",
-                 headers={"X-API-Key": "key-one"}).status_code == 200
+    # with the key it is the server's readiness: 200 once every model of
+    # the repository has loaded (this may be the suite's first test)
+    assert wait_for(lambda: guard(gateway, "GET", "/v2/health/ready",
+                                  headers={"X-API-Key": "key-one"})
+                    .status_code == 200, timeout=30)
 
 
 def test_reload_rereads_keys(gateway):
