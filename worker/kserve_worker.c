@@ -1,18 +1,23 @@
 /*
- * kserve-worker: the daemon between the nginx module and the model
- * instances.
+ * kserve-worker: the control plane of a host: the model repository, the
+ * instance processes it starts, supervises and adopts, the model index
+ * (where each instance listens) and statistics.  Inference goes from
+ * nginx straight to the instances, never through here.
  *
  *   kserve-worker --repository DIR --listen ENDPOINT [--listen ...]
  *                 [--run-dir DIR] [--python-instance PATH]
  *                 [--python-utils DIR] [--cuda-instance PATH]
  *                 [--max-frame-size BYTES] [--execute-timeout MS]
+ *                 [--instance-ports LOW-HIGH] [--advertise HOST]
+ *                 [--orphan-grace SECS]
  *                 [--log-level debug|info|warn|error]
  *
  * This file holds main(): options, signals and the one event loop.  The
- * loop polls three things: the client socket, the instance socket and a
- * self-pipe that the signal handlers write to (SIGCHLD, SIGTERM,
- * SIGINT), so a dead instance or a stop request is handled within one
- * poll wakeup, never from inside a signal handler.
+ * loop polls the client socket, the instance socket, a self-pipe that
+ * the signal handlers write to (SIGCHLD, SIGTERM, SIGINT) and the pidfds
+ * of adopted instances, so a dead instance or a stop request is handled
+ * within one poll wakeup, never from inside a signal handler; after
+ * each round the index is pushed to nginx if it changed.
  */
 
 #include <errno.h>

@@ -489,8 +489,6 @@ failed:
 void
 ksv_instance_close(ksv_instance_t *inst)
 {
-    char  path[PATH_MAX];
-
     if (inst == NULL) {
         return;
     }
@@ -516,7 +514,6 @@ ksv_instance_close(ksv_instance_t *inst)
     if (inst->lock_fd >= 0) {
         close(inst->lock_fd);
     }
-    (void) path;
     ksv_timers_free(&inst->timers);
     free(inst);
 }

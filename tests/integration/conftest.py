@@ -6,6 +6,7 @@ a free port or a private ipc socket.  Every test talks HTTP to nginx.
 At the end, nginx's error log must hold no [alert], [crit] or [emerg].
 """
 
+import json
 import os
 import re
 import shutil
@@ -216,6 +217,30 @@ def instances_of(run_dir, model=None):
                 and (model is None or arg("--model") == model):
             found.append(int(entry))
     return sorted(found)
+
+
+# ---- request bodies and answers shared by the suites ----------------------
+
+def fp32_body(shape, **params):
+    """A JSON infer body: INPUT0, FP32 ones of `shape`, and parameters."""
+    n = 1
+    for d in shape:
+        n *= d
+    b = {"inputs": [{"name": "INPUT0", "shape": list(shape),
+                     "datatype": "FP32", "data": [1.0] * n}]}
+    if params:
+        b["parameters"] = params
+    return json.dumps(b)
+
+
+def scalar_body(**params):
+    return fp32_body([1], **params)
+
+
+def outputs(r):
+    """{name: data} of a 200 answer."""
+    assert r.status_code == 200, r.text
+    return {o["name"]: o["data"] for o in r.json()["outputs"]}
 
 
 class Gateway:

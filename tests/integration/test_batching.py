@@ -19,7 +19,7 @@ import time
 
 import requests
 
-from conftest import wait_for
+from conftest import outputs, scalar_body, wait_for
 
 RECORDER = "/v2/models/batch_recorder/infer"
 
@@ -30,19 +30,6 @@ def body(rows=1, n=4, **params):
     if params:
         b["parameters"] = params
     return json.dumps(b)
-
-
-def scalar_body(**params):
-    b = {"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "FP32",
-                     "data": [1.0]}]}
-    if params:
-        b["parameters"] = params
-    return json.dumps(b)
-
-
-def outputs(r):
-    assert r.status_code == 200, r.text
-    return {o["name"]: o["data"] for o in r.json()["outputs"]}
 
 
 def batch_of(r):

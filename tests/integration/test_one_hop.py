@@ -31,32 +31,16 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, TOP, instances_of, wait_for
+from conftest import (BUILD, TOP, fp32_body, instances_of, outputs,
+                      scalar_body, wait_for)
 
 
 def infer_url(gateway, model):
     return "%s/v2/models/%s/infer" % (gateway.url, model)
 
 
-def scalar_body(**params):
-    b = {"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "FP32",
-                     "data": [1.0]}]}
-    if params:
-        b["parameters"] = params
-    return json.dumps(b)
-
-
 def row_body(**params):
-    b = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32",
-                     "data": [1.0] * 4}]}
-    if params:
-        b["parameters"] = params
-    return json.dumps(b)
-
-
-def outputs(r):
-    assert r.status_code == 200, r.text
-    return {o["name"]: o["data"] for o in r.json()["outputs"]}
+    return fp32_body([1, 4], **params)
 
 
 def session_on(gateway, nginx_pid, tries=50):

@@ -1,8 +1,8 @@
 """The module <-> worker <-> instance wire format, in Python, for tests.
 
 The one Python reading of common/ksv_proto.h and docs/protocol.md: every
-test and tool that speaks the protocol (tests/component, fake_instance.py,
-fake_worker.py) packs and unpacks frames here, with struct, written from
+test and tool that speaks the protocol (tests/component, fake_instance.py)
+packs and unpacks frames here, with struct, written from
 the header's prose rather than bound to the C codec, so a test through
 this module checks the C code against the document.
 
@@ -528,7 +528,7 @@ def decode(frame, expect=None, strict=True, errors="strict"):
 
     expect: a kind or a tuple of kinds the frame must be.  strict=False
     reads past a wrong magic or version and leaves trailing bytes alone
-    (fake_worker.py answers whatever it can read)."""
+    (a peer answers whatever it can read)."""
     r = Reader(frame, errors)
     kind, id_ = r.prefix(strict)
     if expect is not None and kind not in (
