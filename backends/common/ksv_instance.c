@@ -830,11 +830,16 @@ ksv_instance_pending(void *sock)
 }
 
 
-/* Waits for a message on either socket, the executor or the next timer
- * (bounded, so SIGTERM is seen). */
+/*
+ * Waits for a message on either socket, the executor or the next timer
+ * (bounded, so SIGTERM is seen).  Called with the lock held: the sockets
+ * are looked at under it (the executor may be using them), and only the
+ * ppoll itself runs without it.
+ */
 static int
 ksv_instance_wait(ksv_instance_t *inst)
 {
+    int              rc;
     int              fd;
     size_t           len;
     uint64_t         ns;
@@ -867,7 +872,10 @@ ksv_instance_wait(ksv_instance_t *inst)
     fds[0].events = fds[1].events = fds[2].events = POLLIN;
     fds[0].revents = fds[1].revents = fds[2].revents = 0;
 
-    return ppoll(fds, 3, &ts, NULL);
+    pthread_mutex_unlock(&ksv_exec.lock);
+    rc = ppoll(fds, 3, &ts, NULL);
+    pthread_mutex_lock(&ksv_exec.lock);
+    return rc;
 }
 
 
@@ -921,14 +929,12 @@ ksv_instance_scheduler(void *arg)
             }
         }
 
-        pthread_mutex_unlock(&ksv_exec.lock);
         if (ksv_instance_wait(inst) < 0 && errno != EINTR) {
             fprintf(stderr, "%s: poll: %s\n", inst->opts->prog,
                     strerror(errno));
             inst->status = 1;
             ksv_instance_terminate = 1;
         }
-        pthread_mutex_lock(&ksv_exec.lock);
     }
 
     ksv_exec.state = KSV_EXEC_STOP;

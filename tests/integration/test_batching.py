@@ -260,9 +260,10 @@ def test_kill_one_instance_under_load(gateway):
                         timeout=5).status_code == 200
 
     # what the victim held (running or queued: nginx spreads the six
-    # clients over both instances, so at most three) failed at once, with
-    # an error JSON naming the instance and why
-    assert 1 <= len(failed) <= 3, failed
+    # clients over both instances) failed at once, with an error JSON
+    # naming the instance and why; a client whose retry met the victim in
+    # the moment before its death reached nginx may lose one more
+    assert 1 <= len(failed) <= 6, failed
     for start, end, status, error in failed:
         assert status == 503, (status, error)
         assert "(pid %d)" % victim in error, error
