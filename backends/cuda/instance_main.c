@@ -5,15 +5,18 @@
  * models with `backend: "cuda"` with the same command line:
  *
  *   kserve-cuda-instance --connect ipc://<run>/instances.sock
- *       --repository <repo> --model <name> --version <v> --instance <n>
- *       --kind KIND_CPU|KIND_GPU --device-id <d> [--utils-dir <dir>]
+ *       --run-dir <run> --repository <repo> --model <name> --version <v>
+ *       --instance <n> --kind KIND_CPU|KIND_GPU --device-id <d>
+ *       [--utils-dir <dir>]   (the rest: backends/common/ksv_instance.h)
  *
  * It parses the model's config.pbtxt, dlopen()s the model library
  * (cuda_loader.c), picks the GPU or the CPU path, creates the model's
  * state, reserves its buffers (cuda_batch.c) and announces itself with
- * READY (ok = 0 with the reason when any of that failed, then exits 1).
- * Then it serves EXECUTE messages one at a time until SIGTERM or the
- * daemon's death.
+ * READY and its data endpoint (ok = 0 with the reason when any of that
+ * failed, then exits 1).  Then it serves nginx's requests
+ * (ksv_instance_serve: the scheduler batches them, each batch runs as
+ * one EXECUTE through cuda_batch.c on the main thread) until SIGTERM or
+ * until it is an orphan past its grace.
  *
  * The path:
  *   KIND_GPU / KIND_MODEL with a GPU      GPU (execute), on --device-id

@@ -5,15 +5,18 @@
  * instance_group, like Triton's python stub:
  *
  *   kserve-python-instance --connect ipc://<run>/instances.sock
- *       --repository <repo> --model <name> --version <v> --instance <n>
- *       --kind KIND_CPU|KIND_GPU --device-id <d> --utils-dir <dir>
+ *       --run-dir <run> --repository <repo> --model <name> --version <v>
+ *       --instance <n> --kind KIND_CPU|KIND_GPU --device-id <d>
+ *       --utils-dir <dir>   (the rest: backends/common/ksv_instance.h)
  *
- * It parses <repo>/<name>/config.pbtxt, embeds CPython, loads the model
- * (py_runtime.c), connects a DEALER socket (routing id "i<pid>") to the
- * daemon's ROUTER and announces itself with READY (ok = 0 with the reason
- * when loading failed, then exits 1).  Then it serves EXECUTE messages
- * one at a time (py_batch.c) until SIGTERM, or until the daemon dies
- * (PR_SET_PDEATHSIG), and calls the model's finalize() on the way out.
+ * It binds its data socket, parses <repo>/<name>/config.pbtxt, embeds
+ * CPython, loads the model (py_runtime.c) and announces itself to the
+ * worker with READY and its endpoint (ok = 0 with the reason when
+ * loading failed, then exits 1).  Then it serves nginx's requests
+ * (ksv_instance_serve: the scheduler batches them, each batch runs
+ * through py_batch.c on this, the main, thread) until SIGTERM, or until
+ * it is an orphan past its grace, and calls the model's finalize() on
+ * the way out.
  *
  * Exit status: 0 after SIGTERM, 1 when the model failed to load or the
  * socket broke, 2 for a bad command line.
