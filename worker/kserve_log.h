@@ -40,7 +40,4 @@ void kserve_log(kserve_log_level_t level, const char *fmt, ...)
  * clock when an operator (or NTP) moves it. */
 int64_t kserve_now_ms(void);
 
-/* The same clock in ns, for queue delays and statistics. */
-uint64_t kserve_now_ns(void);
-
 #endif /* KSERVE_LOG_H */

@@ -519,14 +519,16 @@ kserve_on_client_message(ksv_frames_t *in)
 }
 
 
-void
-kserve_server_frontend_readable(void)
+/* Handles up to KSERVE_DRAIN_MAX waiting messages of a socket (the rest
+ * wait for the next round, so neither socket starves the other). */
+static void
+kserve_drain(void *socket, void (*handle)(ksv_frames_t *in))
 {
     int  i, truncated;
 
     for (i = 0; i < KSERVE_DRAIN_MAX; i++) {
         ksv_frames_clear(&kserve_in);
-        if (ksv_frames_recv(kserve.frontend, &kserve_in, ZMQ_DONTWAIT,
+        if (ksv_frames_recv(socket, &kserve_in, ZMQ_DONTWAIT,
                             KSERVE_FRAMES_MAX, &truncated) != 0)
         {
             break;
@@ -535,10 +537,17 @@ kserve_server_frontend_readable(void)
             kserve_warn("message with too many frames dropped");
             continue;
         }
-        kserve_on_client_message(&kserve_in);
+        handle(&kserve_in);
     }
 
     ksv_frames_clear(&kserve_in);
+}
+
+
+void
+kserve_server_frontend_readable(void)
+{
+    kserve_drain(kserve.frontend, kserve_on_client_message);
 }
 
 
@@ -606,21 +615,5 @@ kserve_on_instance_message(ksv_frames_t *in)
 void
 kserve_server_backend_readable(void)
 {
-    int  i, truncated;
-
-    for (i = 0; i < KSERVE_DRAIN_MAX; i++) {
-        ksv_frames_clear(&kserve_in);
-        if (ksv_frames_recv(kserve.backend, &kserve_in, ZMQ_DONTWAIT,
-                            KSERVE_FRAMES_MAX, &truncated) != 0)
-        {
-            break;
-        }
-        if (truncated) {
-            kserve_warn("message with too many frames dropped");
-            continue;
-        }
-        kserve_on_instance_message(&kserve_in);
-    }
-
-    ksv_frames_clear(&kserve_in);
+    kserve_drain(kserve.backend, kserve_on_instance_message);
 }

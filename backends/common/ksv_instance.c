@@ -1160,13 +1160,3 @@ ksv_instance_set_reply_header(ksv_frames_t *reply, size_t slot,
     }
     return 0;
 }
-
-
-uint64_t
-ksv_instance_now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}

@@ -216,7 +216,5 @@ int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
 int ksv_instance_set_reply_header(ksv_frames_t *reply, size_t slot,
     uint64_t batch_id, uint32_t count, const ksv_exec_times_t *t);
 
-/* Monotonic clock in ns, for the compute_* durations. */
-uint64_t ksv_instance_now_ns(void);
 
 #endif /* KSV_INSTANCE_H */

@@ -161,7 +161,6 @@ typedef struct {
     ksv_request_t            **running;
     uint32_t                   nrunning;
     uint64_t                   running_id;
-    uint64_t                   running_deadline_ns;
 } ksv_sched_t;
 
 

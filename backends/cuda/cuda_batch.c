@@ -745,7 +745,7 @@ ksv_cuda_launch_start(ksv_cuda_batch_t *b, ksv_cuda_slot_t *s,
     ksv_cuda_engine_t         *e = b->e;
     const ksv_model_config_t  *c = e->config;
 
-    t0 = ksv_instance_now_ns();
+    t0 = ksv_timer_now();
 
     if (ksv_cuda_launch_plan(b, l) != 0) {
         return;
@@ -770,14 +770,14 @@ ksv_cuda_launch_start(ksv_cuda_batch_t *b, ksv_cuda_slot_t *s,
         l->outputs[i].data = out_base + l->out_off[i];
     }
 
-    t1 = ksv_instance_now_ns();
+    t1 = ksv_timer_now();
     b->times.compute_input_ns += t1 - t0;
     err[0] = '\0';
 
     if (!e->gpu) {
         rc = e->lib->execute_cpu(e->state, l->inputs, c->ninputs, l->outputs,
                                  c->noutputs, err, sizeof(err));
-        b->times.compute_infer_ns += ksv_instance_now_ns() - t1;
+        b->times.compute_infer_ns += ksv_timer_now() - t1;
         if (rc != 0) {
             ksv_cuda_launch_fail(b, l, rc < KSV_ERR_COUNT
                                        ? (uint16_t) rc : KSV_ERR_INTERNAL,
@@ -911,9 +911,9 @@ ksv_cuda_launch_finish(ksv_cuda_batch_t *b, ksv_cuda_slot_t *s)
         return;
     }
 
-    t0 = ksv_instance_now_ns();
+    t0 = ksv_timer_now();
     ksv_cuda_launch_unpack(b, l, s->host_out.ptr);
-    b->times.compute_output_ns += ksv_instance_now_ns() - t0;
+    b->times.compute_output_ns += ksv_timer_now() - t0;
 }
 
 
@@ -1008,9 +1008,9 @@ ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_frames_t *in,
     ksv_arena_init(&b.arena);
     b.alloc = ksv_arena_allocator(&b.arena);
 
-    t0 = ksv_instance_now_ns();
+    t0 = ksv_timer_now();
     ksv_cuda_batch_decode(&b, in);
-    b.times.compute_input_ns += ksv_instance_now_ns() - t0;
+    b.times.compute_input_ns += ksv_timer_now() - t0;
 
     ls = ksv_cuda_batch_group(&b, &nlaunch);
     if (ls == NULL) {
@@ -1025,12 +1025,12 @@ ksv_cuda_batch_run(ksv_cuda_engine_t *e, ksv_frames_t *in,
         rc = -1;
         goto done;
     }
-    t0 = ksv_instance_now_ns();
+    t0 = ksv_timer_now();
     if (ksv_cuda_batch_reply(&b, reply) != 0) {
         rc = -1;
         goto done;
     }
-    b.times.compute_output_ns += ksv_instance_now_ns() - t0;
+    b.times.compute_output_ns += ksv_timer_now() - t0;
 
     if (ksv_instance_set_reply_header(reply, hdr, batch_id, count,
                                       &b.times) != 0)

@@ -484,15 +484,15 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_frames_t *in,
 
     /* Triton's three phases, timed for the whole batch: building the
      * request objects, execute(), converting its responses */
-    t0 = ksv_instance_now_ns();
+    t0 = ksv_timer_now();
     ksv_py_batch_decode(ctx, in, slots, count, &alloc);
-    t1 = ksv_instance_now_ns();
+    t1 = ksv_timer_now();
 
     if (ksv_py_batch_execute(ctx, slots, count, &responses) != 0) {
         rc = -1;
         goto done;
     }
-    t2 = ksv_instance_now_ns();
+    t2 = ksv_timer_now();
 
     /* the header's place; it is encoded once the output time is known */
     hdr = reply->n;
@@ -526,7 +526,7 @@ ksv_py_batch_run(ksv_py_batch_ctx_t *ctx, ksv_frames_t *in,
     if (rc == 1) {
         times.compute_input_ns = t1 - t0;
         times.compute_infer_ns = t2 - t1;
-        times.compute_output_ns = ksv_instance_now_ns() - t2;
+        times.compute_output_ns = ksv_timer_now() - t2;
 
         if (ksv_instance_set_reply_header(reply, hdr, batch_id, count,
                                           &times) != 0)
