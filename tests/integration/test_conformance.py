@@ -43,6 +43,18 @@ def error(r, status=400):
     return r.json()["error"]
 
 
+# ---- server metadata ------------------------------------------------------
+
+def test_server_metadata_lists_what_is_implemented(gateway):
+    """Triton's names, in its order; what is not built is not listed."""
+    ext = gateway.get("/v2").json()["extensions"]
+    built = ["schedule_policy", "model_configuration", "binary_tensor_data",
+             "parameters", "statistics"]
+    assert [e for e in ext if e in built] == built
+    assert "classification" not in ext and "sequence" not in ext
+    assert len(set(ext)) == len(ext)
+
+
 # ---- binary_data and binary_data_output ----------------------------------
 
 def test_listed_outputs_are_json_unless_they_ask_for_binary(gateway):
