@@ -5,9 +5,10 @@ qa/L0_http and qa/L0_input_validation tests compare), and the defects
 found under load stay fixed."""
 
 import concurrent.futures
+import http.client
 import json
-import os
 import signal
+import socket
 import struct
 import time
 
@@ -236,8 +237,8 @@ def test_two_different_header_lengths_are_refused(gateway):
         {"name": "INPUT0", "shape": [1, 4], "datatype": "FP32",
          "parameters": {"binary_data_size": 16}}]}).encode()
     body = head + b"\0" * 16
-    # http.client sends a list of (name, value) pairs as they are
-    conn = __import__("http.client").client.HTTPConnection(
+    # http.client sends each putheader() as it is
+    conn = http.client.HTTPConnection(
         "127.0.0.1", gateway.port, timeout=10)
     try:
         conn.putrequest("POST", IDENT)
@@ -253,7 +254,7 @@ def test_two_different_header_lengths_are_refused(gateway):
         conn.close()
 
     # the same value twice is the same header
-    conn = __import__("http.client").client.HTTPConnection(
+    conn = http.client.HTTPConnection(
         "127.0.0.1", gateway.port, timeout=10)
     try:
         conn.putrequest("POST", IDENT)
@@ -348,3 +349,35 @@ def test_no_busy_while_the_worker_is_down(gateway):
                or (s == 504 and "Deadline exceeded" in t)
                for what, s, t in answers if what == "stats"), \
         [a for a in answers if a[0] == "stats"][:3]
+
+
+def test_a_body_of_many_small_chunks_is_one_buffer(gateway):
+    """Triton refuses a body of more than 65536 chunks (each was a buffer
+    of its own there).  nginx (>= 1.21.2) copies small chunks into the
+    buffer of the one before, so 200,000 one-byte chunks are a 200,000-byte
+    body like any other, read at once, bounded by kserve_max_body_size:
+    no count to bound."""
+    payload = np.arange(50000, dtype=np.float32).tobytes()
+    head = ("POST %s HTTP/1.1\r\nHost: x\r\n%s: 0\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            % (IDENT, HICL)).encode()
+    body = b"".join(b"1\r\n" + payload[i:i + 1] + b"\r\n"
+                    for i in range(len(payload))) + b"0\r\n\r\n"
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gateway.port),
+                                  timeout=20) as s:
+        s.sendall(head + body)
+        reply = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    took = time.monotonic() - start
+    status, rest = reply.split(b"\r\n", 1)
+    assert status.startswith(b"HTTP/1.1 200"), reply[:300]
+    headers, content = rest.split(b"\r\n\r\n", 1)
+    hlen = int([h.split(b":")[1] for h in headers.split(b"\r\n")
+                if h.lower().startswith(HICL.lower().encode())][0])
+    assert content[hlen:] == payload
+    assert took < 10, took
