@@ -17,7 +17,9 @@
 /*
  * One parse: what the steps below share.  bufs[0, nbufs) are freed if a
  * step fails; bin[0, blen) is the binary data after the JSON, off how
- * much of it the inputs so far took.
+ * much of it the inputs so far took.  Tensor names point into the JSON
+ * document until ksv_check_outputs() and ksv_find_inputs() replace them
+ * with the configuration's.
  */
 
 typedef struct {
@@ -44,7 +46,6 @@ typedef struct {
     "specify the full shape including the batch dim in your input dims "     \
     "config, try setting max_batch_size to zero. See the model "             \
     "configuration docs for more info on max_batch_size."
-
 
 
 /*
@@ -2136,7 +2137,6 @@ ksv_dims_text(char *buf, size_t size, const int64_t *dims, uint32_t n)
         snprintf(buf + len, size - len, "]");
     }
 }
-
 
 
 static int
