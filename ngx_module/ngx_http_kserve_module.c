@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_module.h"
+#include "ngx_http_kserve_gzip.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
@@ -322,9 +323,13 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                 return rc;
             }
 
-            return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+            /* Triton's 400, in Triton's words */
+
+            return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                          "request body of %O bytes exceeds "
-                                         "kserve_max_body_size %uz",
+                                         "the maximum allowed value of %uz "
+                                         "bytes. Use kserve_max_body_size "
+                                         "to increase the limit.",
                                          r->headers_in.content_length_n,
                                          klcf->max_body_size);
         }
@@ -886,6 +891,7 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
+    u_char                       errstr[NGX_MAX_ERROR_STR];
     size_t                       len, header_len;
     u_char                      *body, *p;
     uint32_t                     i;
@@ -926,15 +932,33 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (kb->len > klcf->max_body_size) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "request body of %uz bytes exceeds the "
+                                     "maximum allowed value of %uz bytes. "
+                                     "Use kserve_max_body_size to increase "
+                                     "the limit.",
+                                     kb->len, klcf->max_body_size);
+    }
+
+    /* Content-Encoding: gzip or deflate, bounded after inflation */
+
+    rc = ngx_http_kserve_gzip_body(r, kb, klcf->max_body_size, errstr,
+                                   sizeof(errstr));
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_kserve_error(r, rc, "%s", errstr);
+    }
+
+    if (ngx_http_kserve_gzip_reply(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     body = kb->data;
     len = kb->len;
-
-    if (len > klcf->max_body_size) {
-        return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     "request body of %uz bytes exceeds "
-                                     "kserve_max_body_size %uz",
-                                     len, klcf->max_body_size);
-    }
 
     rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
     if (ms == NULL) {
