@@ -275,13 +275,13 @@ static size_t
 ngx_http_kserve_errors_message(ngx_http_request_t *r, ngx_uint_t *statusp,
     ngx_chain_t *in, u_char *buf, size_t size)
 {
-    ngx_uint_t                 status = *statusp;
-
     off_t                      length;
-
     u_char                    *p, *end, *t;
     ngx_buf_t                 *b;
+    ngx_uint_t                 status;
     ngx_http_core_loc_conf_t  *clcf;
+
+    status = *statusp;
 
     if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
