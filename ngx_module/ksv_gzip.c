@@ -377,7 +377,8 @@ ksv_deflate_pieces(ksv_gzip_kind_t kind, const void *const *data,
     rc = Z_OK;
 
     for (i = 0; i <= n; i++) {
-        const uint8_t  *p = (i < n) ? data[i] : NULL;
+        static const uint8_t  none[1];
+        const uint8_t        *p = (i < n && sizes[i]) ? data[i] : none;
 
         left = (i < n) ? sizes[i] : 0;
         flush = (i == n) ? Z_FINISH : Z_NO_FLUSH;
