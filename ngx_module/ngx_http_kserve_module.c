@@ -15,6 +15,8 @@
 
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_gzip.h"
+#include "ngx_http_kserve_logging.h"
+#include "ngx_http_kserve_trace.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
@@ -58,8 +60,6 @@ static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ksv_writer_t *w);
 static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
     ngx_uint_t status);
-static ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ...);
 static void ngx_http_kserve_free(void *data);
 static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
 
@@ -351,6 +351,16 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    /* Triton's logging and trace extensions read their own bodies */
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_LOGGING) {
+        return ngx_http_kserve_logging_handler(r);
+    }
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_TRACE) {
+        return ngx_http_kserve_trace_handler(r, b, &route);
+    }
+
     /* everything else has no body worth reading */
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -458,6 +468,16 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_OK;
     }
 
+    if (end - p == 8 && ngx_strncmp(p, "/logging", 8) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_LOGGING;
+        return NGX_OK;
+    }
+
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        return NGX_OK;
+    }
+
     if (ngx_http_kserve_match("/health/")) {
         if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
             route->endpoint = NGX_HTTP_KSERVE_LIVE;
@@ -522,6 +542,13 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
 
     if (end - p == 6 && ngx_strncmp(p, "/infer", 6) == 0) {
         route->endpoint = NGX_HTTP_KSERVE_INFER;
+        return NGX_OK;
+    }
+
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0
+        && route->version.len == 0)
+    {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
         return NGX_OK;
     }
 
@@ -895,7 +922,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     size_t                       len, header_len;
     u_char                      *body, *p;
     uint32_t                     i;
-    uint64_t                     id;
+    uint64_t                     id, recv_end;
     ngx_int_t                    rc;
     zmq_msg_t                   *frames;
     ksv_alloc_t                  alloc;
@@ -914,6 +941,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
     b = klcf->backend;
+    recv_end = ngx_http_kserve_trace_now();
 
     /* binary tensor data: a JSON header of this length, then tensors */
 
@@ -1031,6 +1059,10 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
+    /* Triton's trace extension: sampled here, timestamps in the reply */
+    m.flags |= ngx_http_kserve_trace_start(r, &ms->config.name, vs->version,
+                                           &m.request_id, recv_end);
+
     id = ngx_http_kserve_next_id();
 
     ksv_writer_init(&w);
@@ -1095,6 +1127,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ctx->pending.handler = ngx_http_kserve_infer_done;
 
     ngx_http_kserve_route_sending(r, ctx, b, &m, frames, m.ninputs + 1);
+    ngx_http_kserve_trace_mark(r, KSV_TS_REQUEST_START);
 
     rc = ngx_http_kserve_send_infer(b, &ctx->pending, ms, vs, id, frames,
                                     m.ninputs + 1, klcf->timeout);
@@ -1252,6 +1285,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     ksv_infer_reply_t       m;
     ngx_http_kserve_ctx_t  *ctx;
 
+    ngx_http_kserve_trace_mark(r, KSV_TS_HTTP_SEND_START);
+
     ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
     (void) ksv_read_prefix(&rd, &prefix);
 
@@ -1272,6 +1307,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     {
         goto malformed;
     }
+
+    ngx_http_kserve_trace_reply(r, &m);
 
     data = ngx_palloc(r->pool, (nframes + 1) * sizeof(void *));
     sizes = ngx_palloc(r->pool, (nframes + 1) * sizeof(size_t));
@@ -1442,7 +1479,7 @@ ngx_http_kserve_send_empty(ngx_http_request_t *r, ngx_uint_t status)
 
 /* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ...)
 {
