@@ -201,8 +201,12 @@ ngx_http_kserve_trace_start(ngx_http_request_t *r, ksv_str_t *model,
     age = (uint64_t) ((tp->sec - r->start_sec) * 1000
                       + (tp->msec - r->start_msec)) * 1000000;
 
-    t->rec.ns[KSV_TS_HTTP_RECV_START] = (now > age) ? now - age : now;
+    /* (to the millisecond of nginx's cached time: never after the end) */
+
     t->rec.ns[KSV_TS_HTTP_RECV_END] = recv_end ? recv_end : now;
+    t->rec.ns[KSV_TS_HTTP_RECV_START] =
+                         ngx_min((now > age) ? now - age : now,
+                                 t->rec.ns[KSV_TS_HTTP_RECV_END]);
 
     cln->handler = ngx_http_kserve_trace_done;
     cln->data = t;
