@@ -21,7 +21,8 @@
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json.h"
 #include "ksv_json_write.h"
 
@@ -702,6 +703,7 @@ static ngx_int_t
 ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
     ngx_http_kserve_route_t *route, ksv_model_status_t **model)
 {
+    char                 msg[KSV_UNKNOWN_MODEL_LEN];
     ksv_model_status_t  *ms;
 
     *model = NULL;
@@ -713,19 +715,16 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
 
     ms = ngx_http_kserve_find_model(b, &route->model);
 
-    if (ms == NULL) {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' is "
-                                     "not found", &route->model);
-    }
-
-    if (route->version.len
-        && ngx_http_kserve_find_version(ms, route->version_n) == NULL)
+    if (ms == NULL
+        || (route->version.len
+            && ngx_http_kserve_find_version(ms, route->version_n) == NULL))
     {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' "
-                                     "version %V is not found",
-                                     &route->model, &route->version);
+        ksv_unknown_model(msg, sizeof(msg), (char *) route->model.data,
+                          route->model.len,
+                          ms ? (char *) route->version.data : NULL,
+                          ms ? route->version.len : 0);
+
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND, "%s", msg);
     }
 
     *model = ms;
@@ -788,7 +787,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     u_char                      *p;
     ngx_int_t                    rc;
     ngx_str_t                    version;
-    ngx_uint_t                   fresh;
     ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_loc_conf_t  *klcf;
 
@@ -824,8 +822,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     ctx->pending.request = r;
     ctx->pending.handler = ngx_http_kserve_stats_done;
 
-    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
-
     rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
                                     &version, klcf->timeout);
 
@@ -834,9 +830,9 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     }
 
     if (rc == NGX_AGAIN) {
+        /* no worker connected, though the index may still look fresh */
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     fresh ? "kserve worker busy"
-                                           : "kserve worker unavailable");
+                                     "kserve worker unavailable");
     }
 
     return ngx_http_kserve_wait_reply(r);
@@ -924,6 +920,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     uint32_t                     i;
     uint64_t                     id, recv_end;
     ngx_int_t                    rc;
+    ngx_str_t                    hvalue;
     zmq_msg_t                   *frames;
     ksv_alloc_t                  alloc;
     ksv_infer_t                  m;
@@ -945,15 +942,23 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     /* binary tensor data: a JSON header of this length, then tensors */
 
-    rc = ngx_http_kserve_header_length(r, &header_len);
+    rc = ngx_http_kserve_header_length(r, &header_len, &hvalue);
 
     if (rc == NGX_DECLINED) {
         header_len = KSV_INFER_JSON_ONLY;
 
-    } else if (rc != NGX_OK) {
+    } else if (rc == NGX_ABORT) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid Inference-Header-Content-Length:"
-                                     " not a non-negative decimal number");
+                                     "Inference-Header-Content-Length is "
+                                     "given twice with different values, "
+                                     "got: %V", &hvalue);
+
+    } else if (rc != NGX_OK) {
+        /* Triton's words (it reads an int, so a sign is a range error) */
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "Unable to parse "
+                                     "Inference-Header-Content-Length, "
+                                     "got: %V", &hvalue);
     }
 
     if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
@@ -1094,7 +1099,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         } else if (data[i].owned) {
             rc = zmq_msg_init_data(&frames[i + 1], data[i].data,
                                    m.inputs[i].byte_size,
-                                   ksv_infer_json_free_cb, NULL);
+                                   ksv_infer_free_cb, NULL);
 
         } else {
             ngx_http_kserve_body_ref(kb);
