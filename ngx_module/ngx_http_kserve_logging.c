@@ -22,13 +22,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <jansson.h>
-
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_logging.h"
 #include "ngx_http_kserve_tensor.h"
-#include "ksv_json_write.h"
-#include "ksv_logset.h"
+#include "ksv_logging.h"
 
 
 typedef struct {
@@ -52,7 +49,6 @@ static ngx_int_t ngx_http_kserve_logging_parse(ngx_http_request_t *r,
 static void ngx_http_kserve_logging_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static ngx_int_t ngx_http_kserve_logging_send(ngx_http_request_t *r);
-static void ngx_http_kserve_logging_bool(ksv_writer_t *w, ngx_uint_t v);
 static void ngx_http_kserve_logging_get(ksv_log_settings_t *s);
 static void ngx_http_kserve_logging_set(const ksv_log_settings_t *s);
 static ngx_int_t ngx_http_kserve_logging_log_handler(ngx_http_request_t *r);
@@ -216,20 +212,11 @@ ngx_http_kserve_logging_post(ngx_http_request_t *r)
 }
 
 
-/*
- * Triton's request: only the settings named change, null changes
- * nothing, log_file may not be set.  All are checked before any is
- * applied.
- */
-
 static ngx_int_t
 ngx_http_kserve_logging_parse(ngx_http_request_t *r, ksv_log_settings_t *s,
     u_char *err, size_t size)
 {
-    const char              *key, *fmt;
-    json_t                  *root, *v;
-    json_int_t               n;
-    json_error_t             jerr;
+    int                      status;
     ngx_http_kserve_body_t  *kb;
 
     ngx_http_kserve_logging_get(s);
@@ -238,110 +225,14 @@ ngx_http_kserve_logging_parse(ngx_http_request_t *r, ksv_log_settings_t *s,
         return NGX_ERROR;
     }
 
-    if (kb->len == 0) {
-        return NGX_OK;              /* an empty body changes nothing */
+    if (ksv_logging_update(s, kb->data, kb->len, (char *) err, size,
+                           &status)
+        != 0)
+    {
+        return status;
     }
-
-    root = json_loadb((char *) kb->data, kb->len, JSON_REJECT_DUPLICATES,
-                      &jerr);
-
-    if (root == NULL) {
-        *ngx_snprintf(err, size - 1, "failed to parse the request JSON "
-                      "buffer: %s", jerr.text) = '\0';
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    if (!json_is_object(root)) {
-        json_decref(root);
-        *ngx_snprintf(err, size - 1, "the dynamic logging request must be "
-                      "a JSON object") = '\0';
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    json_object_foreach(root, key, v) {
-
-        if (json_is_null(v)) {
-            continue;
-        }
-
-        if (ngx_strcmp(key, "log_file") == 0) {
-            json_decref(root);
-            *ngx_snprintf(err, size - 1, "log file location can not be "
-                          "updated through network protocol") = '\0';
-            return NGX_HTTP_NOT_IMPLEMENTED;
-        }
-
-        if (ngx_strcmp(key, "log_info") == 0
-            || ngx_strcmp(key, "log_warning") == 0
-            || ngx_strcmp(key, "log_error") == 0)
-        {
-            if (!json_is_boolean(v)) {
-                goto not_bool;
-            }
-
-            if (key[4] == 'i') {
-                s->info = json_is_true(v);
-
-            } else if (key[4] == 'w') {
-                s->warning = json_is_true(v);
-
-            } else {
-                s->error = json_is_true(v);
-            }
-
-            continue;
-        }
-
-        if (ngx_strcmp(key, "log_verbose_level") == 0) {
-            n = json_is_integer(v) ? json_integer_value(v) : -1;
-
-            if (n < 0 || n > INT32_MAX) {
-                json_decref(root);
-                *ngx_snprintf(err, size - 1, "unable to parse "
-                              "'log_verbose_level': expected an integer "
-                              ">= 0") = '\0';
-                return NGX_HTTP_BAD_REQUEST;
-            }
-
-            s->verbose = (uint32_t) n;
-            continue;
-        }
-
-        if (ngx_strcmp(key, "log_format") == 0) {
-            fmt = json_is_string(v) ? json_string_value(v) : NULL;
-
-            if (fmt != NULL && ngx_strcmp(fmt, "default") == 0) {
-                s->format = KSV_LOG_FORMAT_DEFAULT;
-
-            } else if (fmt != NULL && ngx_strcmp(fmt, "ISO8601") == 0) {
-                s->format = KSV_LOG_FORMAT_ISO8601;
-
-            } else {
-                *ngx_snprintf(err, size - 1, "invalid argument for "
-                              "--log_format, got: %s",
-                              fmt ? fmt : "a value that is not a string")
-                    = '\0';
-                json_decref(root);
-                return NGX_HTTP_SERVICE_UNAVAILABLE;
-            }
-
-            continue;
-        }
-
-        /* Triton ignores what it does not know */
-    }
-
-    json_decref(root);
 
     return NGX_OK;
-
-not_bool:
-
-    *ngx_snprintf(err, size - 1, "unable to parse '%s': expected a boolean",
-                  key) = '\0';
-    json_decref(root);
-
-    return NGX_HTTP_BAD_REQUEST;
 }
 
 
@@ -394,18 +285,6 @@ done:
 }
 
 
-static void
-ngx_http_kserve_logging_bool(ksv_writer_t *w, ngx_uint_t v)
-{
-    if (v) {
-        ksv_json_lit(w, "true");
-
-    } else {
-        ksv_json_lit(w, "false");
-    }
-}
-
-
 /* {"log_file":"","log_info":true,...} as Triton answers */
 
 static ngx_int_t
@@ -417,17 +296,7 @@ ngx_http_kserve_logging_send(ngx_http_request_t *r)
     ngx_http_kserve_logging_get(&s);
 
     ksv_writer_init(&w);
-    ksv_json_lit(&w, "{\"log_file\":\"\",\"log_info\":");
-    ngx_http_kserve_logging_bool(&w, s.info);
-    ksv_json_lit(&w, ",\"log_warning\":");
-    ngx_http_kserve_logging_bool(&w, s.warning);
-    ksv_json_lit(&w, ",\"log_error\":");
-    ngx_http_kserve_logging_bool(&w, s.error);
-    ksv_json_lit(&w, ",\"log_verbose_level\":");
-    ksv_json_u64(&w, s.verbose);
-    ksv_json_lit(&w, ",\"log_format\":");
-    ksv_json_cstr(&w, ksv_log_format_name(s.format));
-    ksv_put_u8(&w, '}');
+    ksv_logging_json(&w, &s);
 
     return ngx_http_kserve_send_writer(r, NGX_HTTP_OK,
                                        &ngx_http_kserve_logging_type, &w);

@@ -10,6 +10,7 @@ Seeds are small real examples, one file each, named for what they are:
                     tests/tools/ksv_wire.py (the protocol as documented);
   fuzz_gzip/        compressed request bodies (gzip, zlib), one that
                     inflates past the target's limit, an Accept-Encoding;
+  fuzz_settings/    trace and logging settings bodies;
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
                     frames followed by their output frames.
@@ -246,9 +247,22 @@ def gzip_seeds():
           b"gzip;q=0.5, deflate;q=1.0, identity;q=0")
 
 
+def settings_seeds():
+    """A first byte (0: trace for every model, 1: for one, 2: logging),
+    then a POST body as tritonclient sends it."""
+    write("fuzz_settings", "trace-global", b"\x00" + json.dumps({
+        "trace_level": ["TIMESTAMPS"], "trace_rate": "10",
+        "trace_count": "-1", "log_frequency": "0"}).encode())
+    write("fuzz_settings", "trace-model", b"\x01" + json.dumps({
+        "trace_rate": "2", "trace_level": None}).encode())
+    write("fuzz_settings", "logging", b"\x02" + json.dumps({
+        "log_info": False, "log_verbose_level": 1,
+        "log_format": "ISO8601"}).encode())
+
+
 def main():
     for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
-                   "fuzz_gzip"):
+                   "fuzz_gzip", "fuzz_settings"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -256,6 +270,7 @@ def main():
     codec_seeds()
     infer_json_seeds()
     gzip_seeds()
+    settings_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
 
