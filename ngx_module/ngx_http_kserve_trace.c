@@ -39,6 +39,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                    file;      /* "" or NUL-terminated */
+    ngx_str_t                    shown;     /* as configured, for GET */
     ksv_trace_setting_t          initial;
     ngx_shm_zone_t              *zone;
 } ngx_http_kserve_trace_main_conf_t;
@@ -527,8 +528,8 @@ ngx_http_kserve_trace_send(ngx_http_request_t *r, ngx_str_t *model)
 
     ksv_trace_settings_json(&w, &ngx_http_kserve_trace_sh->table,
                             (char *) model->data, (uint32_t) model->len,
-                            ngx_http_kserve_trace_conf_p->file.len
-                            ? (char *) ngx_http_kserve_trace_conf_p->file.data
+                            ngx_http_kserve_trace_conf_p->shown.len
+                            ? (char *) ngx_http_kserve_trace_conf_p->shown.data
                             : "");
 
     ngx_shmtx_unlock(&ngx_http_kserve_trace_pool->mutex);
@@ -566,6 +567,14 @@ ngx_http_kserve_trace_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (v.len == 0) {
                 return "has an empty file";
             }
+
+            tmcf->shown.data = ngx_pnalloc(cf->pool, v.len + 1);
+            if (tmcf->shown.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            tmcf->shown.len = v.len;
+            *ngx_cpymem(tmcf->shown.data, v.data, v.len) = '\0';
 
             if (ngx_conf_full_name(cf->cycle, &v, 0) != NGX_OK) {
                 return NGX_CONF_ERROR;
