@@ -20,13 +20,33 @@
 
 
 typedef struct {
+    /* the request body: inflated in steps (ngx_http_kserve_gzip_body) */
+    ngx_http_request_t          *request;
+    ngx_http_kserve_body_t      *source;    /* inflated in place at the end */
+    ngx_http_kserve_body_t      *body;      /* the result, once done */
+    ksv_inflate_t                inflate;
+    size_t                       fed;
+    size_t                       limit;
+    ksv_gzip_kind_t              encoding;
+    ngx_event_t                  ev;
+    ngx_http_client_body_handler_pt  resume;
+    ngx_int_t                    status;    /* NGX_OK or the answer's */
+    u_char                       err[NGX_MAX_ERROR_STR];
+
+    /* the reply (the filter) */
     ksv_gzip_kind_t              kind;
     ngx_chain_t                 *pending;   /* the reply so far */
+
+    unsigned                     inflating:1;
+    unsigned                     done:1;    /* inflation ended */
     unsigned                     held:1;    /* the header waits for us */
     unsigned                     sent:1;
 } ngx_http_kserve_gzip_ctx_t;
 
 
+static void ngx_http_kserve_gzip_step(ngx_http_kserve_gzip_ctx_t *ctx);
+static void ngx_http_kserve_gzip_handler(ngx_event_t *ev);
+static void ngx_http_kserve_gzip_cleanup(void *data);
 static ngx_table_elt_t *ngx_http_kserve_gzip_header(ngx_http_request_t *r,
     const char *name, size_t len);
 static ngx_int_t ngx_http_kserve_gzip_header_filter(ngx_http_request_t *r);
@@ -74,16 +94,43 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 /* ---- request bodies ------------------------------------------------------ */
 
+/*
+ * Inflation is cut into steps: each feeds the compressed body in
+ * NGX_HTTP_KSERVE_GZIP_PIECE pieces until it has made STEP bytes (or
+ * read STEP), so a step costs a few milliseconds whatever the ratio;
+ * between steps the event loop serves everyone else.
+ */
+
+#define NGX_HTTP_KSERVE_GZIP_PIECE  4096
+#define NGX_HTTP_KSERVE_GZIP_STEP   (4 * 1024 * 1024)
+
+
 ngx_int_t
-ngx_http_kserve_gzip_body(ngx_http_request_t *r, ngx_http_kserve_body_t *kb,
-    size_t limit, u_char *err, size_t size)
+ngx_http_kserve_gzip_body(ngx_http_request_t *r,
+    ngx_http_kserve_body_t **kb, size_t limit, u_char *err, size_t size,
+    ngx_http_client_body_handler_pt resume)
 {
-    u_char           *out;
-    size_t            len;
-    ksv_inflate_t     st;
-    ngx_table_elt_t  *h;
-    ksv_gzip_kind_t   kind;
-    ksv_inflate_rc_t  rc;
+    ngx_int_t                    rc;
+    ngx_table_elt_t             *h;
+    ksv_gzip_kind_t              kind;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_kserve_gzip_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_gzip_module);
+
+    if (ctx != NULL && ctx->inflating) {
+        if (!ctx->done) {
+            return NGX_AGAIN;
+        }
+
+        if (ctx->status != NGX_OK) {
+            *ngx_cpystrn(err, ctx->err, size) = '\0';
+            return ctx->status;
+        }
+
+        *kb = ctx->body;            /* inflated once, for every try */
+        return NGX_OK;
+    }
 
     h = ngx_http_kserve_gzip_header(r, "Content-Encoding",
                                     sizeof("Content-Encoding") - 1);
@@ -107,20 +154,95 @@ ngx_http_kserve_gzip_body(ngx_http_request_t *r, ngx_http_kserve_body_t *kb,
         ngx_str_set(&h->key, "Accept-Encoding");
         ngx_str_set(&h->value, "gzip, deflate");
 
-        *ngx_snprintf(err, size - 1, "Unsupported compression type") = '\0';
+        *ngx_cpystrn(err, (u_char *) "Unsupported compression type", size)
+            = '\0';
 
         return NGX_HTTP_NOT_IMPLEMENTED;
     }
 
-    if (ksv_inflate_init(&st, limit) != 0) {
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kserve_gzip_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_kserve_gzip_module);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL || ksv_inflate_init(&ctx->inflate, limit) != 0) {
         return NGX_ERROR;
     }
 
-    rc = ksv_inflate_feed(&st, kb->data, kb->len);
+    cln->handler = ngx_http_kserve_gzip_cleanup;
+    cln->data = ctx;
+
+    ctx->inflating = 1;
+    ctx->request = r;
+    ctx->source = *kb;
+    ctx->limit = limit;
+    ctx->encoding = kind;
+    ctx->resume = resume;
+
+    ngx_http_kserve_gzip_step(ctx);
+
+    if (!ctx->done) {
+        /* the next turn of the event loop goes on; the client may leave */
+
+        ctx->ev.handler = ngx_http_kserve_gzip_handler;
+        ctx->ev.data = ctx;
+        ctx->ev.log = r->connection->log;
+        ngx_post_event(&ctx->ev, &ngx_posted_next_events);
+
+        r->read_event_handler = ngx_http_test_reading;
+
+        return NGX_AGAIN;
+    }
+
+    rc = ngx_http_kserve_gzip_body(r, kb, limit, err, size, resume);
+
+    return rc;
+}
+
+
+/* One step of inflation; sets done (and status) at the end. */
+
+static void
+ngx_http_kserve_gzip_step(ngx_http_kserve_gzip_ctx_t *ctx)
+{
+    u_char                  *out;
+    size_t                   len, made, read, n;
+    ksv_inflate_rc_t         rc;
+    ngx_http_kserve_body_t  *src;
+
+    src = ctx->source;
+    made = ctx->inflate.len;
+    read = ctx->fed;
+    rc = KSV_INFLATE_MORE;
+
+    while (ctx->fed < src->len
+           && ctx->inflate.len - made < NGX_HTTP_KSERVE_GZIP_STEP
+           && ctx->fed - read < NGX_HTTP_KSERVE_GZIP_STEP)
+    {
+        n = ngx_min(src->len - ctx->fed, NGX_HTTP_KSERVE_GZIP_PIECE);
+
+        rc = ksv_inflate_feed(&ctx->inflate, src->data + ctx->fed, n);
+        ctx->fed += n;
+
+        if (rc < 0) {
+            break;
+        }
+    }
+
+    if (rc >= 0 && ctx->fed < src->len) {
+        return;                     /* more next turn */
+    }
 
     if (rc >= 0) {
-        rc = ksv_inflate_end(&st);
+        rc = ksv_inflate_end(&ctx->inflate);
     }
+
+    ctx->done = 1;
 
     switch (rc) {
 
@@ -128,48 +250,93 @@ ngx_http_kserve_gzip_body(ngx_http_request_t *r, ngx_http_kserve_body_t *kb,
         break;
 
     case KSV_INFLATE_TOO_BIG:
-        ksv_inflate_free(&st);
-        *ngx_snprintf(err, size - 1, "Decompressed data size exceeds the "
-                      "maximum allowed value of %uz bytes. Use "
-                      "kserve_max_body_size to increase the limit.", limit)
-            = '\0';
-        return NGX_HTTP_BAD_REQUEST;
+        ctx->status = NGX_HTTP_BAD_REQUEST;
+        ngx_snprintf(ctx->err, sizeof(ctx->err) - 1, "Decompressed data size "
+                     "exceeds the maximum allowed value of %uz bytes. Use "
+                     "kserve_max_body_size to increase the limit.%Z",
+                     ctx->limit);
+        ksv_inflate_free(&ctx->inflate);
+        return;
 
     case KSV_INFLATE_NOMEM:
-        ksv_inflate_free(&st);
-        return NGX_ERROR;
+        ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_snprintf(ctx->err, sizeof(ctx->err) - 1, "out of memory "
+                     "inflating the request body%Z");
+        ksv_inflate_free(&ctx->inflate);
+        return;
 
     default:
-        ksv_inflate_free(&st);
-        *ngx_snprintf(err, size - 1, "failed to decompress the request "
-                      "body: not a valid %s stream",
-                      kind == KSV_GZIP_GZIP ? "gzip" : "deflate") = '\0';
-        return NGX_HTTP_BAD_REQUEST;
+        ctx->status = NGX_HTTP_BAD_REQUEST;
+        ngx_snprintf(ctx->err, sizeof(ctx->err) - 1, "failed to decompress "
+                     "the request body: not a valid %s stream%Z",
+                     ctx->encoding == KSV_GZIP_GZIP ? "gzip" : "deflate");
+        ksv_inflate_free(&ctx->inflate);
+        return;
     }
 
-    out = ksv_inflate_take(&st, &len);
-    ksv_inflate_free(&st);
+    out = ksv_inflate_take(&ctx->inflate, &len);
+    ksv_inflate_free(&ctx->inflate);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                    "kserve: body of %uz bytes inflated to %uz",
-                   kb->len, len);
+                   src->len, len);
 
-    /* the body holds the inflated bytes from now on */
+    /* the source body holds the inflated bytes from now on */
 
-    if (kb->mapped) {
-        (void) munmap(kb->base, kb->size);
+    if (src->mapped) {
+        (void) munmap(src->base, src->size);
 
-    } else if (kb->base != NULL) {
-        ngx_free(kb->base);
+    } else if (src->base != NULL) {
+        ngx_free(src->base);
     }
 
-    kb->base = out;
-    kb->size = len;
-    kb->mapped = 0;
-    kb->data = out;
-    kb->len = len;
+    src->base = out;
+    src->size = len;
+    src->mapped = 0;
+    src->data = out;
+    src->len = len;
 
-    return NGX_OK;
+    ctx->body = src;
+    ctx->status = NGX_OK;
+}
+
+
+static void
+ngx_http_kserve_gzip_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_kserve_gzip_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_kserve_gzip_step(ctx);
+
+    if (!ctx->done) {
+        ngx_post_event(&ctx->ev, &ngx_posted_next_events);
+        return;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    ctx->resume(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_kserve_gzip_cleanup(void *data)
+{
+    ngx_http_kserve_gzip_ctx_t  *ctx = data;
+
+    if (ctx->ev.posted) {
+        ngx_delete_posted_event(&ctx->ev);
+    }
+
+    ksv_inflate_free(&ctx->inflate);
 }
 
 

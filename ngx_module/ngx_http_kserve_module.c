@@ -976,10 +976,14 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     /* Content-Encoding: gzip or deflate, bounded after inflation */
 
-    rc = ngx_http_kserve_gzip_body(r, kb, klcf->max_body_size, errstr,
-                                   sizeof(errstr));
+    rc = ngx_http_kserve_gzip_body(r, &kb, klcf->max_body_size, errstr,
+                                   sizeof(errstr), ngx_http_kserve_infer_body);
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;            /* inflating: infer_body comes back */
     }
 
     if (rc != NGX_OK) {

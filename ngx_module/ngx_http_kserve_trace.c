@@ -184,7 +184,10 @@ ngx_http_kserve_trace_start(ngx_http_request_t *r, ksv_str_t *model,
      * time the record is written */
 
     ngx_memcpy(p, model->data, model->len);
-    ngx_memcpy(p + model->len, request_id->data, request_id->len);
+
+    if (request_id->len) {
+        ngx_memcpy(p + model->len, request_id->data, request_id->len);
+    }
 
     t->rec.id = ngx_atomic_fetch_add(&sh->next_id, 1);
     t->rec.model_name.data = (char *) p;

@@ -35,6 +35,13 @@ HTTP = """
             client_max_body_size 1k;
         }}
         location = /plain {{ return 200 "plain"; }}
+        location /big/ {{
+            kserve_pass {endpoint};
+            kserve_index_interval 200ms;
+            kserve_max_body_size 64m;
+            client_max_body_size 64m;
+            rewrite ^/big(/.*)$ $1 break;
+        }}
     }}
     server {{
         listen 127.0.0.1:{port2};
@@ -226,6 +233,31 @@ def test_just_under_the_limit_after_inflation(own):
     r = infer_fp32(own.url, gzip.compress(body + b" "),
                    {"Content-Encoding": "gzip"})
     is_kserve_error(r, 400, "Decompressed data size exceeds")
+
+
+def test_large_compressed_body_inflates_in_steps(own):
+    """40 MB of JSON in ~0.1 MB of gzip: inflated over several turns of
+    the event loop (4 MB each), while the same nginx worker answers
+    others; the answer is the same as for the plain body."""
+    n = 4 * 1024 * 1024
+    body = json.dumps({"inputs": [{
+        "name": "INPUT0", "shape": [1, n], "datatype": "FP32",
+        "data": [0.5] * n}],
+        "outputs": [{"name": "OUTPUT0",
+                     "parameters": {"binary_data": True}}]}).encode()
+    body += b" " * (40 * 1024 * 1024 - len(body))
+    z = gzip.compress(body, 6)
+    r = requests.post(own.url + "/big" + IDENTITY, data=z,
+                      headers={"Content-Encoding": "gzip"}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    h = int(r.headers["Inference-Header-Content-Length"])
+    out = np.frombuffer(r.content[h:], np.float32)
+    assert out.shape == (n,) and (out == 0.5).all()
+    # and past 64 MB inflated, refused
+    r = requests.post(own.url + "/big" + IDENTITY,
+                      data=gzip.compress(body + b" " * (25 << 20), 6),
+                      headers={"Content-Encoding": "gzip"}, timeout=60)
+    is_kserve_error(r, 400, "maximum allowed value of 67108864 bytes")
 
 
 @pytest.mark.parametrize("data", [
