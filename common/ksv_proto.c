@@ -697,6 +697,22 @@ ksv_encode_infer_reply(ksv_writer_t *w, uint64_t id,
     ksv_put_str(w, m->request_id);
     ksv_put_tensors(w, m->outputs, m->noutputs);
     ksv_put_params(w, m->params, m->nparams);
+    if (m->has_trace) {
+        ksv_put_trace_times(w, &m->trace);
+    }
+}
+
+
+void
+ksv_put_trace_times(ksv_writer_t *w, const ksv_trace_times_t *t)
+{
+    ksv_put_u8(w, KSV_TRACE_TIMES);
+    ksv_put_u64(w, t->queue_start);
+    ksv_put_u64(w, t->compute_start);
+    ksv_put_u64(w, t->compute_input_end);
+    ksv_put_u64(w, t->compute_output_start);
+    ksv_put_u64(w, t->compute_end);
+    ksv_put_u64(w, t->request_end);
 }
 
 
@@ -710,6 +726,24 @@ ksv_decode_infer_reply(ksv_reader_t *r, ksv_alloc_t *a,
     m->request_id = ksv_get_str(r);
     m->outputs = ksv_get_tensors(r, a, &m->noutputs);
     m->params = ksv_get_params(r, a, &m->nparams);
+    if (!r->failed && r->p < r->end) {
+        /* a traced request's timestamps; a later version may add more */
+        uint8_t  n = ksv_get_u8(r);
+
+        if (n < KSV_TRACE_TIMES) {
+            return -1;
+        }
+        m->has_trace = 1;
+        m->trace.queue_start = ksv_get_u64(r);
+        m->trace.compute_start = ksv_get_u64(r);
+        m->trace.compute_input_end = ksv_get_u64(r);
+        m->trace.compute_output_start = ksv_get_u64(r);
+        m->trace.compute_end = ksv_get_u64(r);
+        m->trace.request_end = ksv_get_u64(r);
+        for (n -= KSV_TRACE_TIMES; n > 0; n--) {
+            (void) ksv_get_u64(r);
+        }
+    }
     return r->failed ? -1 : 0;
 }
 

@@ -182,9 +182,9 @@ static const char  *ksv_extensions[] = {
 
     "statistics",
 
-    /* "trace": the trace branch */
+    "trace",                    /* ngx_http_kserve_trace.c */
 
-    /* "logging": the logging branch */
+    "logging",                  /* ngx_http_kserve_logging.c */
 
     NULL
 };

@@ -14,6 +14,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_module.h"
+#include "ngx_http_kserve_gzip.h"
+#include "ngx_http_kserve_logging.h"
+#include "ngx_http_kserve_trace.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
@@ -58,8 +61,6 @@ static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ksv_writer_t *w);
 static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
     ngx_uint_t status);
-static ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ...);
 static void ngx_http_kserve_free(void *data);
 static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
 
@@ -323,9 +324,13 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                 return rc;
             }
 
-            return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+            /* Triton's 400, in Triton's words */
+
+            return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                          "request body of %O bytes exceeds "
-                                         "kserve_max_body_size %uz",
+                                         "the maximum allowed value of %uz "
+                                         "bytes. Use kserve_max_body_size "
+                                         "to increase the limit.",
                                          r->headers_in.content_length_n,
                                          klcf->max_body_size);
         }
@@ -345,6 +350,16 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         }
 
         return NGX_DONE;
+    }
+
+    /* Triton's logging and trace extensions read their own bodies */
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_LOGGING) {
+        return ngx_http_kserve_logging_handler(r);
+    }
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_TRACE) {
+        return ngx_http_kserve_trace_handler(r, b, &route);
     }
 
     /* everything else has no body worth reading */
@@ -454,6 +469,16 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_OK;
     }
 
+    if (end - p == 8 && ngx_strncmp(p, "/logging", 8) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_LOGGING;
+        return NGX_OK;
+    }
+
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        return NGX_OK;
+    }
+
     if (ngx_http_kserve_match("/health/")) {
         if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
             route->endpoint = NGX_HTTP_KSERVE_LIVE;
@@ -518,6 +543,13 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
 
     if (end - p == 6 && ngx_strncmp(p, "/infer", 6) == 0) {
         route->endpoint = NGX_HTTP_KSERVE_INFER;
+        return NGX_OK;
+    }
+
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0
+        && route->version.len == 0)
+    {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
         return NGX_OK;
     }
 
@@ -882,10 +914,11 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
+    u_char                       errstr[NGX_MAX_ERROR_STR];
     size_t                       len, header_len;
     u_char                      *body, *p;
     uint32_t                     i;
-    uint64_t                     id;
+    uint64_t                     id, recv_end;
     ngx_int_t                    rc;
     ngx_str_t                    hvalue;
     zmq_msg_t                   *frames;
@@ -905,6 +938,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
     b = klcf->backend;
+    recv_end = ngx_http_kserve_trace_now();
 
     /* binary tensor data: a JSON header of this length, then tensors */
 
@@ -931,15 +965,37 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (kb->len > klcf->max_body_size) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "request body of %uz bytes exceeds the "
+                                     "maximum allowed value of %uz bytes. "
+                                     "Use kserve_max_body_size to increase "
+                                     "the limit.",
+                                     kb->len, klcf->max_body_size);
+    }
+
+    /* Content-Encoding: gzip or deflate, bounded after inflation */
+
+    rc = ngx_http_kserve_gzip_body(r, &kb, klcf->max_body_size, errstr,
+                                   sizeof(errstr), ngx_http_kserve_infer_body);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;            /* inflating: infer_body comes back */
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_kserve_error(r, rc, "%s", errstr);
+    }
+
+    if (ngx_http_kserve_gzip_reply(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     body = kb->data;
     len = kb->len;
-
-    if (len > klcf->max_body_size) {
-        return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     "request body of %uz bytes exceeds "
-                                     "kserve_max_body_size %uz",
-                                     len, klcf->max_body_size);
-    }
 
     rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
     if (ms == NULL) {
@@ -1012,6 +1068,10 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
+    /* Triton's trace extension: sampled here, timestamps in the reply */
+    m.flags |= ngx_http_kserve_trace_start(r, &ms->config.name, vs->version,
+                                           &m.request_id, recv_end);
+
     id = ngx_http_kserve_next_id();
 
     ksv_writer_init(&w);
@@ -1076,6 +1136,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ctx->pending.handler = ngx_http_kserve_infer_done;
 
     ngx_http_kserve_route_sending(r, ctx, b, &m, frames, m.ninputs + 1);
+    ngx_http_kserve_trace_mark(r, KSV_TS_REQUEST_START);
 
     rc = ngx_http_kserve_send_infer(b, &ctx->pending, ms, vs, id, frames,
                                     m.ninputs + 1, klcf->timeout);
@@ -1233,6 +1294,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     ksv_infer_reply_t       m;
     ngx_http_kserve_ctx_t  *ctx;
 
+    ngx_http_kserve_trace_mark(r, KSV_TS_HTTP_SEND_START);
+
     ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
     (void) ksv_read_prefix(&rd, &prefix);
 
@@ -1253,6 +1316,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     {
         goto malformed;
     }
+
+    ngx_http_kserve_trace_reply(r, &m);
 
     data = ngx_palloc(r->pool, (nframes + 1) * sizeof(void *));
     sizes = ngx_palloc(r->pool, (nframes + 1) * sizeof(size_t));
@@ -1423,7 +1488,7 @@ ngx_http_kserve_send_empty(ngx_http_request_t *r, ngx_uint_t status)
 
 /* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ...)
 {

@@ -65,7 +65,9 @@ typedef enum {
     NGX_HTTP_KSERVE_MODEL_CONFIG,
     NGX_HTTP_KSERVE_MODEL_STATS,
     NGX_HTTP_KSERVE_INFER,
-    NGX_HTTP_KSERVE_METRICS
+    NGX_HTTP_KSERVE_METRICS,
+    NGX_HTTP_KSERVE_TRACE,          /* [/models/{m}]/trace/setting */
+    NGX_HTTP_KSERVE_LOGGING         /* /v2/logging */
 } ngx_http_kserve_endpoint_e;
 
 
@@ -108,6 +110,13 @@ ngx_int_t ngx_http_kserve_send_writer(ngx_http_request_t *r,
  */
 u_char *ngx_http_kserve_writer_detach(ngx_http_request_t *r,
     ksv_writer_t *w, size_t *len);
+
+/*
+ * Sends {"error": "..."} with the status (fmt is ngx_vslprintf()'s):
+ * the one shape of every error the module answers.
+ */
+ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...);
 
 /*
  * After a message went to kserve-worker: keeps the request open until

@@ -154,9 +154,6 @@ static ngx_uint_t ngx_http_kserve_peer_outstanding(
     ngx_http_kserve_peer_t *peer);
 static void ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer,
     ngx_int_t n);
-static ngx_int_t ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
-    ngx_uint_t nframes, ngx_msec_t timeout);
 static void ngx_http_kserve_wait(ngx_http_kserve_pending_t *p, uint64_t id,
     ngx_msec_t timeout, ngx_http_cleanup_t *cln);
 static ngx_int_t ngx_http_kserve_order(ngx_http_kserve_backend_t *b,
@@ -788,7 +785,7 @@ ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer, ngx_int_t n)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout)
@@ -1279,6 +1276,7 @@ ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
         return;
 
     case KSV_MSG_STATS_REPLY:
+    case KSV_MSG_LOG_REPLY:
     case KSV_MSG_ERROR:
         break;
 

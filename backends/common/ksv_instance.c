@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "ksv_instance.h"
+#include "ksv_logset.h"
 #include "ksv_json.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
@@ -151,6 +152,15 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
         || strchr(o->model, '/') != NULL || strchr(o->version, '/') != NULL)
     {
         ksv_instance_usage(prog, need_utils_dir);
+    }
+
+    /* the worker's log settings page: the backend's logger reads it
+     * (common/ksv_logset.h); set before any thread or interpreter */
+    if (o->run_dir != NULL) {
+        char  page[4200];
+
+        snprintf(page, sizeof(page), "%s/" KSV_LOG_PAGE_FILE, o->run_dir);
+        (void) setenv(KSV_LOG_PAGE_ENV, page, 1);
     }
 }
 

@@ -29,10 +29,18 @@ PREFIX_SIZE = 16
 # ksv_msg_kind_t
 INFER, INFER_REPLY, ERROR, INDEX, INDEX_REPLY, EXECUTE, EXECUTE_REPLY, \
     READY, STATS, STATS_REPLY, CANCEL = range(1, 12)
+LOG, LOG_REPLY = 16, 17             # Triton's logging extension
 KIND_NAMES = {INFER: "INFER", INFER_REPLY: "INFER_REPLY", ERROR: "ERROR",
               INDEX: "INDEX", INDEX_REPLY: "INDEX_REPLY", EXECUTE: "EXECUTE",
               EXECUTE_REPLY: "EXECUTE_REPLY", READY: "READY",
-              STATS: "STATS", STATS_REPLY: "STATS_REPLY", CANCEL: "CANCEL"}
+              STATS: "STATS", STATS_REPLY: "STATS_REPLY", CANCEL: "CANCEL",
+              LOG: "LOG", LOG_REPLY: "LOG_REPLY"}
+
+# INFER flags
+INFER_ALL_BINARY = 0x1
+INFER_TRACE = 0x2                   # the reply carries trace timestamps
+TRACE_TIMES = ("queue_start", "compute_start", "compute_input_end",
+               "compute_output_start", "compute_end", "request_end")
 
 # KSV_MAX_*: a larger count is a decode error on both sides
 MAX_DIMS = 16
@@ -148,9 +156,19 @@ def infer(id_, model, version="", inputs=(), request_id="", timeout_ms=0,
             pparams(params))
 
 
-def infer_reply(id_, model, version, request_id, outputs, params=None):
+def infer_reply(id_, model, version, request_id, outputs, params=None,
+                trace=None):
+    """trace: the 6 timestamps of a traced request (TRACE_TIMES)."""
+    tail = b"" if trace is None else \
+        struct.pack("<B6Q", len(TRACE_TIMES), *trace)
     return (prefix(INFER_REPLY, id_) + pstr(model) + pstr(version) +
-            pstr(request_id) + ptensors(outputs) + pparams(params))
+            pstr(request_id) + ptensors(outputs) + pparams(params) + tail)
+
+
+def log(id_, info=1, warning=1, error=1, fmt=0, verbose=0, kind=LOG):
+    """LOG / LOG_REPLY: the log settings (fmt 0 default, 1 ISO8601)."""
+    return prefix(kind, id_) + struct.pack("<4BI", info, warning, error,
+                                           fmt, verbose)
 
 
 def error(id_, code, message):
@@ -492,6 +510,15 @@ def _body(r, kind, m):
     elif kind == INFER_REPLY:
         m.update(model=r.str(), version=r.str(), request_id=r.str(),
                  outputs=r.tensors(), params=r.params())
+        m["trace"] = None
+        if r.pos < len(r.buf):
+            n = r.take("B")
+            if n < len(TRACE_TIMES):
+                raise WireError("INFER_REPLY with %d trace timestamps" % n)
+            m["trace"] = r.takes("%dQ" % n)[:len(TRACE_TIMES)]
+    elif kind in (LOG, LOG_REPLY):
+        (m["info"], m["warning"], m["error"], m["format"],
+         m["verbose"]) = r.take("4BI")
     elif kind == ERROR:
         m.update(code=r.take("H"), message=r.str())
     elif kind == INDEX:
