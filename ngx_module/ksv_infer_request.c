@@ -1717,6 +1717,7 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
     out->name = c->outputs[k].name;
     out->flags = (ps->m->flags & KSV_INFER_ALL_BINARY) ? KSV_OUTPUT_BINARY
                                                        : 0;
+    out->class_count = 0;
 
     v = json_object_get(o, "parameters");
 
@@ -1746,10 +1747,24 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
         }
     }
 
-    if (json_object_get(v, "classification") != NULL) {
-        return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                        "output '%s': classification is not supported",
-                        name);
+    b = json_object_get(v, "classification");
+
+    if (b != NULL) {
+        /* Triton's AsUInt; 0 asks for no classification */
+        if (!json_is_integer(b) || json_integer_value(b) < 0
+            || json_integer_value(b) > UINT32_MAX)
+        {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Unable to set 'classification'");
+        }
+
+        if (json_object_get(v, "shared_memory_region") != NULL) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'classification'");
+        }
+
+        out->class_count = (uint32_t) json_integer_value(b);
     }
 
     if (json_object_get(v, "shared_memory_region") != NULL) {

@@ -61,12 +61,14 @@ ksv_classify_entry(const uint8_t *base, size_t count, uint8_t dt,
     uint32_t k, const ksv_labels_t *labels, ksv_writer_t *out,
     uint32_t *best, double *score)
 {
-    char      text[64];
-    size_t    i;
-    uint32_t  j, m, lo;
-    double    v;
-    ksv_str_t s;
-    size_t    esize = ksv_datatype_size(dt);
+    int          len;
+    char         text[64];
+    size_t       i, llen, esize;
+    double       v;
+    uint32_t     j, m, lo;
+    const char  *label;
+
+    esize = ksv_datatype_size(dt);
 
     m = 0;
     for (i = 0; i < count; i++) {
@@ -86,21 +88,21 @@ ksv_classify_entry(const uint8_t *base, size_t count, uint8_t dt,
 
     for (j = 0; j < m; j++) {
         if (dt == KSV_TYPE_FP32 || dt == KSV_TYPE_FP64) {
-            snprintf(text, sizeof(text), "%f:%u", score[j], best[j]);
+            len = snprintf(text, sizeof(text), "%f:%u", score[j], best[j]);
         } else {
-            snprintf(text, sizeof(text), "%.0f:%u", score[j], best[j]);
+            len = snprintf(text, sizeof(text), "%.0f:%u", score[j], best[j]);
         }
-        s.data = text;
-        s.len = strlen(text);
-        if (labels != NULL && best[j] < labels->n) {
-            ksv_put_u32(out, (uint32_t) (s.len + 1
-                                         + strlen(labels->lines[best[j]])));
-            ksv_put_bytes(out, s.data, s.len);
+        len = len < (int) sizeof(text) ? len : (int) sizeof(text) - 1;
+        label = labels != NULL && best[j] < labels->n
+                ? labels->lines[best[j]] : NULL;
+        llen = label != NULL ? strlen(label) : 0;
+
+        /* BYTES: a u32 length (little-endian) before each string */
+        ksv_put_u32(out, (uint32_t) (len + (label != NULL ? 1 + llen : 0)));
+        ksv_put_bytes(out, text, (size_t) len);
+        if (label != NULL) {
             ksv_put_u8(out, ':');
-            ksv_put_bytes(out, labels->lines[best[j]],
-                          strlen(labels->lines[best[j]]));
-        } else {
-            ksv_put_str(out, s);
+            ksv_put_bytes(out, label, llen);
         }
     }
 }
@@ -111,7 +113,7 @@ ksv_classify(const ksv_tensor_t *t, const void *data, uint32_t k,
     int batched, const ksv_labels_t *labels, ksv_writer_t *out,
     ksv_tensor_t *res, char *err, size_t errlen)
 {
-    size_t     esize, count, per, entries, e;
+    size_t     esize, count, per, entries, e, start;
     double    *score;
     uint32_t  *best, kk;
     uint8_t    d;
@@ -157,9 +159,9 @@ ksv_classify(const ksv_tensor_t *t, const void *data, uint32_t k,
         return -1;
     }
 
-    e = out->len;
-    for (size_t i = 0; i < entries; i++) {
-        ksv_classify_entry((const uint8_t *) data + i * per * esize, per,
+    start = out->len;
+    for (e = 0; e < entries; e++) {
+        ksv_classify_entry((const uint8_t *) data + e * per * esize, per,
                            t->datatype, kk, labels, out, best, score);
     }
     free(best);
@@ -169,7 +171,7 @@ ksv_classify(const ksv_tensor_t *t, const void *data, uint32_t k,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    res->byte_size = out->len - e;
+    res->byte_size = out->len - start;
     return 0;
 }
 

@@ -399,8 +399,11 @@ test_errors(void)
                 "{\"binary_data_size\":4}}]}",
                 KSV_ERR_INVALID_ARG, "Inference-Header-Content-Length"));
     CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
-                "\"parameters\":{\"classification\":2}}]}",
-                KSV_ERR_UNSUPPORTED, "classification"));
+                "\"parameters\":{\"classification\":\"2\"}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
+    CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
+                "\"parameters\":{\"classification\":-1}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
 }
 
 
