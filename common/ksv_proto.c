@@ -650,6 +650,7 @@ ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m)
     for (i = 0; i < m->noutputs; i++) {
         ksv_put_str(w, m->outputs[i].name);
         ksv_put_u32(w, m->outputs[i].flags);
+        ksv_put_u32(w, m->outputs[i].class_count);
     }
 
     ksv_put_params(w, m->params, m->nparams);
@@ -679,6 +680,7 @@ ksv_decode_infer(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m)
         for (i = 0; i < m->noutputs; i++) {
             m->outputs[i].name = ksv_get_str(r);
             m->outputs[i].flags = ksv_get_u32(r);
+            m->outputs[i].class_count = ksv_get_u32(r);
         }
     }
 
@@ -790,6 +792,8 @@ ksv_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n)
         ksv_put_dims(w, io[i].dims, io[i].ndims);
         ksv_put_u8(w, io[i].has_reshape);
         ksv_put_dims(w, io[i].reshape, io[i].reshape_ndims);
+        ksv_put_u8(w, io[i].format);
+        ksv_put_str(w, io[i].label_filename);
     }
 }
 
@@ -817,7 +821,9 @@ ksv_get_io(ksv_reader_t *r, ksv_alloc_t *a, uint32_t *n)
         io[i].ndims = ksv_get_dims(r, io[i].dims);
         io[i].has_reshape = ksv_get_u8(r);
         io[i].reshape_ndims = ksv_get_dims(r, io[i].reshape);
-        if (io[i].datatype >= KSV_TYPE_COUNT) {
+        io[i].format = ksv_get_u8(r);
+        io[i].label_filename = ksv_get_str(r);
+        if (io[i].datatype >= KSV_TYPE_COUNT || io[i].format > 2) {
             r->failed = 1;
         }
     }

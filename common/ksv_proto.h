@@ -197,9 +197,15 @@ typedef struct {
 
 #define KSV_OUTPUT_BINARY  0x1          /* client asked binary_data */
 
+/*
+ * class_count > 0: Triton's classification extension, the output comes
+ * back as BYTES "score:index[:label]", the class_count best per batch
+ * entry (the instance computes it: it has the labels).
+ */
 typedef struct {
     ksv_str_t        name;
     uint32_t         flags;
+    uint32_t         class_count;
 } ksv_output_req_t;
 
 typedef enum {
@@ -321,6 +327,13 @@ typedef enum {
     KSV_TIMEOUT_DELAY = 1
 } ksv_timeout_action_t;
 
+/* ModelInput.format, Triton's names in ksv_io_format_name() */
+typedef enum {
+    KSV_FORMAT_NONE = 0,
+    KSV_FORMAT_NHWC = 1,
+    KSV_FORMAT_NCHW = 2
+} ksv_io_format_t;
+
 typedef struct {
     ksv_str_t        name;
     uint8_t          datatype;
@@ -331,6 +344,8 @@ typedef struct {
     uint8_t          has_reshape;
     uint8_t          reshape_ndims;
     int64_t          reshape[KSV_MAX_DIMS];
+    uint8_t          format;            /* ksv_io_format_t (inputs) */
+    ksv_str_t        label_filename;    /* outputs; "" none */
 } ksv_io_config_t;
 
 typedef struct {

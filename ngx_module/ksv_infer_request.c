@@ -1701,6 +1701,7 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
     out->name.data = (char *) name;
     out->name.len = (uint32_t) json_string_length(v);
     out->flags = 0;
+    out->class_count = 0;
 
     for (k = 0; k < i; k++) {
         if (ksv_str_same(&ps->m->outputs[k].name, &out->name)) {
@@ -1733,10 +1734,24 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
         out->flags = json_is_true(b) ? KSV_OUTPUT_BINARY : 0;
     }
 
-    if (json_object_get(v, "classification") != NULL) {
-        return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                        "output '%s': classification is not supported",
-                        name);
+    b = json_object_get(v, "classification");
+
+    if (b != NULL) {
+        /* Triton's AsUInt; 0 asks for no classification */
+        if (!json_is_integer(b) || json_integer_value(b) < 0
+            || json_integer_value(b) > UINT32_MAX)
+        {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Unable to set 'classification'");
+        }
+
+        if (json_object_get(v, "shared_memory_region") != NULL) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'classification'");
+        }
+
+        out->class_count = (uint32_t) json_integer_value(b);
     }
 
     if (json_object_get(v, "shared_memory_region") != NULL) {

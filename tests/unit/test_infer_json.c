@@ -452,8 +452,11 @@ test_errors(void)
                 "header and 'binary_data_size' when passing inputs in binary "
                 "data format"));
     CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
-                "\"parameters\":{\"classification\":2}}]}",
-                KSV_ERR_UNSUPPORTED, "classification"));
+                "\"parameters\":{\"classification\":\"2\"}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
+    CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
+                "\"parameters\":{\"classification\":-1}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
 }
 
 
