@@ -177,6 +177,13 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
       offsetof(ngx_http_kserve_loc_conf_t, api_key_header),
       &ngx_http_kserve_lowcase_post },
 
+    { ngx_string("kserve_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, server_name),
+      NULL },
+
     { ngx_string("kserve_api_key_health"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -595,10 +602,14 @@ ngx_http_kserve_valid_name(ngx_str_t *name)
 static ngx_int_t
 ngx_http_kserve_server_metadata(ngx_http_request_t *r)
 {
-    ksv_writer_t  w;
+    ksv_writer_t                 w;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
 
     ksv_writer_init(&w);
-    ksv_json_server_metadata(&w);
+    ksv_json_server_metadata(&w, (const char *) klcf->server_name.data,
+                             klcf->server_name.len);
 
     return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
 }
@@ -1606,6 +1617,8 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header,
                              "authorization");
     ngx_conf_merge_value(conf->api_key_health, prev->api_key_health, 0);
+    ngx_conf_merge_str_value(conf->server_name, prev->server_name,
+                             KSV_SERVER_NAME);
 
     if (conf->max_inputs == 0 || conf->max_inputs > KSV_MAX_TENSORS
         || conf->max_outputs == 0 || conf->max_outputs > KSV_MAX_TENSORS)

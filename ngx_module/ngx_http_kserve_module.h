@@ -51,6 +51,7 @@ typedef struct {
     ngx_http_kserve_keys_t      *api_keys;
     ngx_str_t                    api_key_header;    /* lower case */
     ngx_flag_t                   api_key_health;    /* health needs one */
+    ngx_str_t                    server_name;   /* kserve_server_name */
 
     unsigned                     metrics:1;     /* kserve_metrics */
 } ngx_http_kserve_loc_conf_t;

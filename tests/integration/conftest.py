@@ -92,6 +92,7 @@ http {{
             kserve_pass {endpoint};
             kserve_timeout 1s;
             kserve_index_interval 200ms;
+            kserve_server_name "ngx_kserve test";
         }}
     }}
     # API keys, tight limits, big bodies spooled to files (test_binary,

@@ -1077,8 +1077,10 @@ test_stats(void)
     ksv_writer_free(&w);
 
     ksv_writer_init(&w);
-    ksv_json_server_metadata(&w);
-    CHECK(strstr(text(), "\"extensions\":[\"schedule_policy\","
+    ksv_json_server_metadata(&w, "triton", 6);
+    CHECK(strncmp(text(), "{\"name\":\"triton\",", 16) == 0);
+    CHECK(strstr(text(), "\"extensions\":[\"classification\","
+                         "\"schedule_policy\","
                          "\"model_configuration\",\"binary_tensor_data\","
                          "\"parameters\",\"statistics\"") != NULL);
     ksv_writer_free(&w);
