@@ -34,12 +34,16 @@
  *                                    reply (retry on the fallback), header
  *   ngx_http_kserve_route_choose.c   the strategies and the choice of a
  *                                    variant among the usable ones
- *   ngx_http_kserve_route_health.c   outcomes, counters, ejection
+ *   ngx_http_kserve_route_health.c   outcomes, counters, ejection, the
+ *                                    windows of the counters
  *   ngx_http_kserve_route_weights.c  weights in effect (nginx.conf, Redis,
  *                                    then the hooks) and the per-route
  *                                    timer
+ *   ngx_http_kserve_route_status.c   GET /v2/routes[/NAME]
  *   ngx_http_kserve_metrics.c        their /metrics families
  *   ksv_route.c                      the nginx-free selection functions
+ *
+ * Request content for rules and sticky keys: ngx_http_kserve_variables.h.
  */
 
 #define NGX_HTTP_KSERVE_RANDOM    0
