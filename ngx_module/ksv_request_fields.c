@@ -23,6 +23,12 @@ typedef struct {
 } ksv_object_t;
 
 
+/* the bytes that matter inside an object or an array */
+static const uint8_t  ksv_special[256] = {
+    ['"'] = 1, ['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1
+};
+
+
 static const char *
 ksv_ws(const char *p, const char *end)
 {
@@ -94,6 +100,17 @@ ksv_skip_value(const char *p, const char *end)
     depth = 0;
 
     while (p < end) {
+
+        /* numbers, commas, literals: nothing to do but pass them */
+
+        while (p < end && !ksv_special[(unsigned char) *p]) {
+            p++;
+        }
+
+        if (p == end) {
+            break;
+        }
+
         switch (*p) {
 
         case '"':
