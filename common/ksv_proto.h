@@ -69,6 +69,11 @@ typedef enum {
     KSV_MSG_STATS = 9,          /* module -> worker: statistics */
     KSV_MSG_STATS_REPLY = 10,   /* worker -> module */
     KSV_MSG_CANCEL = 11,        /* module -> instance: client went away */
+
+    /* Triton's repository extension, module -> worker (numbered from 20
+     * so kinds added meanwhile elsewhere keep their numbers) */
+    KSV_MSG_REPOSITORY = 20,        /* index, load or unload */
+    KSV_MSG_REPOSITORY_REPLY = 21,  /* worker -> module */
     KSV_MSG_KIND_MAX
 } ksv_msg_kind_t;
 
@@ -363,7 +368,10 @@ int ksv_decode_model_config(ksv_reader_t *r, ksv_alloc_t *a,
 typedef enum {
     KSV_VERSION_UNAVAILABLE = 0,        /* failed or not loaded */
     KSV_VERSION_LOADING = 1,
-    KSV_VERSION_READY = 2
+    KSV_VERSION_READY = 2,
+    KSV_VERSION_DRAINING = 3            /* instances only: replaced or
+                                           unloaded, finishing what it was
+                                           sent; nothing new goes there */
 } ksv_version_state_t;
 
 /*
@@ -562,6 +570,60 @@ int ksv_decode_stats(ksv_reader_t *r, ksv_str_t *model, ksv_str_t *version);
 void ksv_encode_stats_reply(ksv_writer_t *w, uint64_t id,
     const ksv_stats_t *m);
 int ksv_decode_stats_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_stats_t *m);
+
+
+/* ---- REPOSITORY / REPOSITORY_REPLY (Triton's repository extension) ----- */
+
+typedef enum {
+    KSV_REPO_INDEX = 1,                 /* flags: KSV_REPO_READY_ONLY */
+    KSV_REPO_LOAD = 2,                  /* a second frame: the HTTP body */
+    KSV_REPO_UNLOAD = 3                 /* flags: KSV_REPO_DEPENDENTS */
+} ksv_repo_action_t;
+
+#define KSV_REPO_READY_ONLY   0x1
+#define KSV_REPO_DEPENDENTS   0x1
+
+/* the state of an index entry: a ksv_version_state_t, UNLOADING, or
+ * none (a model of the repository that was never loaded: name only) */
+#define KSV_REPO_UNLOADING    3
+#define KSV_REPO_NAME_ONLY    255
+
+/*
+ * REPOSITORY: u8 action, u8 flags, string model ("" for INDEX); a LOAD
+ * is followed by one raw frame, the request body as the client sent it
+ * ({"parameters": {"config": ..., "file:<path>": <base64>}}, possibly
+ * empty), which the worker parses.  The worker answers REPOSITORY_REPLY
+ * (the index entries; none for load and unload) once a load has settled,
+ * or ERROR with Triton's code and message.
+ */
+typedef struct {
+    uint8_t          action;            /* ksv_repo_action_t */
+    uint8_t          flags;
+    ksv_str_t        model;
+} ksv_repository_t;
+
+typedef struct {
+    ksv_str_t        name;
+    int64_t          version;           /* -1: none */
+    uint8_t          state;             /* see KSV_REPO_NAME_ONLY */
+    ksv_str_t        reason;
+} ksv_repo_entry_t;
+
+typedef struct {
+    uint32_t           nentries;
+    ksv_repo_entry_t  *entries;
+} ksv_repository_reply_t;
+
+void ksv_encode_repository(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_t *m);
+int ksv_decode_repository(ksv_reader_t *r, ksv_repository_t *m);
+void ksv_encode_repository_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_reply_t *m);
+int ksv_decode_repository_reply(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_repository_reply_t *m);
+
+/* Triton's name of an entry state ("READY", ...); "" for NAME_ONLY. */
+const char *ksv_repo_state_name(uint8_t state);
 
 
 /* ---- shape helpers ----------------------------------------------------- */

@@ -1861,8 +1861,13 @@ ngx_http_kserve_peer_set(ngx_http_kserve_backend_t *b,
 
     log = b->data.connection->log;
 
-    state = (is->state <= KSV_VERSION_READY) ? is->state
-                                             : KSV_VERSION_UNAVAILABLE;
+    /*
+     * DRAINING: replaced by a reload or unloaded; it answers what it was
+     * sent (its requests stay out there) and gets nothing new.
+     */
+
+    state = (is->state <= KSV_VERSION_DRAINING) ? is->state
+                                                : KSV_VERSION_UNAVAILABLE;
 
     /* what was out on an instance that died, or was replaced, fails now */
 
@@ -1899,7 +1904,8 @@ ngx_http_kserve_peer_set(ngx_http_kserve_backend_t *b,
                       vs->version, &peer->sn.str,
                       state == KSV_VERSION_READY ? "ready"
                       : state == KSV_VERSION_LOADING ? "loading"
-                                                     : "unavailable",
+                      : state == KSV_VERSION_DRAINING ? "draining"
+                                                      : "unavailable",
                       is->reason.len ? ": " : "", (size_t) is->reason.len,
                       is->reason.data);
     }
