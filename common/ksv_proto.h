@@ -589,10 +589,11 @@ typedef enum {
 #define KSV_REPO_NAME_ONLY    255
 
 /*
- * REPOSITORY: u8 action, u8 flags, string model ("" for INDEX); a LOAD
- * is followed by one raw frame, the request body as the client sent it
- * ({"parameters": {"config": ..., "file:<path>": <base64>}}, possibly
- * empty), which the worker parses.  The worker answers REPOSITORY_REPLY
+ * REPOSITORY: u8 action, u8 flags, string model ("" for INDEX), then
+ * optionally one raw frame, the request body as the client sent it
+ * ({"ready": true}; {"parameters": {"config": ..., "file:<path>":
+ * <base64>}}; {"parameters": {"unload_dependents": true}}; a LOAD always
+ * has it, possibly empty), which the worker parses.  The worker answers REPOSITORY_REPLY
  * (the index entries; none for load and unload) once a load has settled,
  * or ERROR with Triton's code and message.
  */

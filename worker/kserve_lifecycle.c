@@ -939,14 +939,81 @@ kserve_on_unload(zmq_msg_t *identity, uint64_t id, const char *model)
 }
 
 
+/*
+ * The boolean member `key` of the body's object (under "parameters" when
+ * params), as Triton reads it.  Returns 0 (*out set, 0 when absent or no
+ * body), or -1 after answering the error.
+ */
+static int
+kserve_body_flag(zmq_msg_t *identity, uint64_t id, const void *body,
+    size_t len, int params, const char *key, int *out)
+{
+    int              rc;
+    char             err[256], msg[400];
+    ksv_arena_t      arena;
+    kserve_json_t   *json, *v;
+
+    *out = 0;
+    if (len == 0) {
+        return 0;
+    }
+
+    rc = 0;
+    ksv_arena_init(&arena);
+    if (kserve_json_parse(body, len, &arena, &json, err, sizeof(err)) != 0) {
+        snprintf(msg, sizeof(msg), "failed to parse the request JSON "
+                 "buffer: %s", err);
+        kserve_server_error(identity, id, KSV_ERR_INVALID_ARG, msg);
+        rc = -1;
+        goto done;
+    }
+    v = params ? kserve_json_get(kserve_json_get(json, "parameters"), key)
+               : kserve_json_get(json, key);
+    if (v == NULL) {
+        goto done;
+    }
+    if (v->type != KSERVE_JSON_TRUE && v->type != KSERVE_JSON_FALSE) {
+        if (params) {
+            snprintf(msg, sizeof(msg), "Unable to parse '%s': attempt to "
+                     "access JSON non-boolean as boolean", key);
+        } else {
+            snprintf(msg, sizeof(msg), "Invalid value for '%s': expected a "
+                     "boolean", key);
+        }
+        kserve_server_error(identity, id, KSV_ERR_INVALID_ARG, msg);
+        rc = -1;
+        goto done;
+    }
+    *out = v->type == KSERVE_JSON_TRUE;
+
+done:
+
+    ksv_arena_free(&arena);
+    return rc;
+}
+
+
 void
 kserve_lifecycle_request(zmq_msg_t *identity, uint64_t id,
     const ksv_repository_t *req, const void *body, size_t len)
 {
+    int   flag;
     char  model[256];
 
     if (req->action == KSV_REPO_INDEX) {
-        kserve_on_index(identity, id, req->flags & KSV_REPO_READY_ONLY);
+        if (kserve_body_flag(identity, id, body, len, 0, "ready", &flag)
+            == 0)
+        {
+            kserve_on_index(identity, id,
+                            flag || (req->flags & KSV_REPO_READY_ONLY));
+        }
+        return;
+    }
+
+    if (req->action == KSV_REPO_UNLOAD
+        && kserve_body_flag(identity, id, body, len, 1, "unload_dependents",
+                            &flag) != 0)
+    {
         return;
     }
 

@@ -457,9 +457,7 @@ kserve_on_repository(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 {
     ksv_repository_t  req;
 
-    if (in->n < 2 || in->n > 3 || ksv_decode_repository(rd, &req) != 0
-        || (in->n == 3 && req.action != KSV_REPO_LOAD))
-    {
+    if (in->n < 2 || in->n > 3 || ksv_decode_repository(rd, &req) != 0) {
         kserve_server_error(&in->msgs[0], id, KSV_ERR_INVALID_ARG,
                             "malformed REPOSITORY message");
         return;

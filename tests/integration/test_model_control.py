@@ -1,0 +1,466 @@
+"""Model control: Triton's repository extension and control modes.
+
+Two gateways of their own, each on a repository the tests change: one
+in explicit mode (load and unload by tritonclient, config and file
+overrides, failures), one in poll mode (versions and models that come
+and go).  The reload tests keep 16 clients sending the whole time and
+count what they saw: not one request may fail or wait past its bound
+while versions and instances are replaced under them.
+"""
+import base64
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+import requests
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import TOP, Gateway, wait_for
+
+
+MODEL_PY = '''
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+TAG = {tag}
+
+
+class TritonPythonModel:
+
+    def initialize(self, args):
+        if {fail}:
+            raise RuntimeError("refusing to start: tag %d" % TAG)
+
+    def execute(self, requests):
+        time.sleep(0.003)
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
+                "OUT", np.full(x.shape, TAG, dtype=np.float32))]))
+        return out
+'''
+
+CONFIG = '''
+name: "{name}"
+backend: "python"
+max_batch_size: 8
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+instance_group [ {{ count: {count} kind: KIND_CPU }} ]
+dynamic_batching {{ }}
+{extra}
+'''
+
+BODY = json.dumps({"inputs": [{"name": "IN", "shape": [1, 1],
+                               "datatype": "FP32", "data": [1.0]}]})
+
+
+def write_model(repo, name, versions=(1,), tag=None, fail=False, count=2,
+                extra=""):
+    d = os.path.join(repo, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.pbtxt"), "w") as f:
+        f.write(CONFIG.format(name=name, count=count, extra=extra))
+    for v in versions:
+        write_version(repo, name, v, tag if tag is not None else v, fail)
+
+
+def write_version(repo, name, version, tag, fail=False):
+    d = os.path.join(repo, name, str(version))
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "model.py")
+    with open(path + ".tmp", "w") as f:
+        f.write(MODEL_PY.format(tag=tag, fail=fail))
+    os.rename(path + ".tmp", path)
+
+
+def start_gateway(worker_args, setup):
+    workdir = tempfile.mkdtemp(prefix="ksv-mc-")
+    repo = os.path.join(workdir, "repo")
+    os.makedirs(repo)
+    shutil.copytree(os.path.join(TOP, "conf/models/simple"),
+                    os.path.join(repo, "simple"))
+    setup(repo)
+    gw = Gateway(workdir, worker_args=worker_args, models=repo)
+    gw.start_redis()
+    gw.start_worker()
+    gw.start_nginx()
+    return gw
+
+
+def stop_gateway(gw):
+    gw.stop_all()
+    problems = gw.error_log_problems()
+    if not problems:
+        shutil.rmtree(gw.dir, ignore_errors=True)
+    assert not problems, "nginx error log:\n" + "".join(problems[:20])
+
+
+@pytest.fixture(scope="module")
+def explicit():
+    def setup(repo):
+        write_model(repo, "rl", tag=10)
+        write_model(repo, "later", tag=5, count=1)
+        write_model(repo, "broken", tag=1, fail=True, count=1)
+    gw = start_gateway(["--model-control-mode", "explicit",
+                        "--load-model", "simple", "--load-model", "rl"],
+                       setup)
+    try:
+        assert gw.wait_model_ready("rl"), open(gw.worker_log).read()[-3000:]
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def poll():
+    def setup(repo):
+        write_model(repo, "pv", versions=(1,), count=2)
+    gw = start_gateway(["--model-control-mode", "poll",
+                        "--repository-poll-secs", "1"], setup)
+    try:
+        assert gw.wait_model_ready("pv"), open(gw.worker_log).read()[-3000:]
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+def client_of(gw):
+    return httpclient.InferenceServerClient("127.0.0.1:%d" % gw.port,
+                                            network_timeout=60.0)
+
+
+def index_of(gw, ready=False):
+    c = client_of(gw)
+    try:
+        return c.get_model_repository_index() if not ready else \
+            json.loads(requests.post(gw.url + "/v2/repository/index",
+                                     data=json.dumps({"ready": True}),
+                                     timeout=30).text)
+    finally:
+        c.close()
+
+
+def entries(index, name):
+    return [e for e in index if e["name"] == name]
+
+
+class Load:
+    """n clients sending to model as fast as answers come back."""
+
+    def __init__(self, gw, model, n=16, bound_s=5.0):
+        self.url = "%s/v2/models/%s/infer" % (gw.url, model)
+        self.n = n
+        self.bound_s = bound_s
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.failed = []
+        self.slow = 0
+        self.tags = {}
+        self.threads = [threading.Thread(target=self.run, daemon=True)
+                        for _ in range(n)]
+
+    def run(self):
+        s = requests.Session()
+        while not self.stop.is_set():
+            t = time.monotonic()
+            try:
+                r = s.post(self.url, data=BODY, timeout=30)
+                ok = r.status_code == 200
+                tag = r.json()["outputs"][0]["data"][0] if ok else None
+                err = None if ok else "%d %s" % (r.status_code, r.text)
+            except requests.RequestException as e:
+                ok, tag, err = False, None, repr(e)
+            took = time.monotonic() - t
+            with self.lock:
+                self.sent += 1
+                if not ok:
+                    self.failed.append(err)
+                elif took > self.bound_s:
+                    self.slow += 1
+                else:
+                    self.tags[tag] = self.tags.get(tag, 0) + 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        assert wait_for(lambda: self.sent >= 50, timeout=30)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+    def wait_tag(self, tag, timeout=30):
+        def seen():
+            with self.lock:
+                return self.tags.get(tag, 0) >= 20
+        return wait_for(seen, timeout=timeout)
+
+    def report(self):
+        return "sent %d, failed %d, slow %d, tags %s, first failures %s" % (
+            self.sent, len(self.failed), self.slow, self.tags,
+            self.failed[:3])
+
+
+# ---- explicit mode ---------------------------------------------------------
+
+def test_index_lists_loaded_versions_and_names_the_others(explicit):
+    index = index_of(explicit)
+    assert entries(index, "simple") == [
+        {"name": "simple", "version": "1", "state": "READY"}]
+    assert entries(index, "later") == [{"name": "later"}]
+    assert {e["name"] for e in index_of(explicit, ready=True)} \
+        == {"simple", "rl"}
+
+
+def test_load_and_unload_with_tritonclient(explicit):
+    c = client_of(explicit)
+    try:
+        assert not c.is_model_ready("later")
+        c.load_model("later")
+        assert c.is_model_ready("later")
+        assert explicit.wait_model_ready("later")
+        r = requests.post(explicit.url + "/v2/models/later/infer", data=BODY,
+                          timeout=30)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [5]
+
+        c.unload_model("later")
+        assert entries(c.get_model_repository_index(), "later")[0][
+            "state"] in ("UNLOADING", "UNAVAILABLE")
+        assert wait_for(lambda: entries(c.get_model_repository_index(),
+                                        "later") == [
+            {"name": "later", "version": "1", "state": "UNAVAILABLE",
+             "reason": "unloaded"}], timeout=15)
+        assert wait_for(lambda: not explicit.instance_pids("later"))
+        assert not c.is_model_ready("later")
+    finally:
+        c.close()
+
+
+def test_load_with_a_config_override(explicit):
+    c = client_of(explicit)
+    try:
+        config = {"name": "later", "backend": "python",
+                  "max_batch_size": "4",
+                  "input": [{"name": "IN", "data_type": "TYPE_FP32",
+                             "dims": ["1"]}],
+                  "output": [{"name": "OUT", "data_type": "TYPE_FP32",
+                              "dims": [1]}],
+                  "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
+                  "parameters": {"NOTE": {"string_value": "from load"}}}
+        c.load_model("later", config=json.dumps(config))
+        got = c.get_model_config("later")
+        assert got["max_batch_size"] == 4
+        assert got["parameters"]["NOTE"]["string_value"] == "from load"
+        assert explicit.wait_model_ready("later")
+        r = requests.post(explicit.url + "/v2/models/later/infer", data=BODY,
+                          timeout=30)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [5]
+        c.unload_model("later")
+    finally:
+        c.close()
+
+
+def test_load_with_files_makes_a_new_model(explicit):
+    c = client_of(explicit)
+    try:
+        config = {"name": "uploaded", "backend": "python",
+                  "max_batch_size": 8,
+                  "input": [{"name": "IN", "data_type": "TYPE_FP32",
+                             "dims": [1]}],
+                  "output": [{"name": "OUT", "data_type": "TYPE_FP32",
+                              "dims": [1]}]}
+        code = MODEL_PY.format(tag=77, fail=False).encode()
+        c.load_model("uploaded", config=json.dumps(config),
+                     files={"file:1/model.py": code})
+        assert explicit.wait_model_ready("uploaded")
+        r = requests.post(explicit.url + "/v2/models/uploaded/infer",
+                          data=BODY, timeout=30)
+        assert r.json()["outputs"][0]["data"] == [77]
+        assert entries(c.get_model_repository_index(), "uploaded") == [
+            {"name": "uploaded", "version": "1", "state": "READY"}]
+        c.unload_model("uploaded")
+    finally:
+        c.close()
+
+
+def test_files_without_a_config_are_refused_as_triton_does(explicit):
+    r = requests.post(
+        explicit.url + "/v2/repository/models/x/load", timeout=30,
+        data=json.dumps({"parameters": {"file:1/model.py":
+                                        base64.b64encode(b"x").decode()}}))
+    assert r.status_code == 400
+    assert r.json()["error"] == ("Load parameter 'config' must be "
+                                 "specified for model file override")
+
+
+def test_load_of_an_unknown_model_fails_as_triton_says(explicit):
+    c = client_of(explicit)
+    try:
+        with pytest.raises(InferenceServerException) as e:
+            c.load_model("no_such_model")
+        assert "failed to load 'no_such_model', failed to poll from model " \
+               "repository" in str(e.value)
+    finally:
+        c.close()
+
+
+def test_a_model_that_cannot_initialize_settles_unavailable(explicit):
+    c = client_of(explicit)
+    try:
+        t = time.monotonic()
+        with pytest.raises(InferenceServerException) as e:
+            c.load_model("broken")
+        took = time.monotonic() - t
+        assert "load failed for model 'broken': version 1 is at UNAVAILABLE " \
+               "state: failed to load 'broken' version 1: " in str(e.value)
+        assert "refusing to start: tag 1" in str(e.value)
+        assert took < 20
+        (entry,) = entries(c.get_model_repository_index(), "broken")
+        assert entry["state"] == "UNAVAILABLE"
+        assert "refusing to start" in entry["reason"]
+
+        # it stays down: no restarts after the bounded retries ...
+        time.sleep(1.0)
+        assert not explicit.instance_pids("broken")
+        log = open(explicit.worker_log).read()
+        assert log.count("instance broken_0 (version 1): started pid") == 3
+
+        # ... until it is loaded again, fixed
+        write_version(explicit.repo, "broken", 1, tag=2)
+        c.load_model("broken")
+        assert c.is_model_ready("broken")
+        c.unload_model("broken")
+    finally:
+        c.close()
+
+
+def test_bad_requests_get_triton_errors(explicit):
+    r = requests.post(explicit.url + "/v2/repository/index", timeout=30,
+                      data=json.dumps({"ready": "yes"}))
+    assert r.status_code == 400
+    assert r.json()["error"] == "Invalid value for 'ready': expected a boolean"
+
+    r = requests.post(explicit.url + "/v2/repository/r1/index", timeout=30)
+    assert r.status_code == 501
+    assert r.json()["error"] == \
+        "'repository_name' specification is not supported"
+
+    r = requests.get(explicit.url + "/v2/repository/index", timeout=30)
+    assert r.status_code == 405
+
+
+def test_reload_in_explicit_mode_fails_no_request(explicit):
+    """(b) model.py of a loaded model changes and it is loaded again."""
+    c = client_of(explicit)
+    try:
+        old = explicit.instance_pids("rl")
+        with Load(explicit, "rl") as load:
+            assert load.wait_tag(10)
+            write_version(explicit.repo, "rl", 1, tag=11)
+            c.load_model("rl")
+            assert load.wait_tag(11), load.report()
+            time.sleep(0.5)
+        assert not load.failed and not load.slow, load.report()
+        print("explicit reload: " + load.report())
+        assert wait_for(lambda: not set(old) & set(
+            explicit.instance_pids("rl")), timeout=20)
+    finally:
+        c.close()
+
+
+def test_a_reload_that_fails_leaves_the_old_instances_serving(explicit):
+    c = client_of(explicit)
+    try:
+        before = explicit.instance_pids("rl")
+        with Load(explicit, "rl") as load:
+            write_version(explicit.repo, "rl", 1, tag=12, fail=True)
+            with pytest.raises(InferenceServerException) as e:
+                c.load_model("rl")
+            assert "load failed for model 'rl': version 1 is at READY " \
+                   "state: " in str(e.value)
+            time.sleep(0.3)
+        assert not load.failed and not load.slow, load.report()
+        assert 12 not in load.tags
+        (entry,) = entries(c.get_model_repository_index(), "rl")
+        assert entry["state"] == "READY"
+        assert "refusing to start: tag 12" in entry["reason"]
+        assert explicit.instance_pids("rl") == before
+    finally:
+        c.close()
+
+
+def test_unload_after_clients_stopped_fails_nothing(explicit):
+    """(c) rl is unloaded after its clients stopped, while another model's
+    clients go on."""
+    c = client_of(explicit)
+    try:
+        write_version(explicit.repo, "rl", 1, tag=13)
+        c.load_model("rl")
+        c.load_model("later")
+        assert explicit.wait_model_ready("later")
+        with Load(explicit, "rl") as rl_load:
+            assert rl_load.wait_tag(13)
+        with Load(explicit, "later") as load:
+            c.unload_model("rl")
+            assert wait_for(lambda: not explicit.instance_pids("rl"),
+                            timeout=20)
+        assert not rl_load.failed and not rl_load.slow, rl_load.report()
+        assert not load.failed and not load.slow, load.report()
+        print("unload: rl " + rl_load.report() + "; later " + load.report())
+        assert entries(c.get_model_repository_index(), "rl") == [
+            {"name": "rl", "version": "1", "state": "UNAVAILABLE",
+             "reason": "unloaded"}]
+        r = requests.post(explicit.url + "/v2/models/rl/infer", data=BODY,
+                          timeout=30)
+        assert r.status_code in (400, 503), r.text
+        c.unload_model("later")
+    finally:
+        c.close()
+
+
+# ---- poll mode -----------------------------------------------------------
+
+def test_poll_mode_refuses_explicit_load(poll):
+    c = client_of(poll)
+    try:
+        with pytest.raises(InferenceServerException) as e:
+            c.load_model("pv")
+        assert "explicit model load / unload is not allowed if polling is " \
+               "enabled" in str(e.value)
+    finally:
+        c.close()
+
+
+def test_poll_new_version_replaces_the_old_one_with_no_failure(poll):
+    """(a) version 2 appears and version 1 goes away under poll."""
+    with Load(poll, "pv") as load:
+        assert load.wait_tag(1)
+        write_version(poll.repo, "pv", 2, tag=2)
+        assert load.wait_tag(2, timeout=30), load.report()
+        assert wait_for(lambda: entries(index_of(poll), "pv") == [
+            {"name": "pv", "version": "1", "state": "UNAVAILABLE",
+             "reason": "unloaded"},
+            {"name": "pv", "version": "2", "state": "READY"}], timeout=20)
+        time.sleep(0.5)
+    assert not load.failed and not load.slow, load.report()
+    print("poll version 1 -> 2: " + load.report())
+
+
+def test_poll_follows_models_that_come_and_go(poll):
+    write_model(poll.repo, "appears", tag=3, count=1)
+    assert poll.wait_model_ready("appears", timeout=30)
+    shutil.rmtree(os.path.join(poll.repo, "appears"))
+    assert wait_for(lambda: entries(index_of(poll), "appears") == [
+        {"name": "appears", "version": "1", "state": "UNAVAILABLE",
+         "reason": "unloaded"}], timeout=20)
