@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kserve_json.h"
+#include "ksv_json_read.h"
 #include "kserve_lifecycle.h"
 #include "kserve_log.h"
 #include "kserve_server.h"
@@ -678,7 +678,7 @@ kserve_safe_relpath(const char *p, size_t len)
  * new root (malloc'd) or NULL with Triton's code and words in *code, err.
  */
 static char *
-kserve_override_dir(const char *model, const kserve_json_t *params,
+kserve_override_dir(const char *model, const ksv_jnode_t *params,
     ksv_status_t *code, char *err, size_t errlen)
 {
     int                   nfiles;
@@ -688,13 +688,13 @@ kserve_override_dir(const char *model, const kserve_json_t *params,
     uint8_t              *bytes;
     ksv_arena_t           arena;
     ksv_writer_t          w;
-    kserve_json_t        *config, *cj;
-    const kserve_json_t  *p;
+    ksv_jnode_t        *config, *cj;
+    const ksv_jnode_t  *p;
     DIR                  *d;
     struct dirent        *de;
 
     *code = KSV_ERR_INVALID_ARG;
-    config = kserve_json_get(params, "config");
+    config = ksv_json_get(params, "config");
     nfiles = 0;
     for (p = params->child; p != NULL; p = p->next) {
         nfiles += p->keylen > 5 && memcmp(p->key, "file:", 5) == 0;
@@ -707,14 +707,14 @@ kserve_override_dir(const char *model, const kserve_json_t *params,
 
     ksv_arena_init(&arena);
     ksv_writer_init(&w);
-    if (config->type != KSERVE_JSON_STRING) {
+    if (config->type != KSV_JSON_STRING) {
         snprintf(err, errlen, "failed to load '%s': the 'config' parameter "
                  "must be a string", model);
         goto failed;
     }
-    if (kserve_json_parse(config->text, config->len, &arena, &cj, msg,
+    if (ksv_json_parse(config->text, config->len, &arena, &cj, msg,
                           sizeof(msg)) != 0
-        || kserve_json_to_pbtxt(cj, &w, msg, sizeof(msg)) != 0)
+        || ksv_json_to_pbtxt(cj, &w, msg, sizeof(msg)) != 0)
     {
         snprintf(err, errlen, "failed to load '%s': the 'config' parameter "
                  "is not a model configuration: %s", model, msg);
@@ -738,7 +738,7 @@ kserve_override_dir(const char *model, const kserve_json_t *params,
         if (p->keylen <= 5 || memcmp(p->key, "file:", 5) != 0) {
             continue;
         }
-        if (p->type != KSERVE_JSON_STRING
+        if (p->type != KSV_JSON_STRING
             || !kserve_safe_relpath(p->key + 5, p->keylen - 5))
         {
             snprintf(err, errlen, "failed to load '%s': bad file parameter "
@@ -752,7 +752,7 @@ kserve_override_dir(const char *model, const kserve_json_t *params,
             snprintf(err, errlen, "out of memory");
             goto failed;
         }
-        n = kserve_base64_decode(p->text, p->len, bytes);
+        n = ksv_base64_decode(p->text, p->len, bytes);
         if (n < 0) {
             free(bytes);
             snprintf(err, errlen, "failed to decode '%.*s': not base64",
@@ -818,7 +818,7 @@ kserve_on_load(zmq_msg_t *identity, uint64_t id, const char *model,
     char                   *root, path[PATH_MAX];
     ksv_status_t            code;
     ksv_arena_t             arena;
-    kserve_json_t          *json, *params;
+    ksv_jnode_t          *json, *params;
     kserve_model_t         *m;
     kserve_pending_load_t  *p;
 
@@ -827,7 +827,7 @@ kserve_on_load(zmq_msg_t *identity, uint64_t id, const char *model,
     root = NULL;
 
     if (len > 0) {
-        if (kserve_json_parse(body, len, &arena, &json, err, sizeof(err))
+        if (ksv_json_parse(body, len, &arena, &json, err, sizeof(err))
             != 0)
         {
             snprintf(out, sizeof(out), "failed to parse the request JSON "
@@ -835,8 +835,8 @@ kserve_on_load(zmq_msg_t *identity, uint64_t id, const char *model,
             kserve_server_error(identity, id, KSV_ERR_INVALID_ARG, out);
             goto done;
         }
-        params = kserve_json_get(json, "parameters");
-        if (params != NULL && params->type != KSERVE_JSON_OBJECT) {
+        params = ksv_json_get(json, "parameters");
+        if (params != NULL && params->type != KSV_JSON_OBJECT) {
             kserve_server_error(identity, id, KSV_ERR_INVALID_ARG,
                                 "'parameters' must be an object");
             goto done;
@@ -844,9 +844,9 @@ kserve_on_load(zmq_msg_t *identity, uint64_t id, const char *model,
     }
 
     if (params != NULL
-        && (kserve_json_get(params, "config") != NULL || params->child != NULL))
+        && (ksv_json_get(params, "config") != NULL || params->child != NULL))
     {
-        const kserve_json_t  *c;
+        const ksv_jnode_t  *c;
         int                   overrides = 0;
 
         for (c = params->child; c != NULL; c = c->next) {
@@ -951,7 +951,7 @@ kserve_body_flag(zmq_msg_t *identity, uint64_t id, const void *body,
     int              rc;
     char             err[256], msg[400];
     ksv_arena_t      arena;
-    kserve_json_t   *json, *v;
+    ksv_jnode_t   *json, *v;
 
     *out = 0;
     if (len == 0) {
@@ -960,19 +960,19 @@ kserve_body_flag(zmq_msg_t *identity, uint64_t id, const void *body,
 
     rc = 0;
     ksv_arena_init(&arena);
-    if (kserve_json_parse(body, len, &arena, &json, err, sizeof(err)) != 0) {
+    if (ksv_json_parse(body, len, &arena, &json, err, sizeof(err)) != 0) {
         snprintf(msg, sizeof(msg), "failed to parse the request JSON "
                  "buffer: %s", err);
         kserve_server_error(identity, id, KSV_ERR_INVALID_ARG, msg);
         rc = -1;
         goto done;
     }
-    v = params ? kserve_json_get(kserve_json_get(json, "parameters"), key)
-               : kserve_json_get(json, key);
+    v = params ? ksv_json_get(ksv_json_get(json, "parameters"), key)
+               : ksv_json_get(json, key);
     if (v == NULL) {
         goto done;
     }
-    if (v->type != KSERVE_JSON_TRUE && v->type != KSERVE_JSON_FALSE) {
+    if (v->type != KSV_JSON_TRUE && v->type != KSV_JSON_FALSE) {
         if (params) {
             snprintf(msg, sizeof(msg), "Unable to parse '%s': attempt to "
                      "access JSON non-boolean as boolean", key);
@@ -984,7 +984,7 @@ kserve_body_flag(zmq_msg_t *identity, uint64_t id, const void *body,
         rc = -1;
         goto done;
     }
-    *out = v->type == KSERVE_JSON_TRUE;
+    *out = v->type == KSV_JSON_TRUE;
 
 done:
 

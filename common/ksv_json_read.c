@@ -1,11 +1,11 @@
 /*
- * kserve-worker: a small JSON reader (see kserve_json.h).
+ * ngx_kserve: a small JSON reader (see ksv_json_read.h).
  */
 
 #include <stdio.h>
 #include <string.h>
 
-#include "kserve_json.h"
+#include "ksv_json_read.h"
 
 
 typedef struct {
@@ -16,11 +16,11 @@ typedef struct {
     char         *err;
     size_t        errlen;
     int           failed;
-} kserve_json_parser_t;
+} ksv_json_parser_t;
 
 
 static void
-kj_fail(kserve_json_parser_t *j, const char *msg)
+kj_fail(ksv_json_parser_t *j, const char *msg)
 {
     if (!j->failed) {
         snprintf(j->err, j->errlen, "offset %ld: %s",
@@ -31,7 +31,7 @@ kj_fail(kserve_json_parser_t *j, const char *msg)
 
 
 static void
-kj_ws(kserve_json_parser_t *j)
+kj_ws(ksv_json_parser_t *j)
 {
     while (j->p < j->end
            && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n'
@@ -91,7 +91,7 @@ kj_utf8(char *o, unsigned cp)
 
 /* A string at j->p (the opening quote): unescaped copy in the arena. */
 static const char *
-kj_string(kserve_json_parser_t *j, size_t *len)
+kj_string(ksv_json_parser_t *j, size_t *len)
 {
     char        *out, *o;
     unsigned     cp, lo;
@@ -163,15 +163,15 @@ kj_string(kserve_json_parser_t *j, size_t *len)
 }
 
 
-static kserve_json_t *kj_value(kserve_json_parser_t *j, int depth);
+static ksv_jnode_t *kj_value(ksv_json_parser_t *j, int depth);
 
 
-static kserve_json_t *
-kj_node(kserve_json_parser_t *j, kserve_json_type_t type)
+static ksv_jnode_t *
+kj_node(ksv_json_parser_t *j, ksv_jtype_t type)
 {
-    kserve_json_t  *n;
+    ksv_jnode_t  *n;
 
-    n = ksv_arena_alloc(j->arena, sizeof(kserve_json_t));
+    n = ksv_arena_alloc(j->arena, sizeof(ksv_jnode_t));
     if (n == NULL) {
         kj_fail(j, "out of memory");
         return NULL;
@@ -183,7 +183,7 @@ kj_node(kserve_json_parser_t *j, kserve_json_type_t type)
 
 
 static int
-kj_literal(kserve_json_parser_t *j, const char *word)
+kj_literal(ksv_json_parser_t *j, const char *word)
 {
     size_t  n = strlen(word);
 
@@ -195,11 +195,11 @@ kj_literal(kserve_json_parser_t *j, const char *word)
 }
 
 
-static kserve_json_t *
-kj_number(kserve_json_parser_t *j)
+static ksv_jnode_t *
+kj_number(ksv_json_parser_t *j)
 {
     const char     *s = j->p;
-    kserve_json_t  *n;
+    ksv_jnode_t  *n;
 
     if (j->p < j->end && *j->p == '-') {
         j->p++;
@@ -215,7 +215,7 @@ kj_number(kserve_json_parser_t *j)
     {
         j->p++;
     }
-    n = kj_node(j, KSERVE_JSON_NUMBER);
+    n = kj_node(j, KSV_JSON_NUMBER);
     if (n != NULL) {
         n->text = s;
         n->len = (size_t) (j->p - s);
@@ -224,15 +224,15 @@ kj_number(kserve_json_parser_t *j)
 }
 
 
-static kserve_json_t *
-kj_container(kserve_json_parser_t *j, int depth, int object)
+static ksv_jnode_t *
+kj_container(ksv_json_parser_t *j, int depth, int object)
 {
     char            close;
-    kserve_json_t  *n, *item, **tail;
+    ksv_jnode_t  *n, *item, **tail;
     const char     *key;
     size_t          keylen;
 
-    n = kj_node(j, object ? KSERVE_JSON_OBJECT : KSERVE_JSON_ARRAY);
+    n = kj_node(j, object ? KSV_JSON_OBJECT : KSV_JSON_ARRAY);
     if (n == NULL) {
         return NULL;
     }
@@ -289,12 +289,12 @@ kj_container(kserve_json_parser_t *j, int depth, int object)
 }
 
 
-static kserve_json_t *
-kj_value(kserve_json_parser_t *j, int depth)
+static ksv_jnode_t *
+kj_value(ksv_json_parser_t *j, int depth)
 {
-    kserve_json_t  *n;
+    ksv_jnode_t  *n;
 
-    if (depth > KSERVE_JSON_MAX_DEPTH) {
+    if (depth > KSV_JSON_MAX_DEPTH) {
         kj_fail(j, "nested too deeply");
         return NULL;
     }
@@ -310,7 +310,7 @@ kj_value(kserve_json_parser_t *j, int depth)
     case '[':
         return kj_container(j, depth, 0);
     case '"':
-        n = kj_node(j, KSERVE_JSON_STRING);
+        n = kj_node(j, KSV_JSON_STRING);
         if (n != NULL) {
             n->text = kj_string(j, &n->len);
             if (n->text == NULL) {
@@ -320,17 +320,17 @@ kj_value(kserve_json_parser_t *j, int depth)
         return n;
     case 't':
         if (kj_literal(j, "true")) {
-            return kj_node(j, KSERVE_JSON_TRUE);
+            return kj_node(j, KSV_JSON_TRUE);
         }
         break;
     case 'f':
         if (kj_literal(j, "false")) {
-            return kj_node(j, KSERVE_JSON_FALSE);
+            return kj_node(j, KSV_JSON_FALSE);
         }
         break;
     case 'n':
         if (kj_literal(j, "null")) {
-            return kj_node(j, KSERVE_JSON_NULL);
+            return kj_node(j, KSV_JSON_NULL);
         }
         break;
     default:
@@ -343,10 +343,10 @@ kj_value(kserve_json_parser_t *j, int depth)
 
 
 int
-kserve_json_parse(const char *text, size_t len, ksv_arena_t *arena,
-    kserve_json_t **out, char *err, size_t errlen)
+ksv_json_parse(const char *text, size_t len, ksv_arena_t *arena,
+    ksv_jnode_t **out, char *err, size_t errlen)
 {
-    kserve_json_parser_t  j;
+    ksv_json_parser_t  j;
 
     memset(&j, 0, sizeof(j));
     j.p = text;
@@ -367,13 +367,13 @@ kserve_json_parse(const char *text, size_t len, ksv_arena_t *arena,
 }
 
 
-kserve_json_t *
-kserve_json_get(const kserve_json_t *obj, const char *key)
+ksv_jnode_t *
+ksv_json_get(const ksv_jnode_t *obj, const char *key)
 {
     size_t          n;
-    kserve_json_t  *c;
+    ksv_jnode_t  *c;
 
-    if (obj == NULL || obj->type != KSERVE_JSON_OBJECT) {
+    if (obj == NULL || obj->type != KSV_JSON_OBJECT) {
         return NULL;
     }
     n = strlen(key);
@@ -490,25 +490,25 @@ kj_put(ksv_writer_t *w, const char *s)
 }
 
 
-static void kj_fields(const kserve_json_t *obj, ksv_writer_t *w);
+static void kj_fields(const ksv_jnode_t *obj, ksv_writer_t *w);
 
 
 /* A scalar value of field key. */
 static void
-kj_scalar(const char *key, size_t keylen, const kserve_json_t *v,
+kj_scalar(const char *key, size_t keylen, const ksv_jnode_t *v,
     ksv_writer_t *w)
 {
     switch (v->type) {
-    case KSERVE_JSON_TRUE:
+    case KSV_JSON_TRUE:
         kj_put(w, "true");
         break;
-    case KSERVE_JSON_FALSE:
+    case KSV_JSON_FALSE:
         kj_put(w, "false");
         break;
-    case KSERVE_JSON_NUMBER:
+    case KSV_JSON_NUMBER:
         ksv_put_bytes(w, v->text, v->len);
         break;
-    case KSERVE_JSON_STRING:
+    case KSV_JSON_STRING:
         if (kj_is(key, keylen, kj_enums) && kj_is_ident(v->text, v->len)) {
             ksv_put_bytes(w, v->text, v->len);
         } else if (!kj_is(key, keylen, kj_strings)
@@ -527,26 +527,26 @@ kj_scalar(const char *key, size_t keylen, const kserve_json_t *v,
 
 
 static void
-kj_field(const char *key, size_t keylen, const kserve_json_t *v,
+kj_field(const char *key, size_t keylen, const ksv_jnode_t *v,
     ksv_writer_t *w)
 {
-    const kserve_json_t  *c;
+    const ksv_jnode_t  *c;
 
     if (!kj_is_ident(key, keylen)) {
         return;                 /* not a field name protobuf could have */
     }
 
     switch (v->type) {
-    case KSERVE_JSON_NULL:
+    case KSV_JSON_NULL:
         return;
 
-    case KSERVE_JSON_OBJECT:
+    case KSV_JSON_OBJECT:
         if (kj_is(key, keylen, kj_maps)) {
             for (c = v->child; c != NULL; c = c->next) {
                 ksv_put_bytes(w, key, keylen);
                 kj_put(w, " { key: ");
                 kj_put_quoted(w, c->key, c->keylen);
-                if (c->type == KSERVE_JSON_OBJECT) {
+                if (c->type == KSV_JSON_OBJECT) {
                     kj_put(w, " value { ");
                     kj_fields(c, w);
                     kj_put(w, "} ");
@@ -564,11 +564,11 @@ kj_field(const char *key, size_t keylen, const kserve_json_t *v,
         kj_put(w, "}\n");
         return;
 
-    case KSERVE_JSON_ARRAY:
+    case KSV_JSON_ARRAY:
         /* repetition appends: one field per element fits both scalars
          * and messages */
         for (c = v->child; c != NULL; c = c->next) {
-            if (c->type == KSERVE_JSON_ARRAY) {
+            if (c->type == KSV_JSON_ARRAY) {
                 continue;       /* protobuf has no nested lists */
             }
             kj_field(key, keylen, c, w);
@@ -586,9 +586,9 @@ kj_field(const char *key, size_t keylen, const kserve_json_t *v,
 
 
 static void
-kj_fields(const kserve_json_t *obj, ksv_writer_t *w)
+kj_fields(const ksv_jnode_t *obj, ksv_writer_t *w)
 {
-    const kserve_json_t  *c;
+    const ksv_jnode_t  *c;
 
     for (c = obj->child; c != NULL; c = c->next) {
         kj_field(c->key, c->keylen, c, w);
@@ -597,10 +597,10 @@ kj_fields(const kserve_json_t *obj, ksv_writer_t *w)
 
 
 int
-kserve_json_to_pbtxt(const kserve_json_t *obj, ksv_writer_t *w, char *err,
+ksv_json_to_pbtxt(const ksv_jnode_t *obj, ksv_writer_t *w, char *err,
     size_t errlen)
 {
-    if (obj == NULL || obj->type != KSERVE_JSON_OBJECT) {
+    if (obj == NULL || obj->type != KSV_JSON_OBJECT) {
         snprintf(err, errlen, "the model configuration is not a JSON "
                  "object");
         return -1;
@@ -639,7 +639,7 @@ kj_b64(int c)
 
 
 long
-kserve_base64_decode(const char *in, size_t len, uint8_t *out)
+ksv_base64_decode(const char *in, size_t len, uint8_t *out)
 {
     int       d;
     size_t    i, n;
