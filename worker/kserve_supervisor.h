@@ -24,6 +24,13 @@
  *   STARTING --READY ok=1--> READY (in the index, with its endpoint)
  *      |  \--READY ok=0---> (terminated, restarted after backoff)
  *      \--exit------------> BACKOFF --timer--> STARTING
+ *   KSERVE_LOAD_ATTEMPTS failed starts in a row: GAVE_UP (until a load)
+ *   READY --replaced or unloaded--> draining (SIGUSR1; listed DRAINING
+ *                                    until it exits on its own)
+ *
+ * A version has a serving set of instances and, while it reloads, a next
+ * set starting beside it (kserve_supervisor_load); the next set replaces
+ * the serving one when all of it is READY, and the serving one drains.
  *
  * A death (SIGCHLD, read through a self-pipe in the main loop; for an
  * adopted instance, its pidfd) is published at once: the instance stays

@@ -423,7 +423,9 @@ def test_unload_after_clients_stopped_fails_nothing(explicit):
              "reason": "unloaded"}]
         r = requests.post(explicit.url + "/v2/models/rl/infer", data=BODY,
                           timeout=30)
-        assert r.status_code in (400, 503), r.text
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == ("Request for unavailable model: 'rl' "
+                                     "has no ready version: unloaded")
         c.unload_model("later")
     finally:
         c.close()
