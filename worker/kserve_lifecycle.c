@@ -84,10 +84,17 @@ kserve_apply(kserve_model_t *m, int force, char *err, size_t errlen)
     }
 
     /* the new config is the model's from now on (instances already
-     * running keep what they read) */
-    ksv_arena_free(&m->arena);
-    m->arena = arena;
-    m->config = config;
+     * running keep what they read); one its model completed stays until
+     * the new instances complete theirs, so clients see no interface
+     * without inputs meanwhile */
+    if (serving && m->completed_fp != 0 && rc == 0) {
+        ksv_arena_free(&arena);
+    } else {
+        ksv_arena_free(&m->arena);
+        m->arena = arena;
+        m->config = config;
+        m->completed_fp = 0;
+    }
     m->fingerprint = fp;
     m->loaded = 1;
     snprintf(m->error, sizeof(m->error), "%s", rc != 0 ? err : "");
@@ -271,6 +278,10 @@ kserve_answer_loads(void)
         {
             continue;
         }
+
+        /* every nginx worker has the index the answer speaks of before
+         * the client can ask again (one socket each, in order) */
+        kserve_server_push_index();
 
         if (m == NULL || !m->loaded) {
             snprintf(out, sizeof(out), "failed to load '%s', the model was "
@@ -935,6 +946,7 @@ kserve_on_unload(zmq_msg_t *identity, uint64_t id, const char *model)
     if (m != NULL && (m->loaded || m->nversions > 0)) {
         kserve_unload_model(m);
     }
+    kserve_server_push_index();
     kserve_reply_empty(identity, id);
 }
 

@@ -414,6 +414,45 @@ kserve_model_read(kserve_model_t *m, ksv_arena_t *arena,
 }
 
 
+int
+kserve_model_completed(kserve_repository_t *repo, kserve_model_t *m,
+    const char *text, size_t len)
+{
+    char                msg[KSERVE_REASON_MAX];
+    uint64_t            fp;
+    ksv_arena_t         arena;
+    kserve_warn_ctx_t   wctx;
+    ksv_model_config_t  config;
+
+    fp = kserve_fnv(KSERVE_FNV_OFFSET, text, len) | 1;
+    if (fp == m->completed_fp) {
+        return 0;
+    }
+
+    ksv_arena_init(&arena);
+    wctx.model = m->name;
+    if (ksv_pbtxt_parse(text, len, "auto_complete_config", &arena, &config,
+                        msg, sizeof(msg), kserve_pbtxt_warning, &wctx) != 0
+        || ksv_pbtxt_defaults(&config, m->name, &arena, msg, sizeof(msg))
+           != 0)
+    {
+        kserve_error("model '%s': the configuration its instance completed "
+                     "is not usable: %s", m->name, msg);
+        ksv_arena_free(&arena);
+        return -1;
+    }
+
+    ksv_arena_free(&m->arena);
+    m->arena = arena;
+    m->config = config;
+    m->completed_fp = fp;
+    repo->generation++;
+    kserve_info("model '%s': configuration completed by its model "
+                "(auto_complete_config)", m->name);
+    return 0;
+}
+
+
 static int
 kserve_model_init(kserve_model_t *m, const char *root, const char *name)
 {

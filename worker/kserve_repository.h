@@ -70,6 +70,8 @@ struct kserve_model_s {
     int                   on_disk;      /* <repository>/<name> exists */
     uint64_t              fingerprint;  /* config and version list */
     uint64_t              config_fp;    /* the config text's */
+    uint64_t              completed_fp; /* the config an instance completed
+                                           (auto_complete_config); 0 none */
     ksv_arena_t           arena;        /* config strings and arrays */
     ksv_model_config_t    config;
     char                  error[KSERVE_REASON_MAX];  /* config unusable */
@@ -112,6 +114,12 @@ void kserve_repository_relink(kserve_repository_t *repo);
 int kserve_model_read(kserve_model_t *m, ksv_arena_t *arena,
     ksv_model_config_t *config, int64_t **versions, uint32_t *nversions,
     uint64_t *fingerprint, char *err, size_t errlen);
+
+/* The configuration an instance completed (Triton's auto_complete_config),
+ * as protobuf text: m's from now on.  Returns -1 (logged) when it does not
+ * parse. */
+int kserve_model_completed(kserve_repository_t *repo, kserve_model_t *m,
+    const char *text, size_t len);
 
 /* The version, added (UNAVAILABLE, unwanted) when new; NULL when out of
  * memory.  Moves versions (relinked). */

@@ -1575,6 +1575,12 @@ kserve_supervisor_ready(kserve_instance_t *inst, const ksv_ready_t *m)
     inst->endpoint[m->endpoint.len] = '\0';
     kserve_instance_map_stats(inst);
 
+    if (m->message.len > 0) {
+        /* the model completed its configuration (auto_complete_config) */
+        (void) kserve_model_completed(&kserve.repo, v->model,
+                                      m->message.data, m->message.len);
+    }
+
     kserve_info("instance %s: ready at %s", inst->label, inst->endpoint);
     inst->failed = 0;
     inst->attempts = 0;

@@ -47,6 +47,38 @@ class TritonPythonModel:
         return out
 '''
 
+AUTO_PY = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        auto_complete_model_config.add_input(
+            {"name": "IN", "data_type": "TYPE_FP32", "dims": [2]})
+        auto_complete_model_config.add_output(
+            {"name": "OUT", "data_type": "TYPE_FP32", "dims": [2]})
+        auto_complete_model_config.set_max_batch_size(4)
+        auto_complete_model_config.set_dynamic_batching()
+        return auto_complete_model_config
+
+    def initialize(self, args):
+        import json
+        config = json.loads(args["model_config"])
+        assert config["input"][0]["name"] == "IN", config
+        assert config["max_batch_size"] == 4, config
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", x * 2)]))
+        return out
+'''
+
 CONFIG = '''
 name: "{name}"
 backend: "python"
@@ -109,6 +141,11 @@ def explicit():
         write_model(repo, "rl", tag=10)
         write_model(repo, "later", tag=5, count=1)
         write_model(repo, "broken", tag=1, fail=True, count=1)
+        os.makedirs(os.path.join(repo, "auto", "1"))
+        with open(os.path.join(repo, "auto", "config.pbtxt"), "w") as f:
+            f.write('backend: "python"\n')
+        with open(os.path.join(repo, "auto", "1", "model.py"), "w") as f:
+            f.write(AUTO_PY)
     gw = start_gateway(["--model-control-mode", "explicit",
                         "--load-model", "simple", "--load-model", "rl"],
                        setup)
@@ -290,6 +327,36 @@ def test_load_with_files_makes_a_new_model(explicit):
         assert entries(c.get_model_repository_index(), "uploaded") == [
             {"name": "uploaded", "version": "1", "state": "READY"}]
         c.unload_model("uploaded")
+    finally:
+        c.close()
+
+
+def test_auto_complete_config_completes_what_clients_and_batches_see(
+        explicit):
+    c = client_of(explicit)
+    try:
+        c.load_model("auto")
+        meta = c.get_model_metadata("auto")
+        assert meta["inputs"] == [
+            {"name": "IN", "datatype": "FP32", "shape": [-1, 2]}]
+        assert meta["outputs"] == [
+            {"name": "OUT", "datatype": "FP32", "shape": [-1, 2]}]
+        config = c.get_model_config("auto")
+        assert config["max_batch_size"] == 4
+        assert "dynamic_batching" in config
+        assert explicit.wait_model_ready("auto")
+        body = {"inputs": [{"name": "IN", "shape": [3, 2],
+                            "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}
+        r = requests.post(explicit.url + "/v2/models/auto/infer",
+                          data=json.dumps(body), timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [2, 4, 6, 8, 10, 12]
+        # more rows than the completed max_batch_size: refused by nginx
+        body["inputs"][0].update(shape=[5, 2], data=list(range(10)))
+        r = requests.post(explicit.url + "/v2/models/auto/infer",
+                          data=json.dumps(body), timeout=30)
+        assert r.status_code == 400, r.text
+        c.unload_model("auto")
     finally:
         c.close()
 
