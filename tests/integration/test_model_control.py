@@ -430,8 +430,14 @@ def test_bad_requests_get_triton_errors(explicit):
 def test_reload_in_explicit_mode_fails_no_request(explicit):
     """(b) model.py of a loaded model changes and it is loaded again."""
     c = client_of(explicit)
+
+    def successes():
+        (s,) = c.get_inference_statistics("rl", "1")["model_stats"]
+        return int(s["inference_stats"]["success"]["count"])
+
     try:
         old = explicit.instance_pids("rl")
+        before = successes()
         with Load(explicit, "rl") as load:
             assert load.wait_tag(10)
             write_version(explicit.repo, "rl", 1, tag=11)
@@ -440,8 +446,12 @@ def test_reload_in_explicit_mode_fails_no_request(explicit):
             time.sleep(0.5)
         assert not load.failed and not load.slow, load.report()
         print("explicit reload: " + load.report())
+        # the version's counts go on across the reload: the old
+        # instances' while they drain, then folded into the version's
+        assert successes() == before + load.sent
         assert wait_for(lambda: not set(old) & set(
             explicit.instance_pids("rl")), timeout=20)
+        assert successes() == before + load.sent
     finally:
         c.close()
 
