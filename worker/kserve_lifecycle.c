@@ -1098,7 +1098,10 @@ kserve_lifecycle_cleanup(void)
     kserve_nloads = 0;
 
     if (kserve.shutting_down) {
+        /* load directories, unpacked execution environments */
         snprintf(path, sizeof(path), "%.200s/loads", kserve.run_dir);
+        kserve_rmtree(path);
+        snprintf(path, sizeof(path), "%.200s/envs", kserve.run_dir);
         kserve_rmtree(path);
     }
 }

@@ -37,6 +37,7 @@
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
 #include "py_batch.h"
+#include "py_env.h"
 #include "py_runtime.h"
 
 
@@ -146,25 +147,38 @@ main(int argc, char **argv)
     ksv_instance_opts_t    o;
     ksv_instance_model_t   m;
     ksv_py_complete_t      complete;
+    char                  *env_site = NULL;
     ksv_instance_server_t  server;
 
     ksv_instance_parse_args(argc, argv, KSV_PY_PROG, 1, &o);
     ksv_instance_signals(&o);
 
-    inst = ksv_instance_open(&o);
-    if (inst == NULL) {
-        return 1;
-    }
-
     ksv_arena_init(&arena);
     memset(&model, 0, sizeof(model));
     memset(&complete, 0, sizeof(complete));
 
-    if (ksv_instance_load_model(&o, &arena, &m, &err) != 0) {
+    /* the config, and the execution environment it names, before the
+     * sockets: preparing the environment may exec this program again */
+    rc = ksv_instance_load_model(&o, &arena, &m, &err);
+    if (rc == 0) {
+        rc = ksv_py_env_prepare(&o, &m.config, m.model_dir, argv, &env_site,
+                                &err);
+    }
+
+    inst = ksv_instance_open(&o);
+    if (inst == NULL) {
+        free(err);
+        free(env_site);
+        ksv_instance_model_free(&m);
+        ksv_arena_free(&arena);
+        return 1;
+    }
+
+    if (rc != 0) {
         goto failed;
     }
 
-    if (ksv_py_start(o.utils_dir, &err) != 0) {
+    if (ksv_py_start(o.utils_dir, env_site, &err) != 0) {
         goto failed;
     }
 
@@ -230,6 +244,7 @@ failed:
 done:
 
     free(err);
+    free(env_site);
     free(complete.pbtxt);
     ksv_instance_model_free(&m);
     ksv_arena_free(&arena);

@@ -149,7 +149,7 @@ ksv_py_instance_init(void)
 
 
 int
-ksv_py_start(const char *utils_dir, char **err)
+ksv_py_start(const char *utils_dir, const char *env_site, char **err)
 {
     int        rc;
     PyObject  *path, *dir;
@@ -183,6 +183,13 @@ ksv_py_start(const char *utils_dir, char **err)
     dir = PyUnicode_DecodeFSDefault(utils_dir);
     rc = path != NULL && dir != NULL ? PyList_Insert(path, 0, dir) : -1;
     Py_XDECREF(dir);
+
+    /* EXECUTION_ENV_PATH: its packages ahead of the system's (py_env.h) */
+    if (rc == 0 && env_site != NULL) {
+        dir = PyUnicode_DecodeFSDefault(env_site);
+        rc = dir != NULL ? PyList_Insert(path, 1, dir) : -1;
+        Py_XDECREF(dir);
+    }
 
     if (rc != 0 || ksv_py_tensor_init() != 0) {
         *err = ksv_py_exception_with("cannot import numpy or "

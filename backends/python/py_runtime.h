@@ -56,10 +56,11 @@ typedef struct {
 
 
 /*
- * Starts the interpreter with utils_dir first on sys.path.  Returns -1
- * with a malloc'd message in *err.
+ * Starts the interpreter with utils_dir first on sys.path, then env_site
+ * (an execution environment's site-packages, py_env.h; may be NULL).
+ * Returns -1 with a malloc'd message in *err.
  */
-int ksv_py_start(const char *utils_dir, char **err);
+int ksv_py_start(const char *utils_dir, const char *env_site, char **err);
 
 /*
  * Imports <model_dir>/<version>/<filename>, runs the class's static

@@ -11,6 +11,8 @@ import base64
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -79,6 +81,64 @@ class TritonPythonModel:
         return out
 '''
 
+ENV_PY = '''
+import os
+import sys
+import numpy as np
+import triton_python_backend_utils as pb_utils
+import ksv_env_probe
+
+
+class TritonPythonModel:
+
+    def initialize(self, args):
+        self.value = ksv_env_probe.VALUE
+        lib = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.dirname(ksv_env_probe.__file__))))
+        assert lib in os.environ["LD_LIBRARY_PATH"].split(":"), (
+            lib, os.environ.get("LD_LIBRARY_PATH"))
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUT", np.full((1, 1), self.value, dtype=np.float32))])
+            for r in requests]
+'''
+
+
+def write_env_model(repo, name, python_dir):
+    """A model whose EXECUTION_ENV_PATH is a conda-pack style archive
+    (the environment's files at the archive's root) of a venv holding a
+    package the system lacks, under lib/<python_dir>/site-packages."""
+    write_model(repo, name, count=2, extra='''
+parameters: { key: "EXECUTION_ENV_PATH"
+              value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }
+''')
+    write_version_text(repo, name, 1, ENV_PY)
+    work = tempfile.mkdtemp(prefix="ksv-env-")
+    env = os.path.join(work, "env")
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", env],
+                   check=True)
+    have = os.listdir(os.path.join(env, "lib"))[0]
+    if have != python_dir:
+        os.rename(os.path.join(env, "lib", have),
+                  os.path.join(env, "lib", python_dir))
+    pkg = os.path.join(env, "lib", python_dir, "site-packages",
+                       "ksv_env_probe")
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, "__init__.py"), "w") as f:
+        f.write("VALUE = 4242\n")
+    subprocess.run(["tar", "-C", env, "-czf",
+                    os.path.join(repo, name, "env.tar.gz"), "."], check=True)
+    shutil.rmtree(work)
+
+
+def write_version_text(repo, name, version, text):
+    d = os.path.join(repo, name, str(version))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "model.py"), "w") as f:
+        f.write(text)
+
+
 CONFIG = '''
 name: "{name}"
 backend: "python"
@@ -141,6 +201,10 @@ def explicit():
         write_model(repo, "rl", tag=10)
         write_model(repo, "later", tag=5, count=1)
         write_model(repo, "broken", tag=1, fail=True, count=1)
+        py = "python%d.%d" % sys.version_info[:2]
+        write_env_model(repo, "envmodel", py)
+        write_env_model(repo, "envold", "python3.9" if py != "python3.9"
+                        else "python3.8")
         os.makedirs(os.path.join(repo, "auto", "1"))
         with open(os.path.join(repo, "auto", "config.pbtxt"), "w") as f:
             f.write('backend: "python"\n')
@@ -357,6 +421,46 @@ def test_auto_complete_config_completes_what_clients_and_batches_see(
                           data=json.dumps(body), timeout=30)
         assert r.status_code == 400, r.text
         c.unload_model("auto")
+    finally:
+        c.close()
+
+
+def test_execution_env_path_archive_is_unpacked_once_and_used(explicit):
+    c = client_of(explicit)
+    try:
+        c.load_model("envmodel")
+        assert explicit.wait_model_ready("envmodel")
+        r = requests.post(explicit.url + "/v2/models/envmodel/infer",
+                          data=BODY, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [4242]
+        # two instances, one unpacked copy
+        envs = os.path.join(explicit.run_dir, "envs")
+        assert len([d for d in os.listdir(envs)
+                    if not d.endswith(".lock")]) == 1
+        log = open(explicit.worker_log).read()
+        assert log.count("envmodel: unpacking ") == 1
+        # a reload (a new set of instances) unpacks nothing again
+        write_version_text(explicit.repo, "envmodel", 1,
+                           ENV_PY + "\n# changed\n")
+        c.load_model("envmodel")
+        assert open(explicit.worker_log).read().count(
+            "envmodel: unpacking ") == 1
+        c.unload_model("envmodel")
+    finally:
+        c.close()
+
+
+def test_execution_env_of_another_python_fails_the_load(explicit):
+    c = client_of(explicit)
+    try:
+        with pytest.raises(InferenceServerException) as e:
+            c.load_model("envold")
+        want = "holds Python 3.%d, but the instance embeds Python %d.%d" % (
+            9 if sys.version_info[:2] != (3, 9) else 8,
+            sys.version_info[0], sys.version_info[1])
+        assert want in str(e.value), str(e.value)
+        assert "EXECUTION_ENV_PATH '" in str(e.value)
     finally:
         c.close()
 
