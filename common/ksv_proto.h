@@ -340,6 +340,32 @@ typedef struct {
     ksv_str_t        value;             /* parameters { value { string_value } } */
 } ksv_kv_t;
 
+/*
+ * model_warmup (Triton's ModelWarmup): samples an instance runs through
+ * its model before it says it is ready.  Read by the instances only:
+ * not part of the wire encoding below.
+ */
+typedef enum {
+    KSV_WARMUP_ZERO = 0,                /* zero_data */
+    KSV_WARMUP_RANDOM = 1,              /* random_data */
+    KSV_WARMUP_FILE = 2                 /* input_data_file */
+} ksv_warmup_source_t;
+
+typedef struct {
+    ksv_io_config_t  tensor;            /* name (the inputs map's key),
+                                           data_type, dims */
+    uint8_t          source;            /* ksv_warmup_source_t */
+    ksv_str_t        file;              /* <model dir>/warmup/<file> */
+} ksv_warmup_input_t;
+
+typedef struct {
+    ksv_str_t            name;
+    uint32_t             batch_size;    /* requests in the batch, >= 1 */
+    uint32_t             count;         /* runs; 0 runs it once */
+    uint32_t             ninputs;
+    ksv_warmup_input_t  *inputs;
+} ksv_warmup_t;
+
 typedef struct {
     ksv_str_t               name;
     ksv_str_t               platform;
@@ -356,6 +382,8 @@ typedef struct {
     ksv_dynamic_batching_t  dynamic_batching;
     uint32_t                nparameters;
     ksv_kv_t               *parameters;
+    uint32_t                nwarmup;    /* instances only (above) */
+    ksv_warmup_t           *warmup;
 } ksv_model_config_t;
 
 void ksv_encode_model_config(ksv_writer_t *w, const ksv_model_config_t *c);

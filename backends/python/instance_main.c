@@ -36,6 +36,7 @@
 #include "ksv_json_read.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
+#include "ksv_warmup.h"
 #include "py_batch.h"
 #include "py_env.h"
 #include "py_runtime.h"
@@ -98,6 +99,9 @@ ksv_py_completed(void *data, const char *in, const char **json, char **err)
         return -1;
     }
 
+    /* model_warmup is not part of what a model completes */
+    config.nwarmup = c->m->config.nwarmup;
+    config.warmup = c->m->config.warmup;
     c->m->config = config;
     free(c->m->config_json);
     c->m->config_json = (char *) ksv_writer_detach(&jw, &len);
@@ -211,6 +215,21 @@ main(int argc, char **argv)
         goto failed;
     }
 
+    ctx.model = &model;
+    ctx.model_name = ksv_str_c(o.model);
+    ctx.model_version = ksv_str_c(o.version);
+    server.run = ksv_py_run;
+    server.idle = ksv_py_idle;
+    server.stop = NULL;
+    server.data = &ctx;
+
+    /* model_warmup runs before the version can turn READY */
+    if (ksv_instance_warmup(&m.config, m.model_dir, o.model, o.version,
+                            &server, &err) != 0)
+    {
+        goto failed;
+    }
+
     /* with the completed configuration, if the model completed it */
     rc = ksv_instance_send_ready(inst, 1, complete.pbtxt);
     free(complete.pbtxt);
@@ -219,13 +238,6 @@ main(int argc, char **argv)
         perror(KSV_PY_PROG ": sending READY");
         rc = 1;
     } else {
-        ctx.model = &model;
-        ctx.model_name = ksv_str_c(o.model);
-        ctx.model_version = ksv_str_c(o.version);
-        server.run = ksv_py_run;
-        server.idle = ksv_py_idle;
-        server.stop = NULL;
-        server.data = &ctx;
         rc = ksv_instance_serve(inst, &m.config, m.instance_name,
                                 &server);
     }

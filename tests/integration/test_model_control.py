@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,65 @@ parameters: { key: "EXECUTION_ENV_PATH"
     shutil.rmtree(work)
 
 
+WARM_PY = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+
+    def initialize(self, args):
+        self.requests = self.batches = 0
+        self.file_sum = 0.0
+        self.random = 0
+
+    def execute(self, requests):
+        out = []
+        if requests[0].request_id() == "warmup":
+            self.batches += 1
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            if r.request_id() == "warmup":
+                self.requests += 1
+                self.file_sum += float(x[x >= 1].sum())
+                self.random += int(((x > 0) & (x < 1)).sum())
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
+                "OUT", np.array([[self.requests, self.batches,
+                                  self.file_sum, self.random]],
+                                dtype=np.float32))]))
+        return out
+'''
+
+WARM_CONFIG = '''
+name: "{name}"
+backend: "python"
+max_batch_size: 4
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 2 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+model_warmup [
+  {{ name: "zeros" batch_size: 2 count: 3
+     inputs {{ key: "IN" value {{ data_type: TYPE_FP32 dims: [ 2 ]
+                                zero_data: true }} }} }},
+  {{ name: "from_file" batch_size: 1
+     inputs {{ key: "IN" value {{ data_type: TYPE_FP32 dims: [ 2 ]
+                                input_data_file: "{file}" }} }} }},
+  {{ name: "random" batch_size: 1 count: 1
+     inputs {{ key: "IN" value {{ data_type: TYPE_FP32 dims: [ 2 ]
+                                random_data: true }} }} }}
+]
+'''
+
+
+def write_warm_model(repo, name, file="in.bin"):
+    d = os.path.join(repo, name)
+    os.makedirs(os.path.join(d, "warmup"), exist_ok=True)
+    with open(os.path.join(d, "config.pbtxt"), "w") as f:
+        f.write(WARM_CONFIG.format(name=name, file=file))
+    with open(os.path.join(d, "warmup", "in.bin"), "wb") as f:
+        f.write(struct.pack("<2f", 7.0, 8.0))
+    write_version_text(repo, name, 1, WARM_PY)
+
+
 def write_version_text(repo, name, version, text):
     d = os.path.join(repo, name, str(version))
     os.makedirs(d, exist_ok=True)
@@ -201,6 +261,8 @@ def explicit():
         write_model(repo, "rl", tag=10)
         write_model(repo, "later", tag=5, count=1)
         write_model(repo, "broken", tag=1, fail=True, count=1)
+        write_warm_model(repo, "warm")
+        write_warm_model(repo, "warm_nofile", file="missing.bin")
         py = "python%d.%d" % sys.version_info[:2]
         write_env_model(repo, "envmodel", py)
         write_env_model(repo, "envold", "python3.9" if py != "python3.9"
@@ -461,6 +523,33 @@ def test_execution_env_of_another_python_fails_the_load(explicit):
             sys.version_info[0], sys.version_info[1])
         assert want in str(e.value), str(e.value)
         assert "EXECUTION_ENV_PATH '" in str(e.value)
+    finally:
+        c.close()
+
+
+def test_model_warmup_runs_before_the_version_is_ready(explicit):
+    c = client_of(explicit)
+    try:
+        c.load_model("warm")
+        body = {"inputs": [{"name": "IN", "shape": [1, 2], "datatype": "FP32",
+                            "data": [0.0, 0.0]}]}
+        r = requests.post(explicit.url + "/v2/models/warm/infer",
+                          data=json.dumps(body), timeout=30)
+        assert r.status_code == 200, r.text
+        # zeros: 3 batches of 2; from_file: 1 of 1 (7 + 8); random: 1 of
+        # 1, both values in [0, 1) (zero only by a 2^-24 chance each)
+        requests_, batches, file_sum, random = r.json()["outputs"][0]["data"]
+        assert (requests_, batches, file_sum) == (8, 5, 15.0)
+        assert random >= 1
+        # warmup is not inference: the statistics count the one request
+        (st,) = c.get_inference_statistics("warm")["model_stats"]
+        assert int(st["inference_stats"]["success"]["count"]) == 1
+        c.unload_model("warm")
+
+        with pytest.raises(InferenceServerException) as e:
+            c.load_model("warm_nofile")
+        assert "warmup input 'IN': cannot read " in str(e.value)
+        assert "missing.bin" in str(e.value)
     finally:
         c.close()
 
