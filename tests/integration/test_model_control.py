@@ -276,7 +276,9 @@ def explicit():
                         "--load-model", "simple", "--load-model", "rl"],
                        setup)
     try:
-        assert gw.wait_model_ready("rl"), open(gw.worker_log).read()[-3000:]
+        for model in ("rl", "simple"):
+            assert gw.wait_model_ready(model), \
+                open(gw.worker_log).read()[-3000:]
         yield gw
     finally:
         stop_gateway(gw)
