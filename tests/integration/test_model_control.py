@@ -731,6 +731,28 @@ def test_poll_new_version_replaces_the_old_one_with_no_failure(poll):
     print("poll version 1 -> 2: " + load.report())
 
 
+def test_poll_new_version_that_fails_leaves_the_old_one_serving(poll):
+    """Version 3 cannot initialize: version 2 keeps serving, and version 3
+    is UNAVAILABLE with the reason once its retries are spent."""
+    with Load(poll, "pv") as load:
+        assert load.wait_tag(2)
+        write_version(poll.repo, "pv", 3, tag=3, fail=True)
+
+        def v3_failed():
+            e = [x for x in entries(index_of(poll), "pv")
+                 if x.get("version") == "3"]
+            return e and e[0]["state"] == "UNAVAILABLE" \
+                and "refusing to start: tag 3" in e[0].get("reason", "")
+        assert wait_for(v3_failed, timeout=30)
+        time.sleep(0.5)
+    assert not load.failed and not load.slow, load.report()
+    assert 3 not in load.tags
+    (v2,) = [x for x in entries(index_of(poll), "pv")
+             if x.get("version") == "2"]
+    assert v2["state"] == "READY"
+    shutil.rmtree(os.path.join(poll.repo, "pv", "3"))
+
+
 def test_poll_follows_models_that_come_and_go(poll):
     write_model(poll.repo, "appears", tag=3, count=1)
     assert poll.wait_model_ready("appears", timeout=30)
