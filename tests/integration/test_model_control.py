@@ -182,6 +182,15 @@ model_warmup [
 '''
 
 
+CUDA_WARMUP = '''
+model_warmup [ { name: "cuda_zeros" batch_size: 2 count: 2
+  inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [ 16 ]
+                                 zero_data: true } }
+  inputs { key: "INPUT1" value { data_type: TYPE_INT32 dims: [ 16 ]
+                                 random_data: true } } } ]
+'''
+
+
 def write_warm_model(repo, name, file="in.bin"):
     d = os.path.join(repo, name)
     os.makedirs(os.path.join(d, "warmup"), exist_ok=True)
@@ -262,6 +271,13 @@ def explicit():
         write_model(repo, "later", tag=5, count=1)
         write_model(repo, "broken", tag=1, fail=True, count=1)
         write_warm_model(repo, "warm")
+        shutil.copytree(os.path.join(TOP, "conf/models/simple_cuda"),
+                        os.path.join(repo, "warm_cuda"))
+        with open(os.path.join(repo, "warm_cuda", "config.pbtxt"), "a") as f:
+            f.write(CUDA_WARMUP)
+        text = open(os.path.join(repo, "warm_cuda", "config.pbtxt")).read()
+        with open(os.path.join(repo, "warm_cuda", "config.pbtxt"), "w") as f:
+            f.write(text.replace('name: "simple_cuda"', 'name: "warm_cuda"'))
         write_warm_model(repo, "warm_nofile", file="missing.bin")
         py = "python%d.%d" % sys.version_info[:2]
         write_env_model(repo, "envmodel", py)
@@ -552,6 +568,29 @@ def test_model_warmup_runs_before_the_version_is_ready(explicit):
             c.load_model("warm_nofile")
         assert "warmup input 'IN': cannot read " in str(e.value)
         assert "missing.bin" in str(e.value)
+    finally:
+        c.close()
+
+
+def test_model_warmup_runs_in_cuda_instances_too(explicit):
+    c = client_of(explicit)
+    try:
+        c.load_model("warm_cuda")
+        assert c.is_model_ready("warm_cuda")
+        assert "warm_cuda: warmup 'cuda_zeros': 2 batch(es) of 2 request(s)" \
+            in open(explicit.worker_log).read()
+        a = list(range(16))
+        body = {"inputs": [
+            {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32",
+             "data": a},
+            {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32",
+             "data": [1] * 16}]}
+        assert explicit.wait_model_ready("warm_cuda")
+        r = requests.post(explicit.url + "/v2/models/warm_cuda/infer",
+                          data=json.dumps(body), timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [x + 1 for x in a]
+        c.unload_model("warm_cuda")
     finally:
         c.close()
 
