@@ -315,6 +315,15 @@ kserve_options(int argc, char **argv)
         return -1;
     }
 
+    /* as Triton: "*" only alone */
+    for (c = 0; kserve.nload_models > 1 && c < kserve.nload_models; c++) {
+        if (strcmp(kserve.load_models[c], "*") == 0) {
+            fprintf(stderr, "kserve-worker: --load-model * must be the "
+                    "only --load-model\n");
+            return -1;
+        }
+    }
+
     /* binaries sit together in build/; the Python sources in the tree */
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n < 0) {
