@@ -742,6 +742,35 @@ def test_unload_after_clients_stopped_fails_nothing(explicit):
         c.close()
 
 
+def test_a_restarted_worker_keeps_what_was_loaded_explicitly(explicit):
+    """kill -9 of the worker: the restarted one (same --load-model list)
+    adopts the instances of a model loaded by API, from the manifest."""
+    import signal
+    c = client_of(explicit)
+    try:
+        c.load_model("later")
+        assert explicit.wait_model_ready("later")
+        pids = explicit.instance_pids("later")
+        assert pids
+        explicit.stop_worker(signal.SIGKILL)
+        explicit.start_worker()
+        assert wait_for(lambda: c.is_model_ready("later"), timeout=20)
+        assert explicit.instance_pids("later") == pids
+
+        # the nginx workers reconnect to the new worker at their next
+        # index poll; until then control requests are "kserve worker busy"
+        def index_ok():
+            try:
+                return entries(c.get_model_repository_index(), "later") == [
+                    {"name": "later", "version": "1", "state": "READY"}]
+            except InferenceServerException:
+                return False
+        assert wait_for(index_ok, timeout=10)
+        c.unload_model("later")
+    finally:
+        c.close()
+
+
 # ---- poll mode -----------------------------------------------------------
 
 def test_poll_mode_refuses_explicit_load(poll):
