@@ -31,6 +31,8 @@
 static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_segment(u_char **p, u_char *end,
     ngx_str_t *seg);
+static ngx_int_t ngx_http_kserve_parse_repository(u_char *p, u_char *end,
+    ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_parse_uri(ngx_http_request_t *r,
     ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_server_metadata(ngx_http_request_t *r);
@@ -58,8 +60,6 @@ static void ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static ngx_int_t ngx_http_kserve_infer_reply(ngx_http_request_t *r,
     zmq_msg_t *frames, ngx_uint_t nframes);
-static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, ksv_writer_t *w);
 static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
     ngx_uint_t status);
 static void ngx_http_kserve_free(void *data);
@@ -327,6 +327,10 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (rc == NGX_OK && uri.endpoint >= NGX_HTTP_KSERVE_REPOSITORY_INDEX) {
+        return ngx_http_kserve_repository(r, &uri);
+    }
+
     if (rc == NGX_OK && uri.endpoint == NGX_HTTP_KSERVE_INFER
         && (r->method & NGX_HTTP_POST))
     {
@@ -436,6 +440,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
  * /v2/models/stats
  * /v2/routes[/{name}]
+ * /v2/repository/index, /v2/repository/models/{m}/load|unload
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -456,6 +461,63 @@ ngx_http_kserve_segment(u_char **p, u_char *end, ngx_str_t *seg)
     seg->len = *p - seg->data;
 
     return seg->len ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * After "/v2/repository/": "index", "models/{m}/load|unload", and the same
+ * under a repository name ("{r}/index", ...), which Triton refuses.
+ */
+
+static ngx_int_t
+ngx_http_kserve_parse_repository(u_char *p, u_char *end,
+    ngx_http_kserve_uri_t *uri)
+{
+    ngx_str_t  seg;
+    ngx_uint_t named;
+
+    named = 0;
+
+    for ( ;; ) {
+        if (end - p == 5 && ngx_strncmp(p, "index", 5) == 0) {
+            uri->endpoint = named ? NGX_HTTP_KSERVE_REPOSITORY_NAMED
+                                  : NGX_HTTP_KSERVE_REPOSITORY_INDEX;
+            return NGX_OK;
+        }
+
+        if (end - p > 7 && ngx_strncmp(p, "models/", 7) == 0) {
+            p += 7;
+
+            if (ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+            if (end - p == 5 && ngx_strncmp(p, "/load", 5) == 0) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_LOAD;
+
+            } else if (end - p == 7 && ngx_strncmp(p, "/unload", 7) == 0) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_UNLOAD;
+
+            } else {
+                return NGX_DECLINED;
+            }
+
+            if (named) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_NAMED;
+            }
+
+            return NGX_OK;
+        }
+
+        if (named || ngx_http_kserve_segment(&p, end, &seg) != NGX_OK
+            || p == end)
+        {
+            return NGX_DECLINED;
+        }
+
+        p++;
+        named = 1;
+    }
 }
 
 
@@ -525,6 +587,10 @@ ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
         }
 
         return NGX_OK;
+    }
+
+    if (ngx_http_kserve_match("/repository/")) {
+        return ngx_http_kserve_parse_repository(p, end, uri);
     }
 
     if (!ngx_http_kserve_match("/models/")) {
@@ -1450,7 +1516,7 @@ ngx_http_kserve_wait_reply(ngx_http_request_t *r)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ksv_writer_t *w)
 {

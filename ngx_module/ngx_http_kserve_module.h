@@ -71,7 +71,12 @@ typedef enum {
     NGX_HTTP_KSERVE_METRICS,
     NGX_HTTP_KSERVE_TRACE,          /* [/models/{m}]/trace/setting */
     NGX_HTTP_KSERVE_LOGGING,        /* /v2/logging */
-    NGX_HTTP_KSERVE_ROUTES          /* model: the routed name, or none */
+    NGX_HTTP_KSERVE_ROUTES,         /* model: the routed name, or none */
+    NGX_HTTP_KSERVE_REPOSITORY_INDEX,     /* ngx_http_kserve_repository.c */
+    NGX_HTTP_KSERVE_REPOSITORY_LOAD,
+    NGX_HTTP_KSERVE_REPOSITORY_UNLOAD,
+    NGX_HTTP_KSERVE_REPOSITORY_NAMED      /* /v2/repository/{r}/...: Triton
+                                             does not support these */
 } ngx_http_kserve_endpoint_e;
 
 
@@ -137,6 +142,22 @@ ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
  * for a client that goes away.  Returns NGX_DONE.
  */
 ngx_int_t ngx_http_kserve_wait_reply(ngx_http_request_t *r);
+
+/* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
+ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...);
+
+/* The writer's JSON as the response, with status. */
+ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ksv_writer_t *w);
+
+/*
+ * POST /v2/repository/index, /v2/repository/models/{m}/load|unload
+ * (Triton's repository extension), from the content handler: reads the
+ * body and forwards it to kserve-worker (ngx_http_kserve_repository.c).
+ */
+ngx_int_t ngx_http_kserve_repository(ngx_http_request_t *r,
+    ngx_http_kserve_uri_t *uri);
 
 
 extern ngx_module_t  ngx_http_kserve_module;

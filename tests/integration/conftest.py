@@ -272,8 +272,12 @@ def outputs(r):
 class Gateway:
     """Handles to the running processes plus small HTTP helpers."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, worker_args=(), models=None):
+        """worker_args: more kserve-worker options; models: a repository
+        to serve instead of conf/models plus tests/models (copied by the
+        caller, so a test may change it)."""
         self.dir = workdir
+        self.worker_args = list(worker_args)
         self.port = free_port()
         self.short_port = free_port()
         self.guard_port = free_port()
@@ -285,9 +289,10 @@ class Gateway:
         self.short_url = "http://127.0.0.1:%d" % self.short_port
         self.procs = {}
         self.run_dir = os.path.join(workdir, "worker-run")
-        self.repo = os.path.join(workdir, "models")
-        os.makedirs(self.repo)
-        for src in ("conf/models", "tests/models"):
+        self.repo = models or os.path.join(workdir, "models")
+        if models is None:
+            os.makedirs(self.repo)
+        for src in (() if models else ("conf/models", "tests/models")):
             root = os.path.join(TOP, src)
             for name in sorted(os.listdir(root)):
                 os.symlink(os.path.join(root, name),
@@ -307,7 +312,7 @@ class Gateway:
         self.procs["worker"] = subprocess.Popen(
             [os.path.join(BUILD, "kserve-worker"), "--repository", self.repo,
              "--listen", self.endpoint,
-             "--run-dir", self.run_dir],
+             "--run-dir", self.run_dir] + self.worker_args,
             stdout=subprocess.DEVNULL,
             stderr=open(self.worker_log, "a"))
 
