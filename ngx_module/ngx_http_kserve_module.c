@@ -250,6 +250,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     b = klcf->backend;
 
+    ngx_http_kserve_logging_request(r);
+
     rc = ngx_http_kserve_route(r, &route);
 
     /* API key first: nothing about the server for a client without one */
