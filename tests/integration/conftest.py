@@ -311,11 +311,10 @@ class Gateway:
                        env=nginx_env())
 
     def instances(self, model):
-        """Pids of the instance processes serving model."""
-        worker = self.procs["worker"].pid
-        return [pid for pid, argv in children_of(worker)
-                if "--model" in argv
-                and argv[argv.index("--model") + 1:][:1] == [model]]
+        """Pids of the instance processes serving model: the worker's
+        children and those it adopted (a test that restarts the worker,
+        test_conformance's kill -9, leaves the instances adopted)."""
+        return self.instance_pids(model)
 
     def instance_pids(self, model):
         """Pids of model's instances in this gateway's run directory, the
