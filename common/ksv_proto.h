@@ -217,6 +217,26 @@ typedef struct {
 #define KSV_INFER_ALL_BINARY  0x1       /* binary_data_output: true */
 
 /*
+ * A tensor in a client's system shared memory region (Triton's shared
+ * memory extension), for an instance on nginx's host, which maps the
+ * POSIX shm object itself: an input's bytes are read from key at
+ * offset (its raw frame is then empty), an output's written there.
+ * offset is from the start of the shm object (the region's own offset
+ * already added); region is the client's name for it, for messages.
+ */
+#define KSV_SHM_INPUT   0
+#define KSV_SHM_OUTPUT  1
+
+typedef struct {
+    uint8_t          io;                /* KSV_SHM_INPUT / KSV_SHM_OUTPUT */
+    uint32_t         index;             /* into inputs[] or outputs[] */
+    ksv_str_t        region;
+    ksv_str_t        key;               /* shm_open() name, "/..." */
+    uint64_t         offset;
+    uint64_t         byte_size;
+} ksv_shm_ref_t;
+
+/*
  * INFER: the header frame, then exactly ninputs raw frames, inputs[i]
  * described by inputs[i] (byte_size must equal the frame's size).
  * noutputs == 0 means "every output of the model".
@@ -233,9 +253,24 @@ typedef struct {
     ksv_output_req_t  *outputs;
     uint32_t           nparams;
     ksv_param_t       *params;
+    uint32_t           nshm;            /* tensors in shared memory */
+    ksv_shm_ref_t     *shm;
 } ksv_infer_t;
 
-/* INFER_REPLY: the header frame, then noutputs raw frames. */
+/*
+ * A trailing section, present only when nshm > 0 (an INFER without it
+ * is the same bytes as before it existed): u32 nshm, then per tensor
+ * u8 io, u32 index, string region, string key, u64 offset, u64
+ * byte_size.  An input named there travels as an empty frame; its
+ * byte_size is the region's.  At most one entry per tensor.
+ */
+
+/*
+ * INFER_REPLY: the header frame, then noutputs raw frames.  Trailing,
+ * only when nshm > 0: u32 nshm, then u32 index per output that the
+ * instance wrote to its shared memory region; that output's frame is
+ * empty and its byte_size is what was written.
+ */
 typedef struct {
     ksv_str_t          model_name;
     ksv_str_t          model_version;
@@ -244,6 +279,8 @@ typedef struct {
     ksv_tensor_t      *outputs;
     uint32_t           nparams;
     ksv_param_t       *params;
+    uint32_t           nshm;            /* outputs written to shared */
+    uint32_t          *shm;             /* memory: their indexes */
 } ksv_infer_reply_t;
 
 /* ERROR: the header frame only. */

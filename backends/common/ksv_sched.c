@@ -9,6 +9,7 @@
 
 #include "ksv_datatype.h"
 #include "ksv_sched.h"
+#include "ksv_shm_map.h"
 
 
 static void ksv_request_timer(ksv_timer_t *t);
@@ -223,6 +224,39 @@ ksv_request_shape(const ksv_model_config_t *c, ksv_request_t *r,
         return -1;
     }
     r->shape = ksv_writer_detach(&w, &r->shape_len);
+    return 0;
+}
+
+
+/* Inputs in a client's shared memory region: their (empty) frames
+ * become views of the region (ksv_shm_map.h). */
+static int
+ksv_map_inputs(const ksv_infer_t *m, ksv_frames_t *msg, char *err,
+    size_t errlen)
+{
+    uint32_t             i;
+    const ksv_shm_ref_t  *ref;
+
+    for (i = 0; i < m->nshm; i++) {
+        ref = &m->shm[i];
+        if (ref->io != KSV_SHM_INPUT) {
+            continue;
+        }
+        if (2 + (size_t) ref->index >= msg->n
+            || ref->byte_size != m->inputs[ref->index].byte_size)
+        {
+            snprintf(err, errlen, "input '%.*s': shared memory byte_size "
+                     "%" PRIu64 " does not match its byte_size",
+                     (int) m->inputs[ref->index].name.len,
+                     m->inputs[ref->index].name.data, ref->byte_size);
+            return -1;
+        }
+        if (ksv_shm_map_input(ref, &msg->msgs[2 + ref->index], err, errlen)
+            != 0)
+        {
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -605,7 +639,9 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
                          "malformed INFER message");
         goto done;
     }
-    if (ksv_check_inputs(&m, msg, err, sizeof(err)) != 0) {
+    if (ksv_map_inputs(&m, msg, err, sizeof(err)) != 0
+        || ksv_check_inputs(&m, msg, err, sizeof(err)) != 0)
+    {
         ksv_sched_reject(s, &msg->msgs[0], client_id, KSV_ERR_INVALID_ARG,
                          err);
         goto done;
@@ -933,6 +969,21 @@ ksv_sched_answer(ksv_sched_t *s, ksv_request_t *r, ksv_frames_t *out, int ok,
 }
 
 
+/* Whether output i went to shared memory (its frame is then empty). */
+static int
+ksv_reply_in_shm(const ksv_infer_reply_t *reply, uint32_t i)
+{
+    uint32_t  k;
+
+    for (k = 0; k < reply->nshm; k++) {
+        if (reply->shm[k] == i) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
 /* How many frames the answer at frames[0] spans (its header and
  * outputs), 0 when it is not an answer for request id. */
 static size_t
@@ -969,7 +1020,8 @@ ksv_answer_frames(const zmq_msg_t *frames, size_t avail, uint64_t id,
         used = 1 + reply.noutputs;
         for (i = 0; i < reply.noutputs; i++) {
             if (zmq_msg_size((zmq_msg_t *) &frames[1 + i])
-                != reply.outputs[i].byte_size)
+                != (ksv_reply_in_shm(&reply, i)
+                    ? 0 : reply.outputs[i].byte_size))
             {
                 used = 0;
                 break;
