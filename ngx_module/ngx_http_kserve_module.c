@@ -18,7 +18,8 @@
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json.h"
 #include "ksv_json_write.h"
 
@@ -670,6 +671,7 @@ static ngx_int_t
 ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
     ngx_http_kserve_route_t *route, ksv_model_status_t **model)
 {
+    char                 msg[KSV_UNKNOWN_MODEL_LEN];
     ksv_model_status_t  *ms;
 
     *model = NULL;
@@ -681,19 +683,16 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
 
     ms = ngx_http_kserve_find_model(b, &route->model);
 
-    if (ms == NULL) {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' is "
-                                     "not found", &route->model);
-    }
-
-    if (route->version.len
-        && ngx_http_kserve_find_version(ms, route->version_n) == NULL)
+    if (ms == NULL
+        || (route->version.len
+            && ngx_http_kserve_find_version(ms, route->version_n) == NULL))
     {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' "
-                                     "version %V is not found",
-                                     &route->model, &route->version);
+        ksv_unknown_model(msg, sizeof(msg), (char *) route->model.data,
+                          route->model.len,
+                          ms ? (char *) route->version.data : NULL,
+                          ms ? route->version.len : 0);
+
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND, "%s", msg);
     }
 
     *model = ms;
@@ -1038,7 +1037,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         } else if (data[i].owned) {
             rc = zmq_msg_init_data(&frames[i + 1], data[i].data,
                                    m.inputs[i].byte_size,
-                                   ksv_infer_json_free_cb, NULL);
+                                   ksv_infer_free_cb, NULL);
 
         } else {
             ngx_http_kserve_body_ref(kb);

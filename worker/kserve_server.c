@@ -357,9 +357,8 @@ kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
     if (name.len > 0) {
         m = kserve_repository_find(&kserve.repo, name.data, name.len);
         if (m == NULL) {
-            snprintf(msg, sizeof(msg),
-                     "Request for unknown model: '%.*s' is not found",
-                     (int) (name.len < 256 ? name.len : 256), name.data);
+            ksv_unknown_model(msg, sizeof(msg), name.data, name.len,
+                              NULL, 0);
             kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }
@@ -378,10 +377,8 @@ kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
             }
         }
         if (v == NULL) {
-            snprintf(msg, sizeof(msg), "Request for unknown model: '%s' "
-                     "version %.*s is not found", m->name,
-                     (int) (version.len < 64 ? version.len : 64),
-                     version.data);
+            ksv_unknown_model(msg, sizeof(msg), m->name, strlen(m->name),
+                              version.data, version.len);
             kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }

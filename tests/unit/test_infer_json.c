@@ -1,7 +1,8 @@
 /*
- * Unit tests for ngx_module/ksv_infer_json.c and ksv_json_write.c: JSON
- * inference requests checked against a model configuration, and the JSON
- * answers rendered from worker replies (inference, metadata, statistics).
+ * Unit tests for ngx_module/ksv_infer_request.c, ksv_infer_reply.c and
+ * ksv_json_write.c: JSON inference requests checked against a model
+ * configuration, and the JSON answers rendered from instance replies
+ * (inference, metadata, statistics).
  */
 
 #include <float.h>
@@ -10,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json_write.h"
 #include "ksv_test.h"
 
@@ -83,13 +85,15 @@ setup(void)
 
 static ksv_arena_t         arena;
 static ksv_infer_t         m;
-static uint8_t           **data;
+static ksv_infer_buf_t    *json_bufs;
+static uint8_t            *data[KSV_MAX_TENSORS];
 static ksv_infer_error_t   err;
 
 
 static int
 parse(const ksv_model_config_t *config, const char *body)
 {
+    uint32_t     i;
     ksv_alloc_t  a;
 
     ksv_arena_free(&arena);
@@ -97,16 +101,27 @@ parse(const ksv_model_config_t *config, const char *body)
     a = ksv_arena_allocator(&arena);
 
     memset(&err, 0, sizeof(err));
+    memset(data, 0, sizeof(data));
 
-    return ksv_infer_json_parse(body, strlen(body), config, &a, &m, &data,
-                                &err);
+    if (ksv_infer_parse(body, strlen(body), KSV_INFER_JSON_ONLY, config,
+                        NULL, &a, &m, &json_bufs, &err)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < m.ninputs; i++) {
+        data[i] = json_bufs[i].data;
+    }
+
+    return 0;
 }
 
 
 static void
 release(void)
 {
-    ksv_infer_json_free_data(data, m.ninputs);
+    ksv_infer_free_bufs(json_bufs, m.ninputs);
 }
 
 
@@ -766,8 +781,8 @@ test_reply(void)
     r.params = &param;
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 3, err, sizeof(err))
-          == 0);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 3, NULL, err,
+                                 sizeof(err)) == 0);
     CHECK(strcmp(text(),
           "{\"model_name\":\"m\",\"model_version\":\"1\",\"id\":\"id-7\","
           "\"parameters\":{\"sequence_end\":true},\"outputs\":["
@@ -792,8 +807,8 @@ test_reply(void)
     r.request_id = ksv_str_c("");
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == 0);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == 0);
     CHECK(strcmp(text(),
           "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":["
           "{\"name\":\"H\",\"datatype\":\"FP16\",\"shape\":[3],"
@@ -804,20 +819,20 @@ test_reply(void)
     sizes[0] = 5;
     out[0].byte_size = 5;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     CHECK(strstr(err, "output 'H'") != NULL);
     ksv_writer_free(&w);
 
     sizes[0] = 6;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 2, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 2, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 
     /* BYTES whose lengths run past the frame */
@@ -827,8 +842,8 @@ test_reply(void)
     frames[0] = "\3\0\0\0abc\0";
     sizes[0] = 8;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 }
 
