@@ -33,6 +33,7 @@ typedef struct {
     size_t                     blen;
     size_t                     off;
     int64_t                    batch;       /* dim 0 of the inputs, or -1 */
+    uint32_t                   shm_cap;     /* room in m->shm */
 } ksv_parse_t;
 
 
@@ -107,6 +108,11 @@ static void ksv_write_data(json_t *v, ksv_datatype_t dt, uint8_t **p);
 static int ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs);
 static int ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i,
     uint8_t *seen);
+static int ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name,
+    uint8_t io, uint32_t index);
+static int ksv_input_in_shm(ksv_parse_t *ps, size_t i);
+static int ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t,
+    json_t *data, int64_t bsize, uint64_t count);
 static int ksv_big_value(json_t *v, uint64_t *value);
 static char *ksv_dup(ksv_alloc_t *a, const char *s, size_t len);
 static const ksv_io_config_t *ksv_find_io(const ksv_io_config_t *io,
@@ -170,6 +176,17 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
     ksv_doc_begin(&arena, first, sizeof(first));
 
     root = ksv_parse_load(&ps, body, len);
+
+    if (root != NULL) {
+        /* at most one shared memory entry per tensor */
+        ps.shm_cap = (uint32_t) (
+                         json_array_size(json_object_get(root, "inputs"))
+                         + json_array_size(json_object_get(root, "outputs")));
+
+        if (ps.shm_cap > 2 * KSV_MAX_TENSORS) {
+            ps.shm_cap = 2 * KSV_MAX_TENSORS;
+        }
+    }
 
     rc = (root != NULL
           && ksv_parse_id(&ps, root) == 0
@@ -1000,6 +1017,10 @@ ksv_parse_input_tensor(ksv_parse_t *ps, json_t *in, size_t i)
 
     data = json_object_get(in, "data");
 
+    if (ksv_input_in_shm(ps, i)) {
+        return ksv_shm_input_size(ps, t, data, bsize, count);
+    }
+
     if (bsize >= 0) {
         return ksv_take_binary(ps, data, t, (uint64_t) bsize, count,
                                &ps->bufs[i]);
@@ -1082,10 +1103,12 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
             *bsize = json_integer_value(d);
         }
 
-        if (json_object_get(v, "shared_memory_region") != NULL) {
-            return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                            "input '%s': shared memory is not supported",
-                            name);
+        if (json_object_get(v, "shared_memory_region") != NULL
+            && ksv_parse_shm(ps, v, name, KSV_SHM_INPUT,
+                             (uint32_t) (t - ps->m->inputs))
+               != 0)
+        {
+            return -1;
         }
     }
 
@@ -1746,16 +1769,185 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
         }
     }
 
+    if (json_object_get(v, "shared_memory_region") != NULL) {
+        if (json_object_get(v, "classification") != NULL) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'classification'");
+        }
+
+        if (json_is_true(b)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'binary_data'");
+        }
+
+        out->flags &= ~KSV_OUTPUT_BINARY;
+        out->flags |= KSV_OUTPUT_SHM;
+
+        return ksv_parse_shm(ps, v, name, KSV_SHM_OUTPUT, (uint32_t) i);
+    }
+
     if (json_object_get(v, "classification") != NULL) {
         return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
                         "output '%s': classification is not supported",
                         name);
     }
 
-    if (json_object_get(v, "shared_memory_region") != NULL) {
-        return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                        "output '%s': shared memory is not supported", name);
+    return 0;
+}
+
+
+/*
+ * Triton's shared memory parameters of a tensor (the registry lookup
+ * and the bounds are nginx's, ngx_http_kserve_shm.c): region, offset
+ * (default 0) and byte_size, into m->shm.  The region's key is left
+ * empty for the caller.
+ */
+
+static int
+ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name, uint8_t io,
+    uint32_t index)
+{
+    json_t         *v;
+    ksv_infer_t    *m;
+    ksv_shm_ref_t  *ref;
+
+    m = ps->m;
+
+    if (m->shm == NULL) {
+        m->shm = ps->alloc->alloc(ps->alloc->ctx,
+                                  (ps->shm_cap ? ps->shm_cap : 1)
+                                  * sizeof(ksv_shm_ref_t));
+        if (m->shm == NULL) {
+            return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+        }
     }
+
+    if (m->nshm >= ps->shm_cap) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "too many tensors in shared memory");
+    }
+
+    ref = &m->shm[m->nshm];
+    memset(ref, 0, sizeof(ksv_shm_ref_t));
+    ref->io = io;
+    ref->index = index;
+
+    v = json_object_get(params, "shared_memory_region");
+
+    if (!json_is_string(v) || json_string_length(v) == 0
+        || json_string_length(v) > KSV_MAX_STRING)
+    {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "Unable to parse 'shared_memory_region'");
+    }
+
+    ref->region.data = ksv_dup(ps->alloc, json_string_value(v),
+                               json_string_length(v));
+    ref->region.len = (uint32_t) json_string_length(v);
+
+    if (ref->region.data == NULL) {
+        return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+    }
+
+    v = json_object_get(params, "shared_memory_offset");
+
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Unable to parse 'shared_memory_offset'");
+        }
+
+        ref->offset = (uint64_t) json_integer_value(v);
+    }
+
+    v = json_object_get(params, "shared_memory_byte_size");
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "%s '%s': Unable to parse 'shared_memory_byte_size'",
+                        io == KSV_SHM_INPUT ? "input" : "output", name);
+    }
+
+    ref->byte_size = (uint64_t) json_integer_value(v);
+
+    m->nshm++;
+
+    return 0;
+}
+
+
+/* Whether input i of the request is in shared memory. */
+
+static int
+ksv_input_in_shm(ksv_parse_t *ps, size_t i)
+{
+    uint32_t  k;
+
+    for (k = 0; k < ps->m->nshm; k++) {
+        if (ps->m->shm[k].io == KSV_SHM_INPUT && ps->m->shm[k].index == i) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * An input in shared memory has neither "data" nor binary data (Triton's
+ * words when it has), and a byte_size its shape and datatype fix (BYTES
+ * elements are checked where they are read).  Its frame is empty: the
+ * bytes come from the region.
+ */
+
+static int
+ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t, json_t *data,
+    int64_t bsize, uint64_t count)
+{
+    size_t                     size;
+    uint32_t                   k;
+    ksv_shm_ref_t             *ref;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+
+    if (data != NULL || bsize >= 0) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "Input must set only one of the following fields: "
+                        "'data', 'binary_data_size' in 'parameters', "
+                        "'shared_memory_region' in 'parameters'. But set%s%s "
+                        "'shared_memory_region'",
+                        data != NULL ? " 'data'" : "",
+                        bsize >= 0 ? " 'binary_data_size'" : "");
+    }
+
+    ref = NULL;
+
+    for (k = 0; k < ps->m->nshm; k++) {
+        if (ps->m->shm[k].io == KSV_SHM_INPUT
+            && &ps->m->inputs[ps->m->shm[k].index] == t)
+        {
+            ref = &ps->m->shm[k];
+        }
+    }
+
+    size = ksv_datatype_size(t->datatype);
+
+    if (size != 0 && (count > UINT64_MAX / size
+                      || count * size != ref->byte_size))
+    {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "input byte size mismatch for input '%.*s' for "
+                        "model '%.*s'. Expected %llu, got %llu",
+                        (int) t->name.len, t->name.data,
+                        (int) c->name.len, c->name.data,
+                        (unsigned long long) (count * size),
+                        (unsigned long long) ref->byte_size);
+    }
+
+    t->byte_size = ref->byte_size;
 
     return 0;
 }

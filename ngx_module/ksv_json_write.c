@@ -163,7 +163,8 @@ ksv_json_server_metadata(ksv_writer_t *w)
     ksv_json_lit(w, "{\"name\":\"" KSV_SERVER_NAME "\","
                     "\"version\":\"" KSV_SERVER_VERSION "\","
                     "\"extensions\":[\"model_configuration\","
-                    "\"statistics\"]}");
+                    "\"statistics\",\"system_shared_memory\","
+                    "\"cuda_shared_memory\"]}");
 }
 
 
