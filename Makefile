@@ -150,8 +150,10 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(wildcard ngx_module/*.[ch]) \
 
 # ---- tests ----------------------------------------------------------------
 
-# the instances' pure parts (no sockets): the batcher and the timer heap
+# the instances' pure parts (no sockets): the batcher, the timer heap and
+# the mappings of clients' shared memory regions
 UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
+                          backends/common/ksv_shm_map.c \
                           backends/common/ksv_timer.c)
 
 $(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS) $(UNIT_INSTC)
