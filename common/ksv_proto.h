@@ -190,6 +190,7 @@ typedef struct {
 } ksv_tensor_t;
 
 #define KSV_OUTPUT_BINARY  0x1          /* client asked binary_data */
+#define KSV_OUTPUT_SHM     0x2          /* in a shared memory region */
 
 typedef struct {
     ksv_str_t        name;
