@@ -9,7 +9,9 @@
 #                   integration tests and a 15 s smoke of each fuzz target
 #   make bench      ngx_kserve vs Triton, MLServer and the nginx/ZeroMQ limit
 #                   (bench/setup.sh + bench/bench.py, < 15 min), writes
-#                   docs/benchmarks.md and docs/bench.png
+#                   docs/benchmarks.md and docs/bench.png; then 16 MB
+#                   round trips, system shared memory vs binary HTTP
+#                   (bench/shm.py, 1 min): docs/benchmarks-shm.md
 #   make models     train digits_mlp, build the CUDA model libraries
 #   make test-gpu   the CUDA backend's tests, refusing the CPU fallback
 #   make fuzz       run each libFuzzer target (tests/fuzz/) FUZZ_SECONDS
@@ -333,6 +335,7 @@ stop:
 bench: all
 	bench/setup.sh
 	KSV_BUILD=$(BUILD) $(PYTHON) bench/bench.py
+	KSV_BUILD=$(BUILD) $(PYTHON) bench/shm.py
 
 .SECONDARY:
 

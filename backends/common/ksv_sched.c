@@ -59,6 +59,10 @@ ksv_request_free(ksv_request_t *r)
     for (i = 0; i < r->ninputs; i++) {
         zmq_msg_close(&r->inputs[i]);
     }
+    for (i = 0; i < r->npins; i++) {
+        ksv_shm_unpin(r->pins[i]);
+    }
+    free(r->pins);
     free(r->inputs);
     free(r->shape);
     free(r);
@@ -256,6 +260,35 @@ ksv_map_inputs(const ksv_infer_t *m, ksv_frames_t *msg, char *err,
         {
             return -1;
         }
+    }
+    return 0;
+}
+
+
+/* Outputs in a client's shared memory region: mapped now, held until
+ * the request is freed. */
+static int
+ksv_pin_outputs(ksv_request_t *r, const ksv_infer_t *m, char *err,
+    size_t errlen)
+{
+    uint32_t  i;
+
+    for (i = 0; i < m->nshm; i++) {
+        if (m->shm[i].io != KSV_SHM_OUTPUT) {
+            continue;
+        }
+        if (r->pins == NULL) {
+            r->pins = calloc(m->nshm, sizeof(void *));
+            if (r->pins == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        }
+        r->pins[r->npins] = ksv_shm_pin(&m->shm[i], err, errlen);
+        if (r->pins[r->npins] == NULL) {
+            return -1;
+        }
+        r->npins++;
     }
     return 0;
 }
@@ -679,6 +712,11 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
     }
     ksv_patch_id(zmq_msg_data(&r->header), zmq_msg_size(&r->header), r->id);
     ksv_table_insert(s, r);
+
+    if (ksv_pin_outputs(r, &m, err, sizeof(err)) != 0) {
+        ksv_request_fail(s, r, KSV_ERR_INVALID_ARG, err);
+        goto done;
+    }
 
     if (ksv_request_setup(s, r, &m, err, sizeof(err)) != 0) {
         ksv_request_fail(s, r, KSV_ERR_INVALID_ARG, err);

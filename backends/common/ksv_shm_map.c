@@ -231,6 +231,50 @@ ksv_shm_map_input(const ksv_shm_ref_t *ref, zmq_msg_t *frame, char *err,
 }
 
 
+void *
+ksv_shm_pin(const ksv_shm_ref_t *ref, char *err, size_t errlen)
+{
+    return ksv_shm_get(ref, err, errlen);
+}
+
+
+void
+ksv_shm_unpin(void *pin)
+{
+    if (pin != NULL) {
+        ksv_shm_put(pin);
+    }
+}
+
+
+/* A mapping of ref's key that is in use (pinned by the request), with a
+ * reference taken: the newest that covers the tensor.  NULL when there
+ * is none. */
+static ksv_shm_mapping_t *
+ksv_shm_held(const ksv_shm_ref_t *ref)
+{
+    ksv_shm_mapping_t  *m, *found;
+
+    found = NULL;
+    pthread_mutex_lock(&ksv_shm_lock);
+    for (m = ksv_shm_mappings; m != NULL; m = m->next) {
+        if (m->refs > 0 && strlen(m->key) == ref->key.len
+            && memcmp(m->key, ref->key.data, ref->key.len) == 0
+            && m->size >= ref->offset && m->size - ref->offset
+                                         >= ref->byte_size
+            && (found == NULL || (found->stale && !m->stale)))
+        {
+            found = m;
+        }
+    }
+    if (found != NULL) {
+        found->refs++;
+    }
+    pthread_mutex_unlock(&ksv_shm_lock);
+    return found;
+}
+
+
 int
 ksv_shm_write_output(const ksv_shm_ref_t *ref, ksv_str_t name,
     const void *data, size_t size, ksv_status_t *code, char *err,
@@ -248,7 +292,10 @@ ksv_shm_write_output(const ksv_shm_ref_t *ref, ksv_str_t name,
         return -1;
     }
 
-    m = ksv_shm_get(ref, err, errlen);
+    m = ksv_shm_held(ref);
+    if (m == NULL) {
+        m = ksv_shm_get(ref, err, errlen);
+    }
     if (m == NULL) {
         *code = KSV_ERR_INVALID_ARG;
         return -1;

@@ -12,8 +12,8 @@
  *
  *   an input becomes a frame that points into the mapping (no copy: a
  *   Python model's numpy array reads the client's memory);
- *   an output is copied from the backend's frame into the region, and
- *   the reply's frame is empty.
+ *   an output's region is mapped (pinned) when the request arrives; the
+ *   backend's frame is copied into it, and the reply's frame is empty.
  *
  * Mappings are kept per shm object (by key, device and inode) and
  * shared by the requests that use them, with a reference count: a
@@ -47,6 +47,15 @@
  */
 int ksv_shm_map_input(const ksv_shm_ref_t *ref, zmq_msg_t *frame, char *err,
     size_t errlen);
+
+/*
+ * Maps an output's region when its request arrives and holds the
+ * mapping until ksv_shm_unpin(): the output is written there even if
+ * the client unregisters and unlinks the object meanwhile.  NULL with
+ * an INVALID_ARG message in err.
+ */
+void *ksv_shm_pin(const ksv_shm_ref_t *ref, char *err, size_t errlen);
+void ksv_shm_unpin(void *pin);
 
 /*
  * Writes output name's size bytes to its region (ref->byte_size is what

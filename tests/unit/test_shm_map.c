@@ -153,6 +153,40 @@ test_output_is_written(void)
 }
 
 
+static void
+test_pinned_output_outlives_the_object(void)
+{
+    int            fd;
+    char           err[512];
+    void          *pin;
+    uint8_t        data[16], *p;
+    ksv_status_t   code;
+    ksv_shm_ref_t  ref;
+
+    make_object(64);
+    fd = shm_open(key, O_RDWR, 0);
+    p = mmap(NULL, 64, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+
+    ref = ref_of(KSV_SHM_OUTPUT, 16, 16);
+    pin = ksv_shm_pin(&ref, err, sizeof(err));
+    CHECK(pin != NULL);
+
+    /* unregistered and unlinked while the model runs */
+    shm_unlink(key);
+    memset(data, 0x5A, sizeof(data));
+    CHECK(ksv_shm_write_output(&ref, ksv_str_lit("OUT"), data, 16, &code,
+                               err, sizeof(err)) == 0);
+    CHECK(p[15] == 15 && p[16] == 0x5A && p[31] == 0x5A && p[32] == 32);
+    ksv_shm_unpin(pin);
+
+    /* nothing pinned any more: the object is looked for, and gone */
+    CHECK(ksv_shm_write_output(&ref, ksv_str_lit("OUT"), data, 16, &code,
+                               err, sizeof(err)) == -1);
+    munmap(p, 64);
+}
+
+
 int
 main(void)
 {
@@ -161,6 +195,7 @@ main(void)
     test_input_is_a_view();
     test_bounds();
     test_output_is_written();
+    test_pinned_output_outlives_the_object();
 
     KSV_TEST_END();
 }
