@@ -193,6 +193,41 @@ def test_infer_inputs_and_outputs_in_shm(client, regions):
     check_simple(client, in_h, out_h, result, in0, in1)
 
 
+def test_infer_bytes_in_shm(client, regions, gateway):
+    """BYTES tensors in shared memory, serialized as Triton's clients
+    write them (u32 length + bytes), as simple_http_shm_string_client.py
+    does."""
+    from tritonclient import utils
+    assert gateway.wait_model_ready("simple_string")
+    in0 = np.array([str(i).encode() for i in range(16)],
+                   dtype=np.object_).reshape(1, 16)
+    in1 = np.array([b"1"] * 16, dtype=np.object_).reshape(1, 16)
+    s0, s1 = utils.serialize_byte_tensor(in0), utils.serialize_byte_tensor(in1)
+    n0, n1 = utils.serialized_byte_size(s0), utils.serialized_byte_size(s1)
+    want_sum = np.array([str(i + 1).encode() for i in range(16)],
+                        dtype=np.object_)
+    out_size = utils.serialized_byte_size(
+        utils.serialize_byte_tensor(want_sum))
+    h0 = regions.create("str_in0", n0)
+    h1 = regions.create("str_in1", n1)
+    hs = regions.create("str_sum", out_size)
+    shm.set_shared_memory_region(h0, [s0])
+    shm.set_shared_memory_region(h1, [s1])
+
+    inputs = [httpclient.InferInput("INPUT0", [1, 16], "BYTES"),
+              httpclient.InferInput("INPUT1", [1, 16], "BYTES")]
+    inputs[0].set_shared_memory("str_in0", n0)
+    inputs[1].set_shared_memory("str_in1", n1)
+    outputs = [httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
+               httpclient.InferRequestedOutput("OUTPUT1")]
+    outputs[0].set_shared_memory("str_sum", out_size)
+    result = client.infer("simple_string", inputs, outputs=outputs)
+    got = shm.get_contents_as_numpy(hs, np.object_, [1, 16])
+    assert list(got.ravel()) == list(want_sum)
+    assert list(result.as_numpy("OUTPUT1").ravel()) == \
+        [str(i - 1).encode() for i in range(16)]
+
+
 def test_infer_binary_request_mixed_with_shm(client, regions):
     """A binary request (Inference-Header-Content-Length): INPUT0 in shared
     memory, INPUT1 as binary data; OUTPUT0 into a region, OUTPUT1 binary."""
