@@ -294,10 +294,10 @@ static ngx_int_t
 ngx_http_kserve_shm_register(ngx_http_request_t *r,
     ngx_http_kserve_route_t *route, u_char *body, size_t len)
 {
+    char                         err[512];
     const char                  *kind;
     ksv_shm_register_t           req;
     ngx_http_kserve_loc_conf_t  *klcf;
-    char                         err[512];
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     kind = route->shm_cuda ? "cuda" : "system";
@@ -684,7 +684,7 @@ ngx_http_kserve_shm_find(ngx_http_kserve_shm_sh_t *sh, u_char *owner,
 }
 
 
-/* ---- inference ------------------------------------------------------------ */
+/* ---- inference --------------------------------------------------------- */
 
 ngx_int_t
 ngx_http_kserve_shm_request(ngx_http_request_t *r,
@@ -1184,7 +1184,7 @@ ngx_http_kserve_shm_sweep(void)
 }
 
 
-/* ---- the reply ------------------------------------------------------------- */
+/* ---- the reply --------------------------------------------------------- */
 
 ngx_int_t
 ngx_http_kserve_shm_reply(ngx_http_request_t *r, ngx_http_kserve_ctx_t *ctx,
@@ -1254,7 +1254,7 @@ ngx_http_kserve_shm_reply(ngx_http_request_t *r, ngx_http_kserve_ctx_t *ctx,
 }
 
 
-/* ---- metrics --------------------------------------------------------------- */
+/* ---- metrics ----------------------------------------------------------- */
 
 void
 ngx_http_kserve_shm_metrics(ksv_writer_t *w)
