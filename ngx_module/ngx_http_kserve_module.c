@@ -295,7 +295,11 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 
     /* the shared memory extensions: regions are no models */
 
-    if (rc == NGX_OK && route.endpoint >= NGX_HTTP_KSERVE_SHM_STATUS) {
+    if (rc == NGX_OK
+        && (route.endpoint == NGX_HTTP_KSERVE_SHM_STATUS
+            || route.endpoint == NGX_HTTP_KSERVE_SHM_REGISTER
+            || route.endpoint == NGX_HTTP_KSERVE_SHM_UNREGISTER))
+    {
         return ngx_http_kserve_shm_handler(r, &route);
     }
 
