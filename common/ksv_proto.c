@@ -633,6 +633,24 @@ ksv_get_params(ksv_reader_t *r, ksv_alloc_t *a, uint32_t *n)
 
 /* ---- INFER / INFER_REPLY / ERROR ------------------------------------------ */
 
+int
+ksv_shm_key_valid(const char *key, size_t len)
+{
+    while (len > 0 && *key == '/') {
+        key++;
+        len--;
+    }
+    if (len == 0 || len > 255 || memchr(key, '/', len) != NULL
+        || memchr(key, '\0', len) != NULL
+        || (len == 1 && key[0] == '.')
+        || (len == 2 && key[0] == '.' && key[1] == '.'))
+    {
+        return 0;
+    }
+    return 1;
+}
+
+
 /* The INFER's shared memory section: only when there is one. */
 static void
 ksv_put_shm_refs(ksv_writer_t *w, const ksv_shm_ref_t *refs, uint32_t n)

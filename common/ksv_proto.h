@@ -228,6 +228,13 @@ typedef struct {
 #define KSV_SHM_INPUT   0
 #define KSV_SHM_OUTPUT  1
 
+/*
+ * Whether key names a POSIX shared memory object as glibc's shm_open()
+ * resolves it, under /dev/shm and nowhere else: leading '/'s, then 1 to
+ * 255 bytes with no '/' and no NUL, neither "." nor "..".
+ */
+int ksv_shm_key_valid(const char *key, size_t len);
+
 typedef struct {
     uint8_t          io;                /* KSV_SHM_INPUT / KSV_SHM_OUTPUT */
     uint32_t         index;             /* into inputs[] or outputs[] */

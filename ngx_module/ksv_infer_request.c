@@ -110,6 +110,7 @@ static int ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i,
     uint8_t *seen);
 static int ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name,
     uint8_t io, uint32_t index);
+static int ksv_shm_uint(json_t *v, uint64_t *value);
 static int ksv_input_in_shm(ksv_parse_t *ps, size_t i);
 static int ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t,
     json_t *data, int64_t bsize, uint64_t count);
@@ -1851,30 +1852,38 @@ ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name, uint8_t io,
         return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
     }
 
+    /* unsigned 64-bit, as Triton reads them (beyond INT64_MAX too) */
+
     v = json_object_get(params, "shared_memory_offset");
 
-    if (v != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "Unable to parse 'shared_memory_offset'");
-        }
-
-        ref->offset = (uint64_t) json_integer_value(v);
+    if (v != NULL && !ksv_shm_uint(v, &ref->offset)) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "Unable to parse 'shared_memory_offset'");
     }
 
     v = json_object_get(params, "shared_memory_byte_size");
 
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    if (!ksv_shm_uint(v, &ref->byte_size)) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
                         "%s '%s': Unable to parse 'shared_memory_byte_size'",
                         io == KSV_SHM_INPUT ? "input" : "output", name);
     }
 
-    ref->byte_size = (uint64_t) json_integer_value(v);
-
     m->nshm++;
 
     return 0;
+}
+
+
+static int
+ksv_shm_uint(json_t *v, uint64_t *value)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *value = (uint64_t) json_integer_value(v);
+        return 1;
+    }
+
+    return ksv_big_value(v, value);
 }
 
 

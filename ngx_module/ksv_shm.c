@@ -294,20 +294,16 @@ ksv_shm_base64(const char *in, size_t len, uint8_t *out, size_t cap,
 
 
 int
-ksv_shm_key_valid(const char *key, size_t len)
+ksv_shm_key_reserved(const char *key, size_t len)
 {
-    if (len < 2 || len > KSV_SHM_NAME_MAX || key[0] != '/'
-        || memchr(key + 1, '/', len - 1) != NULL
-        || memchr(key, '\0', len) != NULL)
-    {
-        return 0;
+    size_t  n;
+
+    while (len > 0 && *key == '/') {
+        key++;
+        len--;
     }
 
-    if ((len == 2 && key[1] == '.')
-        || (len == 3 && key[1] == '.' && key[2] == '.'))
-    {
-        return 0;
-    }
+    n = sizeof(KSV_SHM_RESERVED_PREFIX) - 1;
 
-    return 1;
+    return len >= n && memcmp(key, KSV_SHM_RESERVED_PREFIX, n) == 0;
 }

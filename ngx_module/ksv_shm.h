@@ -57,10 +57,13 @@ int ksv_shm_parse_register(const void *body, size_t len, int cuda,
     ksv_shm_register_t *req, char *err, size_t errlen);
 
 /*
- * Whether key names a POSIX shared memory object as shm_open() takes it
- * and nothing else: "/" then 1..254 bytes with no "/" and no NUL, not
- * "/." or "/..".  Regions are limited to those objects (/dev/shm).
+ * Whether key starts, after its leading '/'s, with the prefix Triton
+ * reserves for its Python backend's own regions (refused, as Triton
+ * does).  Which keys name a shm object at all: ksv_shm_key_valid()
+ * (common/ksv_proto.h).
  */
-int ksv_shm_key_valid(const char *key, size_t len);
+#define KSV_SHM_RESERVED_PREFIX  "triton_python_backend_shm_region_"
+
+int ksv_shm_key_reserved(const char *key, size_t len);
 
 #endif /* KSV_SHM_H */

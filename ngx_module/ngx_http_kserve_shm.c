@@ -37,6 +37,8 @@ typedef struct {
     uint64_t                     offset;
     uint64_t                     byte_size;
     int64_t                      device_id;
+    ngx_uint_t                   inflight;      /* requests that use it */
+    ngx_uint_t                   doomed;        /* unregistered meanwhile */
     size_t                       name_len;
     size_t                       key_len;
     u_char                       data[1];
@@ -74,8 +76,9 @@ typedef struct {
 } ngx_http_kserve_shm_out_t;
 
 
-/* A request's state: what its regions need at the reply. */
+/* A request's state: what its regions need at the reply and after. */
 typedef struct {
+    ngx_array_t                  held;          /* uint64_t generations */
     ngx_array_t                  maps;          /* held, to release */
     ngx_array_t                  outs;          /* the copied path */
 } ngx_http_kserve_shm_ctx_t;
@@ -105,6 +108,7 @@ static ngx_http_kserve_shm_ctx_t *ngx_http_kserve_shm_ctx(
 static ngx_http_kserve_shm_map_t *ngx_http_kserve_shm_map(uint64_t gen,
     ngx_log_t *log);
 static void ngx_http_kserve_shm_ctx_cleanup(void *data);
+static void ngx_http_kserve_shm_unhold(uint64_t *gens, ngx_uint_t n);
 static void ngx_http_kserve_shm_release(void *data);
 static void ngx_http_kserve_shm_sweep(void);
 static ngx_int_t ngx_http_kserve_shm_fail(ksv_infer_error_t *err,
@@ -358,12 +362,20 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
 
     klen = ngx_strlen(req->key);
 
+    if (ksv_shm_key_reserved(req->key, klen)) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "cannot register shared memory region "
+                                     "'%V' with key '%s' as the key contains "
+                                     "the reserved prefix '%s'",
+                                     &route->region, req->key,
+                                     KSV_SHM_RESERVED_PREFIX);
+    }
+
     if (!ksv_shm_key_valid(req->key, klen)) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "cannot register shared memory region "
-                                     "'%V' - invalid shm key '%s': a POSIX "
-                                     "shared memory name (\"/name\") is "
-                                     "required", &route->region, req->key);
+                                     "'%V' - invalid shm key '%s'",
+                                     &route->region, req->key);
     }
 
     /* the object as it is now: it opens, and the region lies within */
@@ -435,6 +447,8 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
     rg->offset = req->offset;
     rg->byte_size = req->byte_size;
     rg->device_id = 0;
+    rg->inflight = 0;
+    rg->doomed = 0;
     rg->name_len = route->region.len;
     rg->key_len = klen;
 
@@ -456,7 +470,8 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
 
 
 /* One region, or all of the caller's of the kind (a name not registered
- * is no error: Triton's). */
+ * is no error: Triton's).  A region that requests use stays, listed and
+ * usable, until the last of them ends (Triton's too). */
 
 static ngx_int_t
 ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
@@ -498,10 +513,17 @@ ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
             continue;
         }
 
+        n++;
+
+        if (rg->inflight > 0) {
+            /* Triton's: listed and usable until its requests end */
+            rg->doomed = 1;
+            continue;
+        }
+
         ngx_queue_remove(q);
         sh->count[rg->cuda ? 1 : 0]--;
         ngx_slab_free_locked(shpool, rg);
-        n++;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -692,11 +714,14 @@ ngx_http_kserve_shm_request(ngx_http_request_t *r,
     ksv_version_status_t *vs, ksv_infer_error_t *err)
 {
     u_char                         owner[NGX_HTTP_KSERVE_SHM_OWNER], *key;
+    void                          *p;
     uint32_t                       i;
-    uint64_t                      *gens;
+    uint64_t                      *gens, *gen;
     ngx_int_t                      rc;
     ngx_uint_t                     direct;
+    ngx_array_t                    held;
     ksv_shm_ref_t                 *ref;
+    ngx_http_kserve_shm_ctx_t     *sctx;
     ngx_slab_pool_t               *shpool;
     ngx_http_kserve_shm_sh_t      *sh;
     ngx_http_kserve_shm_region_t  *rg;
@@ -714,7 +739,12 @@ ngx_http_kserve_shm_request(ngx_http_request_t *r,
     }
 
     gens = ngx_palloc(r->pool, 2 * m->nshm * sizeof(uint64_t));
-    if (gens == NULL) {
+    sctx = ngx_http_kserve_shm_ctx(r, ctx);
+
+    if (gens == NULL || sctx == NULL
+        || ngx_array_init(&held, r->pool, m->nshm, sizeof(uint64_t))
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -762,6 +792,18 @@ ngx_http_kserve_shm_request(ngx_http_request_t *r,
             break;
         }
 
+        if (ref->byte_size > UINT64_MAX - ref->offset) {
+            rc = ngx_http_kserve_shm_fail(err, KSV_ERR_INVALID_ARG,
+                                          "Integer overflow detected: "
+                                          "byte_size (%uL) + offset (%uL) "
+                                          "exceeds maximum value (%uL) for "
+                                          "region '%*s'", ref->byte_size,
+                                          ref->offset, (uint64_t) UINT64_MAX,
+                                          (size_t) ref->region.len,
+                                          ref->region.data);
+            break;
+        }
+
         if (ref->byte_size > rg->byte_size - ref->offset) {
             rc = ngx_http_kserve_shm_fail(err, KSV_ERR_INVALID_ARG,
                                           "Invalid offset + byte size for "
@@ -772,10 +814,16 @@ ngx_http_kserve_shm_request(ngx_http_request_t *r,
         }
 
         key = ngx_pnalloc(r->pool, rg->key_len);
-        if (key == NULL) {
+        gen = ngx_array_push(&held);
+
+        if (key == NULL || gen == NULL) {
             rc = NGX_ERROR;
             break;
         }
+
+        /* in use until the request ends: an unregister waits for it */
+        rg->inflight++;
+        *gen = rg->generation;
 
         ngx_memcpy(key, rg->data + rg->name_len + 1, rg->key_len);
 
@@ -787,6 +835,15 @@ ngx_http_kserve_shm_request(ngx_http_request_t *r,
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    /* released by the request's cleanup, whatever happens next */
+    p = ngx_array_push_n(&sctx->held, held.nelts);
+    if (p == NULL) {
+        ngx_http_kserve_shm_unhold(held.elts, held.nelts);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, held.elts, held.nelts * sizeof(uint64_t));
 
     if (rc != NGX_OK) {
         return rc;
@@ -947,9 +1004,11 @@ ngx_http_kserve_shm_ctx(ngx_http_request_t *r, ngx_http_kserve_ctx_t *ctx)
         return NULL;
     }
 
-    if (ngx_array_init(&sctx->maps, r->pool, 4,
-                       sizeof(ngx_http_kserve_shm_map_t *))
+    if (ngx_array_init(&sctx->held, r->pool, 4, sizeof(uint64_t))
         != NGX_OK
+        || ngx_array_init(&sctx->maps, r->pool, 4,
+                          sizeof(ngx_http_kserve_shm_map_t *))
+           != NGX_OK
         || ngx_array_init(&sctx->outs, r->pool, 2,
                           sizeof(ngx_http_kserve_shm_out_t))
            != NGX_OK)
@@ -979,6 +1038,9 @@ ngx_http_kserve_shm_ctx_cleanup(void *data)
     ngx_uint_t                   i;
     ngx_http_kserve_shm_map_t  **map;
 
+    ngx_http_kserve_shm_unhold(sctx->held.elts, sctx->held.nelts);
+    sctx->held.nelts = 0;
+
     map = sctx->maps.elts;
 
     for (i = 0; i < sctx->maps.nelts; i++) {
@@ -986,6 +1048,58 @@ ngx_http_kserve_shm_ctx_cleanup(void *data)
     }
 
     sctx->maps.nelts = 0;
+
+    ngx_http_kserve_shm_sweep();
+}
+
+
+/* A request's regions let go: those unregistered meanwhile go now if it
+ * was their last. */
+
+static void
+ngx_http_kserve_shm_unhold(uint64_t *gens, ngx_uint_t n)
+{
+    ngx_uint_t                     i;
+    ngx_queue_t                   *q;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_kserve_shm_sh_t      *sh;
+    ngx_http_kserve_shm_region_t  *rg;
+
+    if (n == 0) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) ngx_http_kserve_shm_zone->shm.addr;
+    sh = ngx_http_kserve_shm_zone->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        for (q = ngx_queue_head(&sh->regions);
+             q != ngx_queue_sentinel(&sh->regions);
+             q = ngx_queue_next(q))
+        {
+            rg = ngx_queue_data(q, ngx_http_kserve_shm_region_t, queue);
+
+            if (rg->generation != gens[i]) {
+                continue;
+            }
+
+            if (rg->inflight > 0) {
+                rg->inflight--;
+            }
+
+            if (rg->doomed && rg->inflight == 0) {
+                ngx_queue_remove(q);
+                sh->count[rg->cuda ? 1 : 0]--;
+                ngx_slab_free_locked(shpool, rg);
+            }
+
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 

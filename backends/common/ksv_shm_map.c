@@ -86,10 +86,8 @@ ksv_shm_get(const ksv_shm_ref_t *ref, char *err, size_t errlen)
     struct stat         st;
     ksv_shm_mapping_t  *m, *next;
 
-    if (ref->key.len == 0 || ref->key.len >= sizeof(key)
-        || ref->key.data[0] != '/'
-        || memchr(ref->key.data + 1, '/', ref->key.len - 1) != NULL
-        || memchr(ref->key.data, '\0', ref->key.len) != NULL)
+    if (ref->key.len >= sizeof(key)
+        || !ksv_shm_key_valid(ref->key.data, ref->key.len))
     {
         snprintf(err, errlen, "Invalid shared memory region: '%.*s'",
                  (int) ref->region.len, ref->region.data);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ksv_proto.h"
 #include "ksv_shm.h"
 
 
@@ -74,10 +75,18 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 
     default:
         if (ksv_shm_key_valid(copy, n)) {
-            FUZZ_CHECK(n >= 2 && n <= KSV_SHM_NAME_MAX && copy[0] == '/');
-            FUZZ_CHECK(memchr(copy + 1, '/', n - 1) == NULL);
+            /* one name under /dev/shm: slashes only in front */
+            size_t  k = 0;
+
+            while (k < n && copy[k] == '/') {
+                k++;
+            }
+            FUZZ_CHECK(k < n && n - k <= 255);
+            FUZZ_CHECK(memchr(copy + k, '/', n - k) == NULL);
             FUZZ_CHECK(memchr(copy, '\0', n) == NULL);
+            FUZZ_CHECK(!(n - k == 2 && copy[k] == '.' && copy[k + 1] == '.'));
         }
+        (void) ksv_shm_key_reserved(copy, n);
         break;
     }
 

@@ -89,15 +89,23 @@ test_keys(void)
 {
 #define KEY(s)  ksv_shm_key_valid((s), sizeof(s) - 1)
 
+    /* as glibc's shm_open() takes them: leading slashes, one name */
     CHECK(KEY("/input_simple"));
     CHECK(KEY("/a"));
+    CHECK(KEY("input"));
+    CHECK(KEY("///input"));
     CHECK(!KEY("/"));
-    CHECK(!KEY("input"));
+    CHECK(!KEY("///"));
+    CHECK(!KEY(""));
     CHECK(!KEY("/dev/shm/x"));
     CHECK(!KEY("/."));
     CHECK(!KEY("/.."));
     CHECK(!KEY("/a\0b"));
     CHECK(KEY("/..."));
+
+    CHECK(ksv_shm_key_reserved("triton_python_backend_shm_region_x", 34));
+    CHECK(ksv_shm_key_reserved("///triton_python_backend_shm_region_", 36));
+    CHECK(!ksv_shm_key_reserved("/triton_python_backend", 22));
 
 #undef KEY
 }
