@@ -45,10 +45,12 @@
  *            into the frames it sends and outputs from the frames it
  *            receives into the region.
  *
- * Unregistering a region that requests still use is safe on both
- * paths: an instance's mapping lives until its request ends, and so
- * does an nginx worker's (counted per request; unmapped when the last
- * user is gone).
+ * Unregistering a region that requests still use is Triton's: the zone
+ * counts each region's requests (of every nginx worker), and one
+ * unregistered meanwhile stays listed and usable until the last of them
+ * ends.  It is safe on both paths: an instance's mapping lives until
+ * its request ends, and so does an nginx worker's (unmapped when the
+ * region is gone and its last user too).
  */
 
 
