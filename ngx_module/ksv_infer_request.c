@@ -17,7 +17,9 @@
 /*
  * One parse: what the steps below share.  bufs[0, nbufs) are freed if a
  * step fails; bin[0, blen) is the binary data after the JSON, off how
- * much of it the inputs so far took.
+ * much of it the inputs so far took.  Tensor names point into the JSON
+ * document until ksv_check_outputs() and ksv_find_inputs() replace them
+ * with the configuration's.
  */
 
 typedef struct {
@@ -32,9 +34,19 @@ typedef struct {
     const uint8_t             *bin;
     size_t                     blen;
     size_t                     off;
-    int64_t                    batch;       /* dim 0 of the inputs, or -1 */
+    uint8_t                   *binary;      /* per input: binary data */
+    const ksv_io_config_t    **io;          /* per input: its config */
     uint32_t                   shm_cap;     /* room in m->shm */
 } ksv_parse_t;
+
+
+/* Triton's note after an unexpected shape of a batching model's input */
+#define KSV_BATCH_NOTE                                                        \
+    "NOTE: Setting a non-zero max_batch_size in the model config requires "  \
+    "a batch dimension to be prepended to each input shape. If you want to " \
+    "specify the full shape including the batch dim in your input dims "     \
+    "config, try setting max_batch_size to zero. See the model "             \
+    "configuration docs for more info on max_batch_size."
 
 
 /*
@@ -66,7 +78,7 @@ static int ksv_parse_raw(ksv_parse_t *ps, const uint8_t *body, size_t len);
 static int ksv_raw_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
     ksv_tensor_t *t, int *wild, uint64_t *count);
 static int ksv_raw_bytes(ksv_parse_t *ps, const uint8_t *body, size_t len,
-    ksv_tensor_t *t, uint64_t count);
+    ksv_tensor_t *t, int wild, uint64_t count);
 static int ksv_raw_fixed(ksv_parse_t *ps, const uint8_t *body, size_t len,
     ksv_tensor_t *t, int wild, uint64_t count);
 static int ksv_parse_split(ksv_parse_t *ps, const uint8_t *body,
@@ -84,36 +96,41 @@ static int ksv_parse_request_params(ksv_parse_t *ps, json_t *root);
 static int ksv_parse_params(ksv_parse_t *ps, json_t *obj, const char *what,
     ksv_param_t **params, uint32_t *nparams);
 static int ksv_parse_inputs(ksv_parse_t *ps, json_t *inputs);
-static int ksv_parse_input_names(ksv_parse_t *ps, json_t *inputs,
-    uint8_t *seen);
-static int ksv_check_input_count(ksv_parse_t *ps, size_t n,
-    const uint8_t *seen);
-static int ksv_parse_input_tensor(ksv_parse_t *ps, json_t *in, size_t i);
-static int ksv_parse_input(ksv_parse_t *ps, json_t *in,
-    const ksv_io_config_t **io, ksv_tensor_t *t, int64_t *bsize);
-static int ksv_check_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
-    const ksv_tensor_t *t);
+static int ksv_read_input(ksv_parse_t *ps, json_t *in, size_t i);
+static int ksv_parse_input(ksv_parse_t *ps, json_t *in, size_t i,
+    ksv_tensor_t *t, int64_t *bsize);
+static int ksv_check_content(ksv_parse_t *ps, json_t *in);
 static int ksv_input_elements(ksv_parse_t *ps, const ksv_tensor_t *t,
     uint64_t *count);
-static int ksv_take_binary(ksv_parse_t *ps, json_t *data, ksv_tensor_t *t,
-    uint64_t bsize, uint64_t count, ksv_infer_buf_t *buf);
-static int ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t,
-    const uint8_t *p, uint64_t size, uint64_t count);
+static int ksv_take_binary(ksv_parse_t *ps, ksv_tensor_t *t, uint64_t bsize,
+    ksv_infer_buf_t *buf);
 static int ksv_take_json(ksv_parse_t *ps, json_t *data, ksv_tensor_t *t,
     uint64_t count, ksv_infer_buf_t *buf);
+static int ksv_check_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
+    const ksv_tensor_t *t);
+static int ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t,
+    const uint8_t *p, uint64_t size, uint64_t count);
 static int ksv_count_data(ksv_parse_t *ps, json_t *v, const ksv_tensor_t *t,
     int depth, uint64_t *count, uint64_t *bytes);
 static int ksv_check_leaf(json_t *v, ksv_datatype_t dt);
 static void ksv_write_data(json_t *v, ksv_datatype_t dt, uint8_t **p);
 static int ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs);
-static int ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i,
-    uint8_t *seen);
+static int ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i);
+static int ksv_check_outputs(ksv_parse_t *ps);
+static int ksv_check_inputs(ksv_parse_t *ps);
+static int ksv_check_input_count(ksv_parse_t *ps);
+static int ksv_find_inputs(ksv_parse_t *ps);
+static int ksv_check_batch(ksv_parse_t *ps);
+static int ksv_check_input(ksv_parse_t *ps, uint32_t i);
+static int ksv_str_same(const ksv_str_t *a, const ksv_str_t *b);
+static void ksv_dims_text(char *buf, size_t size, const int64_t *dims,
+    uint32_t n);
 static int ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name,
     uint8_t io, uint32_t index);
 static int ksv_shm_uint(json_t *v, uint64_t *value);
-static int ksv_input_in_shm(ksv_parse_t *ps, size_t i);
+static const ksv_shm_ref_t *ksv_input_shm(ksv_parse_t *ps, size_t i);
 static int ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t,
-    json_t *data, int64_t bsize, uint64_t count);
+    const ksv_shm_ref_t *ref, uint64_t count);
 static int ksv_big_value(json_t *v, uint64_t *value);
 static char *ksv_dup(ksv_alloc_t *a, const char *s, size_t len);
 static const ksv_io_config_t *ksv_find_io(const ksv_io_config_t *io,
@@ -131,11 +148,14 @@ static void ksv_doc_free(void *p);
 
 
 /*
- * The steps in the order a request meets them: a raw body is the one
- * input; else the JSON is split from the binary data and loaded, then
- * "id", "parameters", "inputs" (names, their count, then each input's
- * datatype, shape and data) and "outputs".  Each step fills ps->err
- * when it fails.
+ * The steps in the order a request meets them, which is Triton's order
+ * of checks (so a request with several mistakes gets the same first
+ * message): a raw body is the one input; else the JSON is split from
+ * the binary data and loaded, then "id", "parameters", "inputs" as the
+ * request has them (each input's name, datatype, shape and data) and
+ * "outputs"; then the model: its outputs, its inputs' count, names and
+ * batch size, each input's datatype, shape and bytes.  Each step fills
+ * ps->err when it fails.
  */
 
 int
@@ -162,7 +182,6 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
     ps.alloc = a;
     ps.err = err;
     ps.m = m;
-    ps.batch = -1;
 
     if (header_len == 0) {
         rc = ksv_parse_raw(&ps, body, len);
@@ -193,7 +212,9 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
           && ksv_parse_id(&ps, root) == 0
           && ksv_parse_request_params(&ps, root) == 0
           && ksv_parse_inputs(&ps, json_object_get(root, "inputs")) == 0
-          && ksv_parse_outputs(&ps, json_object_get(root, "outputs")) == 0)
+          && ksv_parse_outputs(&ps, json_object_get(root, "outputs")) == 0
+          && ksv_check_outputs(&ps) == 0
+          && ksv_check_inputs(&ps) == 0)
          ? 0 : -1;
 
     if (rc == 0) {
@@ -233,9 +254,10 @@ ksv_parse_raw(ksv_parse_t *ps, const uint8_t *body, size_t len)
 
     if (c->ninputs != 1) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "raw request must only have 1 input (found %u) to "
-                        "be deduced but model '%.*s' has %u inputs",
-                        1u, (int) c->name.len, c->name.data, c->ninputs);
+                        "Raw request must only have 1 input (found 1) to be "
+                        "deduced but got %u inputs in '%.*s' model "
+                        "configuration", c->ninputs,
+                        (int) c->name.len, c->name.data);
     }
 
     m->inputs = ps->alloc->alloc(ps->alloc->ctx, sizeof(ksv_tensor_t));
@@ -257,7 +279,7 @@ ksv_parse_raw(ksv_parse_t *ps, const uint8_t *body, size_t len)
     }
 
     if (t->datatype == KSV_TYPE_BYTES) {
-        if (ksv_raw_bytes(ps, body, len, t, count) != 0) {
+        if (ksv_raw_bytes(ps, body, len, t, wild, count) != 0) {
             return -1;
         }
 
@@ -305,7 +327,7 @@ ksv_raw_shape(ksv_parse_t *ps, const ksv_io_config_t *io, ksv_tensor_t *t,
         if (io->dims[i] < 0) {
             if (*wild != -1) {
                 return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                                "the shape of the raw input '%.*s' can not "
+                                "The shape of the raw input '%.*s' can not "
                                 "be deduced because there are more than "
                                 "one variable-sized dimension",
                                 (int) io->name.len, io->name.data);
@@ -332,20 +354,22 @@ ksv_raw_shape(ksv_parse_t *ps, const ksv_io_config_t *io, ksv_tensor_t *t,
 }
 
 
-/* A raw BYTES input: the body is its one element, copied after a length. */
+/*
+ * A raw BYTES input: the body is its one element, copied after a length;
+ * the model's shape must be that one element, no -1 (Triton's rule).
+ */
 
 static int
 ksv_raw_bytes(ksv_parse_t *ps, const uint8_t *body, size_t len,
-    ksv_tensor_t *t, uint64_t count)
+    ksv_tensor_t *t, int wild, uint64_t count)
 {
     uint8_t  *p;
 
-    if (count != 1) {
+    if (wild != -1 || count != 1) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "raw input '%.*s' is one BYTES element, but "
-                        "its shape has %llu",
-                        (int) t->name.len, t->name.data,
-                        (unsigned long long) count);
+                        "For BYTE datatype raw input '%.*s', the model must "
+                        "have input shape [1]",
+                        (int) t->name.len, t->name.data);
     }
 
     if (len > UINT32_MAX
@@ -410,12 +434,22 @@ ksv_raw_fixed(ksv_parse_t *ps, const uint8_t *body, size_t len,
                             (unsigned long long) limit);
         }
 
-    } else if (per != len || (wild != -1 && per == 0)) {
+    } else if (wild != -1 && per == 0) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
                         "raw input '%.*s': %zu bytes do not make a "
                         "whole %s tensor of its shape",
                         (int) t->name.len, t->name.data, len,
                         ksv_datatype_name(t->datatype));
+
+    } else if (per != len) {
+        /* Triton deduces the -1 dimension by division, then compares */
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "input byte size mismatch for input '%.*s' for "
+                        "model '%.*s'. Expected %llu, got %zu",
+                        (int) t->name.len, t->name.data,
+                        (int) ps->config->name.len, ps->config->name.data,
+                        (unsigned long long) (wild != -1 ? len / per * per
+                                                         : per), len);
     }
 
     ps->bufs[0].data = len ? (uint8_t *) body : NULL;
@@ -437,9 +471,8 @@ ksv_parse_split(ksv_parse_t *ps, const uint8_t *body, size_t *len,
     if (!ps->json_only) {
         if (header_len > *len) {
             return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "Inference-Header-Content-Length %zu is beyond "
-                            "the end of the %zu-byte body", header_len,
-                            *len);
+                            "inference header size should be in range (0, "
+                            "%zu), got: %zu", *len, header_len);
         }
 
         ps->blen = *len - header_len;
@@ -481,8 +514,8 @@ ksv_parse_load(ksv_parse_t *ps, const uint8_t *body, size_t len)
 
     if (!ksv_prescan(body, len, depth, &nbig)) {
         ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                 "failed to parse the request JSON buffer: "
-                 "nesting deeper than %d levels", depth);
+                 "JSON nesting depth exceeds maximum allowed limit (%d)",
+                 depth);
         return NULL;
     }
 
@@ -687,6 +720,13 @@ ksv_parse_id(ksv_parse_t *ps, json_t *root)
                         "the request 'id' must be a string");
     }
 
+    if (json_string_length(v) > KSV_MAX_STRING) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "the request 'id' is %zu bytes, longer than the %d "
+                        "the gateway carries", json_string_length(v),
+                        KSV_MAX_STRING);
+    }
+
     m = ps->m;
     m->request_id.len = json_string_length(v);
     m->request_id.data = ksv_dup(ps->alloc, json_string_value(v),
@@ -831,17 +871,25 @@ ksv_parse_params(ksv_parse_t *ps, json_t *obj, const char *what,
 }
 
 
+/*
+ * "inputs", read as the request has them (Triton's HTTP front end): each
+ * input's name, datatype and shape, then its data, binary or JSON,
+ * against that shape.  The model is looked at afterwards, in
+ * ksv_check_inputs().
+ */
+
 static int
 ksv_parse_inputs(ksv_parse_t *ps, json_t *inputs)
 {
-    size_t        i, n;
-    uint8_t      *seen;
-    uint32_t      maxn;
-    ksv_alloc_t  *a;
-    ksv_infer_t  *m;
+    size_t                     i, n;
+    uint32_t                   maxn;
+    ksv_alloc_t               *a;
+    ksv_infer_t               *m;
+    const ksv_model_config_t  *c;
 
     m = ps->m;
     a = ps->alloc;
+    c = ps->config;
 
     if (!json_is_array(inputs)) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
@@ -862,30 +910,20 @@ ksv_parse_inputs(ksv_parse_t *ps, json_t *inputs)
 
     m->inputs = a->alloc(a->ctx, (n ? n : 1) * sizeof(ksv_tensor_t));
     ps->bufs = a->alloc(a->ctx, (n ? n : 1) * sizeof(ksv_infer_buf_t));
-    seen = a->alloc(a->ctx, ps->config->ninputs + 1);
+    ps->binary = a->alloc(a->ctx, n ? n : 1);
 
-    if (m->inputs == NULL || ps->bufs == NULL || seen == NULL) {
+    if (m->inputs == NULL || ps->bufs == NULL || ps->binary == NULL) {
         return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
     }
 
     memset(m->inputs, 0, (n ? n : 1) * sizeof(ksv_tensor_t));
     memset(ps->bufs, 0, (n ? n : 1) * sizeof(ksv_infer_buf_t));
-    memset(seen, 0, ps->config->ninputs + 1);
+    memset(ps->binary, 0, n ? n : 1);
 
     ps->nbufs = (uint32_t) n;
 
-    /* names first: a misspelt input is reported as such, not as a count */
-
-    if (ksv_parse_input_names(ps, inputs, seen) != 0
-        || ksv_check_input_count(ps, n, seen) != 0)
-    {
-        return -1;
-    }
-
-    /* then each input: datatype, shape, data */
-
     for (i = 0; i < n; i++) {
-        if (ksv_parse_input_tensor(ps, json_array_get(inputs, i), i) != 0) {
+        if (ksv_read_input(ps, json_array_get(inputs, i), i) != 0) {
             return -1;
         }
     }
@@ -894,172 +932,101 @@ ksv_parse_inputs(ksv_parse_t *ps, json_t *inputs)
 
     if (ps->off != ps->blen) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "the request has %zu bytes of binary data but its "
-                        "inputs' binary_data_size add up to %zu",
-                        ps->blen, ps->off);
-    }
-
-    return 0;
-}
-
-
-static int
-ksv_parse_input_names(ksv_parse_t *ps, json_t *inputs, uint8_t *seen)
-{
-    size_t                     i, n;
-    json_t                    *in, *v;
-    uint32_t                   k;
-    const char                *name;
-    const ksv_model_config_t  *c;
-
-    c = ps->config;
-    n = json_array_size(inputs);
-
-    for (i = 0; i < n; i++) {
-        in = json_array_get(inputs, i);
-        v = json_is_object(in) ? json_object_get(in, "name") : NULL;
-
-        if (!json_is_string(v)) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input %zu must be an object with a string "
-                            "'name'", i);
-        }
-
-        name = json_string_value(v);
-
-        if (ksv_find_io(c->inputs, c->ninputs, name, json_string_length(v),
-                        &k)
-            == NULL)
-        {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "unexpected inference input '%s' for model "
-                            "'%.*s'", name, (int) c->name.len, c->name.data);
-        }
-
-        if (seen[k]) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%s' is specified more than once", name);
-        }
-
-        seen[k] = 1;
-    }
-
-    return 0;
-}
-
-
-static int
-ksv_check_input_count(ksv_parse_t *ps, size_t n, const uint8_t *seen)
-{
-    uint32_t                   i, required, optional;
-    const ksv_model_config_t  *c;
-
-    c = ps->config;
-    required = 0;
-    optional = 0;
-
-    for (i = 0; i < c->ninputs; i++) {
-        if (c->inputs[i].optional) {
-            optional++;
-
-        } else {
-            required++;
-        }
-    }
-
-    if (n < required || n > required + optional) {
-        if (optional) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "expected number of inputs between %u and %u "
-                            "but got %zu inputs for model '%.*s'",
-                            required, required + optional, n,
-                            (int) c->name.len, c->name.data);
-        }
-
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "expected %u inputs but got %zu inputs for model "
-                        "'%.*s'", required, n,
+                        "unexpected additional input data for model '%.*s'",
                         (int) c->name.len, c->name.data);
     }
 
-    for (i = 0; i < c->ninputs; i++) {
-        if (!seen[i] && !c->inputs[i].optional) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "missing required input '%.*s' for model "
-                            "'%.*s'", (int) c->inputs[i].name.len,
-                            c->inputs[i].name.data,
-                            (int) c->name.len, c->name.data);
-        }
-    }
-
     return 0;
 }
 
 
-/* Input i: its datatype and shape, then its data, binary or JSON. */
+/*
+ * Input i: its name (the request's spelling until ksv_check_inputs()
+ * finds it in the model), datatype and shape, then its data.
+ */
 
 static int
-ksv_parse_input_tensor(ksv_parse_t *ps, json_t *in, size_t i)
+ksv_read_input(ksv_parse_t *ps, json_t *in, size_t i)
 {
-    json_t                 *data;
-    int64_t                 bsize;
-    uint64_t                count;
-    ksv_tensor_t           *t;
-    const ksv_io_config_t  *io;
+    size_t                k;
+    int64_t               bsize;
+    uint64_t              count;
+    ksv_tensor_t         *t;
+    const ksv_shm_ref_t  *ref;
 
     t = &ps->m->inputs[i];
 
-    if (ksv_parse_input(ps, in, &io, t, &bsize) != 0
-        || ksv_check_shape(ps, io, t) != 0
-        || ksv_input_elements(ps, t, &count) != 0)
-    {
+    if (ksv_parse_input(ps, in, i, t, &bsize) != 0) {
         return -1;
     }
 
-    data = json_object_get(in, "data");
+    for (k = 0; k < i; k++) {
+        if (ksv_str_same(&ps->m->inputs[k].name, &t->name)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s' already exists in request",
+                            (int) t->name.len, t->name.data);
+        }
+    }
 
-    if (ksv_input_in_shm(ps, i)) {
-        return ksv_shm_input_size(ps, t, data, bsize, count);
+    if (ksv_input_elements(ps, t, &count) != 0) {
+        return -1;
+    }
+
+    ref = ksv_input_shm(ps, i);
+
+    if (ref != NULL) {
+        return ksv_shm_input_size(ps, t, ref, count);
     }
 
     if (bsize >= 0) {
-        return ksv_take_binary(ps, data, t, (uint64_t) bsize, count,
-                               &ps->bufs[i]);
+        ps->binary[i] = 1;
+        return ksv_take_binary(ps, t, (uint64_t) bsize, &ps->bufs[i]);
     }
 
-    return ksv_take_json(ps, data, t, count, &ps->bufs[i]);
+    return ksv_take_json(ps, json_object_get(in, "data"), t, count,
+                         &ps->bufs[i]);
 }
 
 
-static int
-ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
-    ksv_tensor_t *t, int64_t *bsize)
-{
-    json_t                    *v, *d;
-    size_t                     i, n;
-    const char                *name, *dtname;
-    json_int_t                 dim;
-    ksv_datatype_t             dt;
-    const ksv_model_config_t  *c;
+/* An input's "name", "datatype", "parameters" and "shape". */
 
-    c = ps->config;
+static int
+ksv_parse_input(ksv_parse_t *ps, json_t *in, size_t i, ksv_tensor_t *t,
+    int64_t *bsize)
+{
+    int              nlen;
+    json_t          *v, *d;
+    size_t           k, n;
+    const char      *name, *dtname;
+    json_int_t       dim;
+    ksv_datatype_t   dt;
+
     *bsize = -1;
 
-    v = json_object_get(in, "name");
+    v = json_is_object(in) ? json_object_get(in, "name") : NULL;
+
+    if (!json_is_string(v)) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "input %zu must be an object with a string 'name'", i);
+    }
+
+    if (ksv_check_content(ps, in) != 0) {
+        return -1;
+    }
+
     name = json_string_value(v);
+    t->name.data = (char *) name;
+    t->name.len = (uint32_t) json_string_length(v);
+    nlen = (int) t->name.len;
 
-    *io = ksv_find_io(c->inputs, c->ninputs, name, json_string_length(v),
-                      NULL);
-
-    t->name = (*io)->name;
-
-    /* "datatype" */
+    /* "datatype": the request's, compared with the model's later */
 
     v = json_object_get(in, "datatype");
 
     if (!json_is_string(v)) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%s' must have a string 'datatype'", name);
+                        "input '%.*s' must have a string 'datatype'",
+                        nlen, name);
     }
 
     dtname = json_string_value(v);
@@ -1067,16 +1034,8 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
 
     if (dt == KSV_TYPE_INVALID) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "invalid datatype '%s' for input '%s'",
-                        dtname, name);
-    }
-
-    if (dt != (*io)->datatype) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "inference input '%s' data-type is '%s', but model "
-                        "'%.*s' expects '%s'", name, ksv_datatype_name(dt),
-                        (int) c->name.len, c->name.data,
-                        ksv_datatype_name((*io)->datatype));
+                        "invalid datatype '%s' for input '%.*s'",
+                        dtname, nlen, name);
     }
 
     t->datatype = (uint8_t) dt;
@@ -1088,8 +1047,8 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
     if (v != NULL) {
         if (!json_is_object(v)) {
             return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%s' 'parameters' must be an object",
-                            name);
+                            "input '%.*s' 'parameters' must be an object",
+                            nlen, name);
         }
 
         d = json_object_get(v, "binary_data_size");
@@ -1097,17 +1056,15 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
         if (d != NULL) {
             if (!json_is_integer(d) || json_integer_value(d) < 0) {
                 return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                                "input '%s': 'binary_data_size' must be a "
-                                "non-negative integer", name);
+                                "input '%.*s': 'binary_data_size' must be a "
+                                "non-negative integer", nlen, name);
             }
 
             *bsize = json_integer_value(d);
         }
 
         if (json_object_get(v, "shared_memory_region") != NULL
-            && ksv_parse_shm(ps, v, name, KSV_SHM_INPUT,
-                             (uint32_t) (t - ps->m->inputs))
-               != 0)
+            && ksv_parse_shm(ps, v, name, KSV_SHM_INPUT, (uint32_t) i) != 0)
         {
             return -1;
         }
@@ -1119,27 +1076,29 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
 
     if (!json_is_array(v)) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%s' must have a 'shape' array", name);
+                        "input '%.*s' must have a 'shape' array", nlen, name);
     }
 
     n = json_array_size(v);
 
     if (n > KSV_MAX_DIMS) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%s' has %zu dimensions, at most %d are "
-                        "supported", name, n, KSV_MAX_DIMS);
+                        "input '%.*s' has %zu dimensions, at most %d are "
+                        "supported", nlen, name, n, KSV_MAX_DIMS);
     }
 
-    for (i = 0; i < n; i++) {
-        d = json_array_get(v, i);
+    for (k = 0; k < n; k++) {
+        d = json_array_get(v, k);
 
         if (!json_is_integer(d) || (dim = json_integer_value(d)) < 0) {
+            /* Triton's words (TritonJson's), for input 'name' */
             return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%s': 'shape' must be an array of "
-                            "non-negative integers", name);
+                            "Unable to parse 'shape': attempt to access JSON "
+                            "non-unsigned-integer as unsigned-integer "
+                            "(input '%.*s')", nlen, name);
         }
 
-        t->dims[i] = dim;
+        t->dims[k] = dim;
     }
 
     t->ndims = (uint8_t) n;
@@ -1148,232 +1107,116 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, const ksv_io_config_t **io,
 }
 
 
+/* Exactly one of "data", binary_data_size and shared_memory_region. */
+
 static int
-ksv_check_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
-    const ksv_tensor_t *t)
+ksv_check_content(ksv_parse_t *ps, json_t *in)
 {
-    int                        ok;
-    uint32_t                   i, first;
-    ksv_writer_t               w;
-    const ksv_model_config_t  *c;
+    int      data, binary, shm;
+    json_t  *p;
 
-    c = ps->config;
-    first = c->max_batch_size > 0 ? 1 : 0;
+    p = json_object_get(in, "parameters");
 
-    ok = (t->ndims == io->ndims + first);
+    data = (json_object_get(in, "data") != NULL);
+    binary = json_is_object(p)
+             && json_object_get(p, "binary_data_size") != NULL;
+    shm = json_is_object(p)
+          && json_object_get(p, "shared_memory_region") != NULL;
 
-    for (i = 0; ok && i < io->ndims; i++) {
-        if (io->dims[i] != -1 && io->dims[i] != t->dims[i + first]) {
-            ok = 0;
-        }
-    }
-
-    if (!ok) {
-        ksv_writer_init(&w);
-        ksv_json_lit(&w, "unexpected shape for input '");
-        ksv_put_bytes(&w, t->name.data, t->name.len);
-        ksv_json_lit(&w, "' for model '");
-        ksv_put_bytes(&w, c->name.data, c->name.len);
-        ksv_json_lit(&w, "'. Expected [");
-
-        if (first) {
-            ksv_json_lit(&w, "-1");
-        }
-
-        for (i = 0; i < io->ndims; i++) {
-            if (i || first) {
-                ksv_put_u8(&w, ',');
-            }
-
-            ksv_json_i64(&w, io->dims[i]);
-        }
-
-        ksv_json_lit(&w, "], got ");
-        ksv_json_dims(&w, t->dims, t->ndims);
-
-        ksv_fail(ps, KSV_ERR_INVALID_ARG, "%.*s",
-                 w.failed ? 0 : (int) w.len, (char *) w.buf);
-        ksv_writer_free(&w);
-
-        return -1;
-    }
-
-    if (!first) {
+    if (data + binary + shm == 1) {
         return 0;
     }
 
-    if (t->dims[0] < 1 || t->dims[0] > c->max_batch_size) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "inference request batch-size must be <= %d for "
-                        "'%.*s' (and at least 1), got %lld",
-                        (int) c->max_batch_size,
-                        (int) c->name.len, c->name.data,
-                        (long long) t->dims[0]);
-    }
-
-    if (ps->batch != -1 && ps->batch != t->dims[0]) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s' has batch size %lld, but other inputs "
-                        "have %lld", (int) t->name.len, t->name.data,
-                        (long long) t->dims[0], (long long) ps->batch);
-    }
-
-    ps->batch = t->dims[0];
-
-    return 0;
+    return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                    "Input must set only one of the following fields: "
+                    "'data', 'binary_data_size' in 'parameters', "
+                    "'shared_memory_region' in 'parameters'. But%s%s%s%s",
+                    (data + binary + shm) ? " set" : " no field is set",
+                    data ? " 'data'" : "", binary ? " 'binary_data_size'" : "",
+                    shm ? " 'shared_memory_region'" : "");
 }
 
 
-/* The shape alone is bounded first: no overflow, no huge counts. */
+/*
+ * The shape alone is bounded first, as Triton does: its element count
+ * and byte size must fit an int64; then kserve_max_elements.
+ */
 
 static int
 ksv_input_elements(ksv_parse_t *ps, const ksv_tensor_t *t, uint64_t *count)
 {
+    char      dims[KSV_MAX_DIMS * 21 + 3];
+    size_t    es;
     uint64_t  limit;
 
-    limit = ps->limits->max_elements ? ps->limits->max_elements : UINT64_MAX;
+    if (ksv_shape_count(t->dims, t->ndims, INT64_MAX, count) != 0) {
+        ksv_dims_text(dims, sizeof(dims), t->dims, t->ndims);
 
-    if (ksv_shape_count(t->dims, t->ndims, limit, count) == 0) {
-        return 0;
-    }
-
-    if (limit == UINT64_MAX) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s': the number of elements of its "
-                        "'shape' overflows", (int) t->name.len, t->name.data);
+                        "invalid shape for input '%.*s': shape %s causes "
+                        "total element count to exceed maximum size of %lld",
+                        (int) t->name.len, t->name.data, dims,
+                        (long long) INT64_MAX);
     }
 
-    return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                    "input '%.*s': its 'shape' has more than %llu "
-                    "elements, the limit", (int) t->name.len, t->name.data,
-                    (unsigned long long) limit);
-}
+    es = ksv_datatype_size(t->datatype);
 
-
-/* An input with binary_data_size: the next bsize bytes after the JSON. */
-
-static int
-ksv_take_binary(ksv_parse_t *ps, json_t *data, ksv_tensor_t *t,
-    uint64_t bsize, uint64_t count, ksv_infer_buf_t *buf)
-{
-    if (data != NULL) {
+    if (es > 1 && *count > (uint64_t) INT64_MAX / es) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s' has both 'data' and "
-                        "'binary_data_size'", (int) t->name.len,
-                        t->name.data);
+                        "byte size overflow for input '%.*s': element count "
+                        "(%llu) * data type size (%zu) exceeds maximum "
+                        "allowed size (%lld)", (int) t->name.len,
+                        t->name.data, (unsigned long long) *count, es,
+                        (long long) INT64_MAX);
     }
 
-    if (ps->json_only) {
+    limit = ps->limits->max_elements;
+
+    if (limit && *count > limit) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s' has 'binary_data_size' but the "
-                        "request has no Inference-Header-Content-Length "
-                        "header", (int) t->name.len, t->name.data);
+                        "input '%.*s': its 'shape' has more than %llu "
+                        "elements, the limit", (int) t->name.len,
+                        t->name.data, (unsigned long long) limit);
     }
-
-    if (bsize > ps->blen - ps->off) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s': binary_data_size %llu is beyond "
-                        "the end of the body (%zu bytes of binary data "
-                        "left)", (int) t->name.len, t->name.data,
-                        (unsigned long long) bsize, ps->blen - ps->off);
-    }
-
-    if (ksv_check_binary(ps, t, ps->bin + ps->off, bsize, count) != 0) {
-        return -1;
-    }
-
-    t->byte_size = bsize;
-    buf->data = bsize ? (uint8_t *) ps->bin + ps->off : NULL;
-    buf->owned = 0;
-    ps->off += (size_t) bsize;
 
     return 0;
 }
 
 
 /*
- * An input's binary data against its shape: fixed-size types by their
- * byte count; BYTES element by element (u32 LE length + bytes), each
- * read bounded by size, the walk by the shape's count.
+ * An input with binary_data_size: the next bsize bytes after the JSON;
+ * what they hold is checked against the model's shape and datatype in
+ * ksv_check_input().
  */
 
 static int
-ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t, const uint8_t *p,
-    uint64_t size, uint64_t count)
+ksv_take_binary(ksv_parse_t *ps, ksv_tensor_t *t, uint64_t bsize,
+    ksv_infer_buf_t *buf)
 {
-    size_t          es;
-    uint32_t        len;
-    uint64_t        n, max;
-    const uint8_t  *end;
+    const ksv_model_config_t  *c;
 
-    if (t->datatype != KSV_TYPE_BYTES) {
-        es = ksv_datatype_size(t->datatype);
+    c = ps->config;
 
-        if (es == 0 || count > UINT64_MAX / es || count * es != size) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': unexpected binary_data_size "
-                            "%llu, its shape and datatype %s need %llu "
-                            "bytes", (int) t->name.len, t->name.data,
-                            (unsigned long long) size,
-                            ksv_datatype_name(t->datatype),
-                            (unsigned long long) (es && count
-                                                  <= UINT64_MAX / es
-                                                  ? count * es : 0));
-        }
-
-        return 0;
-    }
-
-    max = ps->limits->max_bytes_element;
-    end = p + size;
-
-    for (n = 0; p < end; n++) {
-        if (n == count) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': binary data holds more than the "
-                            "%llu BYTES elements of its shape",
-                            (int) t->name.len, t->name.data,
-                            (unsigned long long) count);
-        }
-
-        if (end - p < 4) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': BYTES element %llu has a "
-                            "truncated length prefix",
-                            (int) t->name.len, t->name.data,
-                            (unsigned long long) n);
-        }
-
-        len = (uint32_t) p[0] | (uint32_t) p[1] << 8
-              | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-        p += 4;
-
-        if ((uint64_t) len > (uint64_t) (end - p)) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': BYTES element %llu of %u bytes "
-                            "is beyond its binary_data_size",
-                            (int) t->name.len, t->name.data,
-                            (unsigned long long) n, len);
-        }
-
-        if (max && len > max) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "input '%.*s': BYTES element %llu is %u "
-                            "bytes, longer than the limit",
-                            (int) t->name.len, t->name.data,
-                            (unsigned long long) n, len);
-        }
-
-        p += len;
-    }
-
-    if (n != count) {
+    if (ps->json_only && bsize != 0) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s': binary data holds %llu BYTES "
-                        "elements but its shape has %llu",
-                        (int) t->name.len, t->name.data,
-                        (unsigned long long) n, (unsigned long long) count);
+                        "must specify valid 'Infer-Header-Content-Length' "
+                        "in request header and 'binary_data_size' when "
+                        "passing inputs in binary data format");
     }
+
+    if (bsize > ps->blen - ps->off) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "unexpected size for input '%.*s', expecting %llu "
+                        "additional bytes for model '%.*s'",
+                        (int) t->name.len, t->name.data,
+                        (unsigned long long) (bsize - (ps->blen - ps->off)),
+                        (int) c->name.len, c->name.data);
+    }
+
+    t->byte_size = bsize;
+    buf->data = bsize ? (uint8_t *) ps->bin + ps->off : NULL;
+    buf->owned = 0;
+    ps->off += (size_t) bsize;
 
     return 0;
 }
@@ -1390,10 +1233,10 @@ ksv_take_json(ksv_parse_t *ps, json_t *data, ksv_tensor_t *t,
 
     if (t->datatype == KSV_TYPE_FP16 || t->datatype == KSV_TYPE_BF16) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "input '%.*s': datatype %s can only be sent as "
-                        "binary tensor data, not in JSON",
-                        (int) t->name.len, t->name.data,
-                        ksv_datatype_name(t->datatype));
+                        "receiving %s data via JSON is not supported. Please "
+                        "use the binary data format for input %.*s",
+                        ksv_datatype_name(t->datatype),
+                        (int) t->name.len, t->name.data);
     }
 
     if (data == NULL) {
@@ -1441,6 +1284,163 @@ ksv_take_json(ksv_parse_t *ps, json_t *data, ksv_tensor_t *t,
 }
 
 
+/*
+ * The shape against the configuration's, the batch dimension first
+ * when batching (ksv_check_batch() checked it).
+ */
+
+static int
+ksv_check_shape(ksv_parse_t *ps, const ksv_io_config_t *io,
+    const ksv_tensor_t *t)
+{
+    int                        ok;
+    uint32_t                   i, first;
+    ksv_writer_t               w;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+    first = c->max_batch_size > 0 ? 1 : 0;
+
+    ok = (t->ndims == io->ndims + first);
+
+    for (i = 0; ok && i < io->ndims; i++) {
+        if (io->dims[i] != -1 && io->dims[i] != t->dims[i + first]) {
+            ok = 0;
+        }
+    }
+
+    if (!ok) {
+        ksv_writer_init(&w);
+        ksv_json_lit(&w, "unexpected shape for input '");
+        ksv_put_bytes(&w, t->name.data, t->name.len);
+        ksv_json_lit(&w, "' for model '");
+        ksv_put_bytes(&w, c->name.data, c->name.len);
+        ksv_json_lit(&w, "'. Expected [");
+
+        if (first) {
+            ksv_json_lit(&w, "-1");
+        }
+
+        for (i = 0; i < io->ndims; i++) {
+            if (i || first) {
+                ksv_put_u8(&w, ',');
+            }
+
+            ksv_json_i64(&w, io->dims[i]);
+        }
+
+        ksv_json_lit(&w, "], got ");
+        ksv_json_dims(&w, t->dims, t->ndims);
+        ksv_json_lit(&w, ". ");
+
+        if (first) {
+            ksv_json_lit(&w, KSV_BATCH_NOTE);
+        }
+
+        ksv_fail(ps, KSV_ERR_INVALID_ARG, "%.*s",
+                 w.failed ? 0 : (int) w.len, (char *) w.buf);
+        ksv_writer_free(&w);
+
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * An input's binary data against its shape: fixed-size types by their
+ * byte count; BYTES element by element (u32 LE length + bytes), each
+ * read bounded by size, the walk by the shape's count.
+ */
+
+static int
+ksv_check_binary(ksv_parse_t *ps, const ksv_tensor_t *t, const uint8_t *p,
+    uint64_t size, uint64_t count)
+{
+    int                        nlen, mlen;
+    size_t                     es;
+    uint32_t                   len;
+    uint64_t                   n, max;
+    const uint8_t             *end;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+    nlen = (int) t->name.len;
+    mlen = (int) c->name.len;
+
+    if (t->datatype != KSV_TYPE_BYTES) {
+        es = ksv_datatype_size(t->datatype);
+
+        if (count * es != size) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input byte size mismatch for input '%.*s' for "
+                            "model '%.*s'. Expected %llu, got %llu",
+                            nlen, t->name.data, mlen, c->name.data,
+                            (unsigned long long) (count * es),
+                            (unsigned long long) size);
+        }
+
+        return 0;
+    }
+
+    max = ps->limits->max_bytes_element;
+    end = p + size;
+
+    for (n = 0; p < end; n++) {
+        if (n == count) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "unexpected number of string elements %llu for "
+                            "inference input '%.*s' for model '%.*s', "
+                            "expecting %llu", (unsigned long long) n + 1,
+                            nlen, t->name.data, mlen, c->name.data,
+                            (unsigned long long) count);
+        }
+
+        if (end - p < 4) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "incomplete string length indicator for "
+                            "inference input '%.*s' for model '%.*s', "
+                            "expecting 4 bytes but only %zu bytes "
+                            "available. Please make sure the string length "
+                            "indicator is in one buffer.",
+                            nlen, t->name.data, mlen, c->name.data,
+                            (size_t) (end - p));
+        }
+
+        len = (uint32_t) p[0] | (uint32_t) p[1] << 8
+              | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+        p += 4;
+
+        if ((uint64_t) len > (uint64_t) (end - p)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': BYTES element %llu of %u bytes "
+                            "is beyond its binary_data_size",
+                            nlen, t->name.data, (unsigned long long) n, len);
+        }
+
+        if (max && len > max) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s': BYTES element %llu is %u "
+                            "bytes, longer than the limit",
+                            nlen, t->name.data, (unsigned long long) n, len);
+        }
+
+        p += len;
+    }
+
+    if (n != count) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "expected %llu string elements for inference input "
+                        "'%.*s' for model '%.*s', got %llu",
+                        (unsigned long long) count, nlen, t->name.data,
+                        mlen, c->name.data, (unsigned long long) n);
+    }
+
+    return 0;
+}
+
+
 /* Counts the leaves of (possibly nested) "data" and checks their type. */
 
 static int
@@ -1453,8 +1453,8 @@ ksv_count_data(ksv_parse_t *ps, json_t *v, const ksv_tensor_t *t, int depth,
 
         if (depth >= KSV_JSON_MAX_DEPTH) {
             return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "'data' of input '%.*s' is nested too deeply",
-                            (int) t->name.len, t->name.data);
+                            "JSON nesting depth exceeds maximum allowed "
+                            "limit (%d)", KSV_JSON_MAX_DEPTH);
         }
 
         n = json_array_size(v);
@@ -1650,18 +1650,15 @@ ksv_write_data(json_t *v, ksv_datatype_t dt, uint8_t **p)
 static int
 ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs)
 {
-    size_t                     i, n;
-    uint8_t                   *seen;
-    uint32_t                   maxn;
-    ksv_infer_t               *m;
-    const ksv_model_config_t  *c;
+    size_t        i, n;
+    uint32_t      maxn;
+    ksv_infer_t  *m;
 
     if (outputs == NULL) {
         return 0;
     }
 
     m = ps->m;
-    c = ps->config;
 
     if (!json_is_array(outputs)) {
         return ksv_fail(ps, KSV_ERR_INVALID_ARG,
@@ -1682,16 +1679,12 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs)
 
     m->outputs = ps->alloc->alloc(ps->alloc->ctx,
                                   (n ? n : 1) * sizeof(ksv_output_req_t));
-    seen = ps->alloc->alloc(ps->alloc->ctx, c->noutputs + 1);
-
-    if (m->outputs == NULL || seen == NULL) {
+    if (m->outputs == NULL) {
         return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
     }
 
-    memset(seen, 0, c->noutputs + 1);
-
     for (i = 0; i < n; i++) {
-        if (ksv_parse_output(ps, json_array_get(outputs, i), i, seen) != 0) {
+        if (ksv_parse_output(ps, json_array_get(outputs, i), i) != 0) {
             return -1;
         }
     }
@@ -1702,16 +1695,21 @@ ksv_parse_outputs(ksv_parse_t *ps, json_t *outputs)
 }
 
 
-static int
-ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
-{
-    json_t                    *v, *b;
-    uint32_t                   k;
-    const char                *name;
-    ksv_output_req_t          *out;
-    const ksv_model_config_t  *c;
+/*
+ * Output i of "outputs": its name and how it is answered.  A listed
+ * output is JSON unless its own binary_data says otherwise, whatever
+ * binary_data_output says (that one is for the outputs not listed), as
+ * Triton's HTTP front end does.
+ */
 
-    c = ps->config;
+static int
+ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
+{
+    json_t            *v, *b;
+    size_t             k;
+    const char        *name;
+    ksv_output_req_t  *out;
+
     v = json_is_object(o) ? json_object_get(o, "name") : NULL;
 
     if (!json_is_string(v)) {
@@ -1722,25 +1720,20 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
 
     name = json_string_value(v);
 
-    if (ksv_find_io(c->outputs, c->noutputs, name, json_string_length(v), &k)
-        == NULL)
-    {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "unexpected inference output '%s' for model "
-                        "'%.*s'", name, (int) c->name.len, c->name.data);
-    }
-
-    if (seen[k]) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "output '%s' is requested more than once", name);
-    }
-
-    seen[k] = 1;
+    /* the request's spelling until ksv_check_outputs() */
 
     out = &ps->m->outputs[i];
-    out->name = c->outputs[k].name;
-    out->flags = (ps->m->flags & KSV_INFER_ALL_BINARY) ? KSV_OUTPUT_BINARY
-                                                       : 0;
+    out->name.data = (char *) name;
+    out->name.len = (uint32_t) json_string_length(v);
+    out->flags = 0;
+
+    for (k = 0; k < i; k++) {
+        if (ksv_str_same(&ps->m->outputs[k].name, &out->name)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "output '%.*s' already exists in request",
+                            (int) out->name.len, name);
+        }
+    }
 
     v = json_object_get(o, "parameters");
 
@@ -1762,12 +1755,7 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
                             name);
         }
 
-        if (json_is_true(b)) {
-            out->flags |= KSV_OUTPUT_BINARY;
-
-        } else {
-            out->flags &= ~KSV_OUTPUT_BINARY;
-        }
+        out->flags = json_is_true(b) ? KSV_OUTPUT_BINARY : 0;
     }
 
     if (json_object_get(v, "shared_memory_region") != NULL) {
@@ -1783,8 +1771,7 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i, uint8_t *seen)
                             "and 'binary_data'");
         }
 
-        out->flags &= ~KSV_OUTPUT_BINARY;
-        out->flags |= KSV_OUTPUT_SHM;
+        out->flags = KSV_OUTPUT_SHM;
 
         return ksv_parse_shm(ps, v, name, KSV_SHM_OUTPUT, (uint32_t) i);
     }
@@ -1887,61 +1874,37 @@ ksv_shm_uint(json_t *v, uint64_t *value)
 }
 
 
-/* Whether input i of the request is in shared memory. */
+/* Input i's shared memory entry, or NULL. */
 
-static int
-ksv_input_in_shm(ksv_parse_t *ps, size_t i)
+static const ksv_shm_ref_t *
+ksv_input_shm(ksv_parse_t *ps, size_t i)
 {
     uint32_t  k;
 
     for (k = 0; k < ps->m->nshm; k++) {
         if (ps->m->shm[k].io == KSV_SHM_INPUT && ps->m->shm[k].index == i) {
-            return 1;
+            return &ps->m->shm[k];
         }
     }
 
-    return 0;
+    return NULL;
 }
 
 
 /*
- * An input in shared memory has neither "data" nor binary data (Triton's
- * words when it has), and a byte_size its shape and datatype fix (BYTES
- * elements are checked where they are read).  Its frame is empty: the
- * bytes come from the region.
+ * An input in shared memory has a byte_size its shape and datatype fix
+ * (BYTES elements are checked where they are read, in the instance).
+ * Its frame is empty: the bytes come from the region.
  */
 
 static int
-ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t, json_t *data,
-    int64_t bsize, uint64_t count)
+ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t, const ksv_shm_ref_t *ref,
+    uint64_t count)
 {
     size_t                     size;
-    uint32_t                   k;
-    ksv_shm_ref_t             *ref;
     const ksv_model_config_t  *c;
 
     c = ps->config;
-
-    if (data != NULL || bsize >= 0) {
-        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                        "Input must set only one of the following fields: "
-                        "'data', 'binary_data_size' in 'parameters', "
-                        "'shared_memory_region' in 'parameters'. But set%s%s "
-                        "'shared_memory_region'",
-                        data != NULL ? " 'data'" : "",
-                        bsize >= 0 ? " 'binary_data_size'" : "");
-    }
-
-    ref = NULL;
-
-    for (k = 0; k < ps->m->nshm; k++) {
-        if (ps->m->shm[k].io == KSV_SHM_INPUT
-            && &ps->m->inputs[ps->m->shm[k].index] == t)
-        {
-            ref = &ps->m->shm[k];
-        }
-    }
-
     size = ksv_datatype_size(t->datatype);
 
     if (size != 0 && (count > UINT64_MAX / size
@@ -1959,6 +1922,308 @@ ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t, json_t *data,
     t->byte_size = ref->byte_size;
 
     return 0;
+}
+
+
+/* The outputs asked for against the model's (Triton's core, first). */
+
+static int
+ksv_check_outputs(ksv_parse_t *ps)
+{
+    uint32_t                   i, k;
+    ksv_output_req_t          *out;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+
+    for (i = 0; i < ps->m->noutputs; i++) {
+        out = &ps->m->outputs[i];
+
+        if (ksv_find_io(c->outputs, c->noutputs, out->name.data,
+                        out->name.len, &k)
+            == NULL)
+        {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "unexpected inference output '%.*s' for model "
+                            "'%.*s'", (int) out->name.len, out->name.data,
+                            (int) c->name.len, c->name.data);
+        }
+
+        out->name = c->outputs[k].name;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The inputs against the model, in the order of Triton's core
+ * (InferenceRequest::Normalize): their count, their names, the batch
+ * size, then each input's datatype, shape and bytes.
+ */
+
+static int
+ksv_check_inputs(ksv_parse_t *ps)
+{
+    uint32_t  i;
+
+    if (ksv_check_input_count(ps) != 0
+        || ksv_find_inputs(ps) != 0
+        || ksv_check_batch(ps) != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < ps->m->ninputs; i++) {
+        if (ksv_check_input(ps, i) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ksv_check_input_count(ksv_parse_t *ps)
+{
+    uint32_t                   i, k, n, required, optional, missing, first;
+    ksv_writer_t               w;
+    const ksv_tensor_t        *in;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+    in = ps->m->inputs;
+    n = ps->m->ninputs;
+    required = 0;
+    optional = 0;
+
+    for (i = 0; i < c->ninputs; i++) {
+        if (c->inputs[i].optional) {
+            optional++;
+
+        } else {
+            required++;
+        }
+    }
+
+    if (n >= required && n <= required + optional) {
+        return 0;
+    }
+
+    /* Triton's text, its lists included */
+
+    ksv_writer_init(&w);
+
+    if (optional) {
+        ksv_json_lit(&w, "expected number of inputs between ");
+        ksv_json_u64(&w, required);
+        ksv_json_lit(&w, " and ");
+        ksv_json_u64(&w, required + optional);
+
+    } else {
+        ksv_json_lit(&w, "expected ");
+        ksv_json_u64(&w, required);
+        ksv_json_lit(&w, " inputs");
+    }
+
+    ksv_json_lit(&w, " but got ");
+    ksv_json_u64(&w, n);
+    ksv_json_lit(&w, " inputs for model '");
+    ksv_put_bytes(&w, c->name.data, c->name.len);
+    ksv_json_lit(&w, "'. Got input(s) [");
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            ksv_put_u8(&w, ',');
+        }
+
+        ksv_put_u8(&w, '\'');
+        ksv_put_bytes(&w, in[i].name.data, in[i].name.len);
+        ksv_put_u8(&w, '\'');
+    }
+
+    /* none missing: Triton's list loses its '[' */
+    ksv_json_lit(&w, "], but missing required input(s) ");
+    first = 1;
+
+    for (i = 0; i < c->ninputs; i++) {
+        if (c->inputs[i].optional) {
+            continue;
+        }
+
+        missing = 1;
+
+        for (k = 0; k < n; k++) {
+            if (ksv_str_same(&in[k].name, &c->inputs[i].name)) {
+                missing = 0;
+                break;
+            }
+        }
+
+        if (missing) {
+            ksv_put_u8(&w, first ? '[' : ',');
+            ksv_put_u8(&w, '\'');
+            ksv_put_bytes(&w, c->inputs[i].name.data, c->inputs[i].name.len);
+            ksv_put_u8(&w, '\'');
+            first = 0;
+        }
+    }
+
+    ksv_json_lit(&w, "]. Please provide all required input(s).");
+
+    ksv_fail(ps, KSV_ERR_INVALID_ARG, "%.*s",
+             w.failed ? 0 : (int) w.len, (char *) w.buf);
+    ksv_writer_free(&w);
+
+    return -1;
+}
+
+
+/* Each input's name in the model, which its tensor takes from now on. */
+
+static int
+ksv_find_inputs(ksv_parse_t *ps)
+{
+    uint8_t                   *seen;
+    uint32_t                   i, k;
+    ksv_tensor_t              *t;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+
+    ps->io = ps->alloc->alloc(ps->alloc->ctx, (ps->m->ninputs + 1)
+                                              * sizeof(ksv_io_config_t *));
+    seen = ps->alloc->alloc(ps->alloc->ctx, c->ninputs + 1);
+
+    if (ps->io == NULL || seen == NULL) {
+        return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+    }
+
+    memset(seen, 0, c->ninputs + 1);
+
+    for (i = 0; i < ps->m->ninputs; i++) {
+        t = &ps->m->inputs[i];
+
+        ps->io[i] = ksv_find_io(c->inputs, c->ninputs, t->name.data,
+                                t->name.len, &k);
+
+        if (ps->io[i] == NULL) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "unexpected inference input '%.*s' for model "
+                            "'%.*s'", (int) t->name.len, t->name.data,
+                            (int) c->name.len, c->name.data);
+        }
+
+        t->name = ps->io[i]->name;
+        seen[k] = 1;
+    }
+
+    for (i = 0; i < c->ninputs; i++) {
+        if (!seen[i] && !c->inputs[i].optional) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "missing required input '%.*s' for model "
+                            "'%.*s'", (int) c->inputs[i].name.len,
+                            c->inputs[i].name.data,
+                            (int) c->name.len, c->name.data);
+        }
+    }
+
+    return 0;
+}
+
+
+/* With max_batch_size > 0, dim 0 of every input is the one batch size. */
+
+static int
+ksv_check_batch(ksv_parse_t *ps)
+{
+    int64_t                    batch;
+    uint32_t                   i;
+    const ksv_tensor_t        *t;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+
+    if (c->max_batch_size <= 0) {
+        return 0;
+    }
+
+    batch = -1;
+
+    for (i = 0; i < ps->m->ninputs; i++) {
+        t = &ps->m->inputs[i];
+
+        if (t->ndims == 0) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s' has no shape but model requires "
+                            "batch dimension for '%.*s'",
+                            (int) t->name.len, t->name.data,
+                            (int) c->name.len, c->name.data);
+        }
+
+        if (batch != -1 && t->dims[0] != batch) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "input '%.*s' batch size does not match other "
+                            "inputs for '%.*s'",
+                            (int) t->name.len, t->name.data,
+                            (int) c->name.len, c->name.data);
+        }
+
+        batch = t->dims[0];
+    }
+
+    if (batch > c->max_batch_size) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "inference request batch-size must be <= %d for "
+                        "'%.*s'", (int) c->max_batch_size,
+                        (int) c->name.len, c->name.data);
+    }
+
+    if (batch == 0) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "inference request batch-size must be >= 1 for "
+                        "'%.*s'", (int) c->name.len, c->name.data);
+    }
+
+    return 0;
+}
+
+
+/* Input i against its configuration: datatype, shape, binary bytes. */
+
+static int
+ksv_check_input(ksv_parse_t *ps, uint32_t i)
+{
+    uint64_t                   count;
+    const ksv_tensor_t        *t;
+    const ksv_io_config_t     *io;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+    t = &ps->m->inputs[i];
+    io = ps->io[i];
+
+    if (t->datatype != io->datatype) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "inference input '%.*s' data-type is '%s', but model "
+                        "'%.*s' expects '%s'", (int) t->name.len,
+                        t->name.data, ksv_datatype_name(t->datatype),
+                        (int) c->name.len, c->name.data,
+                        ksv_datatype_name(io->datatype));
+    }
+
+    if (ksv_check_shape(ps, io, t) != 0) {
+        return -1;
+    }
+
+    if (!ps->binary[i]) {
+        return 0;
+    }
+
+    (void) ksv_shape_count(t->dims, t->ndims, UINT64_MAX, &count);
+
+    return ksv_check_binary(ps, t, ps->bufs[i].data, t->byte_size, count);
 }
 
 
@@ -2022,6 +2287,33 @@ ksv_find_io(const ksv_io_config_t *io, uint32_t n, const char *name,
     return NULL;
 }
 
+
+static int
+ksv_str_same(const ksv_str_t *a, const ksv_str_t *b)
+{
+    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+
+/* Triton's spelling of a shape: [2,3] */
+
+static void
+ksv_dims_text(char *buf, size_t size, const int64_t *dims, uint32_t n)
+{
+    size_t    len;
+    uint32_t  i;
+
+    len = (size_t) snprintf(buf, size, "[");
+
+    for (i = 0; i < n && len < size; i++) {
+        len += (size_t) snprintf(buf + len, size - len, "%s%lld",
+                                 i ? "," : "", (long long) dims[i]);
+    }
+
+    if (len < size) {
+        snprintf(buf + len, size - len, "]");
+    }
+}
 
 
 static int

@@ -779,7 +779,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     u_char                      *p;
     ngx_int_t                    rc;
     ngx_str_t                    version;
-    ngx_uint_t                   fresh;
     ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_loc_conf_t  *klcf;
 
@@ -815,8 +814,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     ctx->pending.request = r;
     ctx->pending.handler = ngx_http_kserve_stats_done;
 
-    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
-
     rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
                                     &version, klcf->timeout);
 
@@ -825,9 +822,9 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     }
 
     if (rc == NGX_AGAIN) {
+        /* no worker connected, though the index may still look fresh */
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     fresh ? "kserve worker busy"
-                                           : "kserve worker unavailable");
+                                     "kserve worker unavailable");
     }
 
     return ngx_http_kserve_wait_reply(r);
@@ -914,6 +911,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     uint32_t                     i;
     uint64_t                     id;
     ngx_int_t                    rc;
+    ngx_str_t                    hvalue;
     zmq_msg_t                   *frames;
     ksv_alloc_t                  alloc;
     ksv_infer_t                  m;
@@ -934,15 +932,23 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
 
     /* binary tensor data: a JSON header of this length, then tensors */
 
-    rc = ngx_http_kserve_header_length(r, &header_len);
+    rc = ngx_http_kserve_header_length(r, &header_len, &hvalue);
 
     if (rc == NGX_DECLINED) {
         header_len = KSV_INFER_JSON_ONLY;
 
-    } else if (rc != NGX_OK) {
+    } else if (rc == NGX_ABORT) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid Inference-Header-Content-Length:"
-                                     " not a non-negative decimal number");
+                                     "Inference-Header-Content-Length is "
+                                     "given twice with different values, "
+                                     "got: %V", &hvalue);
+
+    } else if (rc != NGX_OK) {
+        /* Triton's words (it reads an int, so a sign is a range error) */
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "Unable to parse "
+                                     "Inference-Header-Content-Length, "
+                                     "got: %V", &hvalue);
     }
 
     if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {

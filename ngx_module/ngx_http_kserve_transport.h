@@ -222,8 +222,8 @@ ngx_int_t ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b,
 /*
  * Sends STATS for model and version (empty: all) to kserve-worker as p's
  * request; the reply reaches p->handler like any other.  Returns NGX_OK,
- * NGX_AGAIN when no worker is connected or its queue is full, or
- * NGX_ERROR.
+ * NGX_AGAIN when no worker is connected (the queue to one that is does
+ * not fill: NGX_HTTP_KSERVE_CONTROL_HWM), or NGX_ERROR.
  */
 ngx_int_t ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, ngx_str_t *model, ngx_str_t *version,
