@@ -172,9 +172,9 @@ static const char  *ksv_extensions[] = {
 
     "model_configuration",
 
-    /* "system_shared_memory": the shm branch */
+    "system_shared_memory",     /* ngx_http_kserve_shm.c */
 
-    /* "cuda_shared_memory": the shm branch */
+    "cuda_shared_memory",       /* its endpoints; no GPU registration */
 
     "binary_tensor_data",
 

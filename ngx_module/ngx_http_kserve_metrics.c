@@ -23,6 +23,7 @@
 #include "ngx_http_kserve_route.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
+#include "ngx_http_kserve_shm.h"
 
 
 /* statuses 100..599 by code; [0] counts anything else */
@@ -505,6 +506,10 @@ ngx_http_kserve_metrics_gateway(ngx_http_request_t *r, ksv_writer_t *w)
     /* routed names: per variant (kserve_route) */
 
     ngx_http_kserve_route_metrics(r, w);
+
+    /* shared memory regions (Triton's extensions) */
+
+    ngx_http_kserve_shm_metrics(w);
 }
 
 

@@ -21,6 +21,7 @@
 
 #include "ksv_instance.h"
 #include "ksv_logset.h"
+#include "ksv_shm_map.h"
 #include "ksv_json.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
@@ -1121,16 +1122,68 @@ ksv_instance_push_error(ksv_frames_t *reply, uint64_t id, ksv_status_t code,
 }
 
 
+/* The request's shared memory ref for output `name`, or NULL. */
+static const ksv_shm_ref_t *
+ksv_instance_output_shm(const ksv_infer_t *in, ksv_str_t name)
+{
+    uint32_t  k;
+
+    for (k = 0; in->nshm > 0 && k < in->noutputs; k++) {
+        if (in->outputs[k].name.len == name.len
+            && memcmp(in->outputs[k].name.data, name.data, name.len) == 0)
+        {
+            return ksv_shm_find(in, KSV_SHM_OUTPUT, k);
+        }
+    }
+    return NULL;
+}
+
+
 int
 ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_reply_t *ir, zmq_msg_t *frames)
+    const ksv_infer_t *in, const ksv_infer_reply_t *ir, zmq_msg_t *frames)
 {
-    uint32_t      j;
-    zmq_msg_t    *msg;
-    ksv_writer_t  w;
+    char                  err[512];
+    uint32_t              j, nshm, *shm;
+    zmq_msg_t            *msg;
+    ksv_status_t          code;
+    ksv_writer_t          w;
+    ksv_infer_reply_t     r;
+    const ksv_shm_ref_t  *ref;
+
+    /* outputs asked for in shared memory: written there, sent empty */
+    nshm = 0;
+    shm = NULL;
+    if (in != NULL && in->nshm > 0 && ir->noutputs > 0) {
+        shm = malloc(ir->noutputs * sizeof(uint32_t));
+        if (shm == NULL) {
+            return -1;
+        }
+        for (j = 0; j < ir->noutputs; j++) {
+            ref = ksv_instance_output_shm(in, ir->outputs[j].name);
+            if (ref == NULL) {
+                continue;
+            }
+            if (ksv_shm_write_output(ref, ir->outputs[j].name,
+                                     zmq_msg_data(&frames[j]),
+                                     zmq_msg_size(&frames[j]), &code, err,
+                                     sizeof(err))
+                != 0)
+            {
+                free(shm);
+                return ksv_instance_push_error(reply, id, code, err);
+            }
+            shm[nshm++] = j;
+        }
+    }
+
+    r = *ir;
+    r.nshm = nshm;
+    r.shm = shm;
 
     ksv_writer_init(&w);
-    ksv_encode_infer_reply(&w, id, ir);
+    ksv_encode_infer_reply(&w, id, &r);
+    free(shm);
     if (ksv_frames_push_writer(reply, &w) != 0) {
         return -1;
     }
@@ -1138,6 +1191,11 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
         msg = ksv_frames_push(reply);
         if (msg == NULL) {
             return -1;
+        }
+        if (nshm > 0 && ksv_instance_output_shm(in, ir->outputs[j].name)
+                        != NULL)
+        {
+            continue;           /* an empty frame: the bytes are there */
         }
         zmq_msg_move(msg, &frames[j]);
     }

@@ -202,10 +202,15 @@ int ksv_instance_output_wanted(const ksv_infer_t *in, ksv_str_t name);
 int ksv_instance_push_error(ksv_frames_t *reply, uint64_t id,
     ksv_status_t code, const char *msg);
 
-/* Appends an INFER_REPLY answer for request `id` and moves its
- * ir->noutputs frames after it.  Returns -1 when out of memory. */
+/*
+ * Appends an INFER_REPLY answer for request `id` (whose INFER is in) and
+ * moves its ir->noutputs frames after it.  An output the request asked
+ * for in a shared memory region is written there and goes as an empty
+ * frame (ksv_shm_map.h); when that fails the answer is an ERROR.
+ * Returns -1 when out of memory.
+ */
 int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_reply_t *ir, zmq_msg_t *frames);
+    const ksv_infer_t *in, const ksv_infer_reply_t *ir, zmq_msg_t *frames);
 
 /*
  * Appends an EXECUTE_REPLY header placeholder's final form: encodes the

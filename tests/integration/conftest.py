@@ -77,6 +77,7 @@ http {{
             kserve_timeout 10s;
             kserve_max_body_size 4m;
             kserve_index_interval 200ms;
+            kserve_shared_memory on;
             # which nginx worker answered (tests of shared counters)
             add_header X-Nginx-Pid $pid always;
         }}
@@ -106,6 +107,7 @@ http {{
             kserve_index_interval 200ms;
             kserve_max_body_size 300m;
             kserve_api_key_header X-API-Key;
+            kserve_shared_memory on;
         }}
         location /v2/models/simple/ {{
             kserve_pass {endpoint};

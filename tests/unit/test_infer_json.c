@@ -1076,7 +1076,9 @@ test_stats(void)
     ksv_writer_init(&w);
     ksv_json_server_metadata(&w);
     CHECK(strstr(text(), "\"extensions\":[\"schedule_policy\","
-                         "\"model_configuration\",\"binary_tensor_data\","
+                         "\"model_configuration\","
+                         "\"system_shared_memory\",\"cuda_shared_memory\","
+                         "\"binary_tensor_data\","
                          "\"parameters\",\"statistics\"") != NULL);
     ksv_writer_free(&w);
 }
