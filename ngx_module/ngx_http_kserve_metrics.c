@@ -23,6 +23,7 @@
 #include "ngx_http_kserve_route.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
+#include "ngx_http_kserve_shm.h"
 
 
 /* statuses 100..599 by code; [0] counts anything else */
@@ -510,6 +511,10 @@ ngx_http_kserve_metrics_gateway(ngx_http_request_t *r, ksv_writer_t *w)
     /* routed names: per variant (kserve_route) */
 
     ngx_http_kserve_metrics_routes(r, w);
+
+    /* shared memory regions (Triton's extensions) */
+
+    ngx_http_kserve_shm_metrics(w);
 }
 
 

@@ -303,6 +303,11 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
 
     pick->sent = 1;
 
+    if (m->nshm > 0) {
+        /* its instance would write into the client's regions */
+        return;
+    }
+
     mv = (ngx_http_kserve_variant_t *) rt->variants.elts + rt->mirror;
 
     if (mv == pick->variant

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from conftest import OwnNginx, wait_for
@@ -23,6 +24,7 @@ HTTP = """
         location /v2 {{
             kserve_pass {endpoint};
             kserve_index_interval 200ms;
+            kserve_shared_memory on;
         }}
     }}
 """
@@ -233,6 +235,43 @@ def test_tritonclient_infer_is_traced(own, client):
     t = [t for t in read_traces(own.trace_file).values()
          if t["model"].get("request_id") == "tc-1"]
     assert len(t) == 1 and list(t[0]["ns"]) == ORDER
+
+
+def test_traced_request_with_outputs_in_shared_memory(own, client):
+    """The INFER_REPLY's two trailing sections together: outputs written
+    to a region and the trace timestamps after them."""
+    client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
+    k_in, k_out = "/ksv_trace%d_in" % os.getpid(), \
+        "/ksv_trace%d_out" % os.getpid()
+    h_in = shm.create_shared_memory_region("tr_in", k_in, 128)
+    h_out = shm.create_shared_memory_region("tr_out", k_out, 128)
+    try:
+        client.register_system_shared_memory("tr_in", k_in, 128)
+        client.register_system_shared_memory("tr_out", k_out, 128)
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        b = np.full((1, 16), 2, dtype=np.int32)
+        shm.set_shared_memory_region(h_in, [a, b])
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"),
+                  httpclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_shared_memory("tr_in", 64)
+        inputs[1].set_shared_memory("tr_in", 64, offset=64)
+        outputs = [httpclient.InferRequestedOutput("OUTPUT0"),
+                   httpclient.InferRequestedOutput("OUTPUT1")]
+        outputs[0].set_shared_memory("tr_out", 64)
+        outputs[1].set_shared_memory("tr_out", 64, offset=64)
+        client.infer("simple", inputs, outputs=outputs, request_id="sh-1")
+        got = shm.get_contents_as_numpy(h_out, np.int32, [1, 16])
+        assert (got == a + b).all()
+        assert wait_for(lambda: any(
+            t["model"].get("request_id") == "sh-1"
+            for t in read_traces(own.trace_file).values()), timeout=5)
+        t = [t for t in read_traces(own.trace_file).values()
+             if t["model"].get("request_id") == "sh-1"][0]
+        assert list(t["ns"]) == ORDER
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(h_in)
+        shm.destroy_shared_memory_region(h_out)
 
 
 def test_server_metadata_lists_trace(own):

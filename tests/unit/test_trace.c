@@ -301,6 +301,33 @@ test_reply_trace_times_round_trip(void)
     CHECK(ksv_read_prefix(&rd, &prefix) == 0);
     CHECK(ksv_decode_infer_reply(&rd, &a, &back) != 0);
     ksv_writer_free(&w);
+
+    /* after an output written to shared memory: both sections */
+    {
+        uint32_t      shm_index = 0;
+        ksv_tensor_t  out;
+
+        memset(&out, 0, sizeof(out));
+        out.name = ksv_str_lit("OUTPUT0");
+        out.datatype = KSV_TYPE_FP32;
+        out.ndims = 1;
+        out.dims[0] = 4;
+        out.byte_size = 16;
+        m.noutputs = 1;
+        m.outputs = &out;
+        m.nshm = 1;
+        m.shm = &shm_index;
+
+        ksv_writer_init(&w);
+        ksv_encode_infer_reply(&w, 9, &m);
+        ksv_reader_init(&rd, w.buf, w.len);
+        CHECK(ksv_read_prefix(&rd, &prefix) == 0);
+        CHECK(ksv_decode_infer_reply(&rd, &a, &back) == 0);
+        CHECK(back.nshm == 1 && back.shm[0] == 0 && back.has_trace);
+        CHECK(back.trace.request_end == 6 && rd.p == rd.end);
+        ksv_writer_free(&w);
+    }
+
     ksv_arena_free(&arena);
 }
 
