@@ -10,7 +10,9 @@ Seeds are small real examples, one file each, named for what they are:
                     tests/tools/ksv_wire.py (the protocol as documented);
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
-                    frames followed by their output frames.
+                    frames followed by their output frames;
+  fuzz_rollout/     kserve:rollout:NAME hashes as HGETALL returns them
+                    (field, value, ... separated by NUL bytes).
 The files are committed; rerun this after a protocol change.
 """
 
@@ -228,14 +230,36 @@ def infer_json_seeds():
     binary("raw_bytes", None, [b"hello world"], raw=True)
 
 
+def rollout_seeds():
+    mark = " ".join(["250", "1"] + ["10"] * 5 + ["250"] * 7)
+    running = ["canary", "fraud_v2", "state", "running", "step", "2",
+               "percent", "25", "epoch", "7", "started_at", "1700000000000",
+               "step_started_at", "1700000030000", "updated_at",
+               "1700000030000", "reason", "step 2 (25%)", "cause", "",
+               "node", "host 123", "steps", "5,25,50,100",
+               "canary_mark", mark, "baseline_mark", mark]
+    for name, fields in (
+            ("running", running),
+            ("paused_with_resume", running[:6] + ["paused"] + running[7:]
+             + ["command", "resume"]),
+            ("rolled_back", running[:3] + ["rolled_back", "cause", "p99",
+                                           "reason", "p99 497 ms"]
+             + running[4:18]),
+            ("command_only", ["command", "restart"]),
+            ("bad_mark", running[:-2] + ["1 2 x"])):
+        write("fuzz_rollout", name, "\0".join(fields))
+
+
 def main():
-    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json"):
+    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
+                   "fuzz_rollout"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
     pbtxt_seeds()
     codec_seeds()
     infer_json_seeds()
+    rollout_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
 
