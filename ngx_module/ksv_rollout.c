@@ -272,11 +272,20 @@ ksv_rollout_decide(const ksv_rollout_input_t *in, ksv_rollout_t *next)
             next->command_raw[0] = '\0';
             step = next->step < last ? next->step : last;
             ksv_rollout_begin_step(next, in, step);
-            snprintf(next->reason, sizeof(next->reason),
-                     "restored as this node knew it (%s, step %u, %u%%): "
-                     "the hash was gone", ksv_rollout_state_name(next->state),
-                     (unsigned) step + 1,
-                     (unsigned) ksv_rollout_percent(conf, next));
+
+            /* a finished rollout keeps its reason: why it finished */
+
+            if (next->state == KSV_ROLLOUT_RUNNING
+                || next->state == KSV_ROLLOUT_PAUSED)
+            {
+                snprintf(next->reason, sizeof(next->reason),
+                         "restored as this node knew it (%s, step %u, "
+                         "%u%%): the hash was gone",
+                         ksv_rollout_state_name(next->state),
+                         (unsigned) step + 1,
+                         (unsigned) ksv_rollout_percent(conf, next));
+            }
+
             return KSV_ROLLOUT_RESTORE;
         }
 

@@ -417,6 +417,18 @@ test_no_hash_and_other_canaries(void)
     CHECK(next.step == 2 && next.epoch == 18);
     CHECK(next.step_started_ms == 5000);
     CHECK(ksv_rollout_percent(&conf, &next) == 50);
+    CHECK(strstr(next.reason, "restored as this node knew it (running, "
+                 "step 3, 50%)") != NULL);
+
+    /* a finished one comes back finished, with its reason */
+
+    known.state = KSV_ROLLOUT_ROLLED_BACK;
+    strcpy(known.reason, "p99 too high");
+    CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_RESTORE);
+    CHECK(next.state == KSV_ROLLOUT_ROLLED_BACK);
+    CHECK(strcmp(next.reason, "p99 too high") == 0);
+    CHECK(ksv_rollout_percent(&conf, &next) == 0);
+    known.state = KSV_ROLLOUT_RUNNING;
 
     /* what it knew was another canary's: a new rollout */
 
