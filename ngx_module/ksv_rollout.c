@@ -16,7 +16,7 @@ static const char  *ksv_rollout_states[] = {
 
 static const char  *ksv_rollout_causes[] = {
     "", "error_rate", "p99", "margin_error_rate", "margin_p99", "not_ready",
-    "operator"
+    "operator", "ejected"
 };
 
 static const char  *ksv_rollout_commands[] = {
@@ -136,7 +136,9 @@ ksv_rollout_window(ksv_rollout_counts_t *w, const ksv_rollout_counts_t *now,
 
     /* statistics deleted or reset since the mark: count from zero */
 
-    if (now->requests < mark->requests || now->failures < mark->failures) {
+    if (now->requests < mark->requests || now->failures < mark->failures
+        || now->ejections < mark->ejections)
+    {
         *w = *now;
         return;
     }
@@ -150,6 +152,7 @@ ksv_rollout_window(ksv_rollout_counts_t *w, const ksv_rollout_counts_t *now,
 
     w->requests = now->requests - mark->requests;
     w->failures = now->failures - mark->failures;
+    w->ejections = now->ejections - mark->ejections;
 
     for (i = 0; i < KSV_ROLLOUT_NLE; i++) {
         w->le[i] = now->le[i] - mark->le[i];
@@ -296,7 +299,20 @@ ksv_rollout_decide(const ksv_rollout_input_t *in, ksv_rollout_t *next)
         return KSV_ROLLOUT_KEEP;
     }
 
+    /*
+     * Another canary's: a node with another nginx.conf, or this node's
+     * before a reload.  Replaced once it is over, left alone while it
+     * runs (a restart command takes it over at once), so two nginx.conf
+     * never take turns writing it.
+     */
+
     if (!ksv_rollout_eq(in->canary, seen->canary)) {
+        if (seen->state == KSV_ROLLOUT_RUNNING
+            || seen->state == KSV_ROLLOUT_PAUSED)
+        {
+            return KSV_ROLLOUT_KEEP;
+        }
+
         goto start;
     }
 
@@ -418,6 +434,19 @@ ksv_rollout_breach(const ksv_rollout_input_t *in, ksv_rollout_t *next)
     ksv_rollout_window(&cw, &in->canary_now, &in->seen->canary_mark);
     ksv_rollout_window(&bw, &in->baseline_now, &in->seen->baseline_mark);
 
+    /* ejected: the canary fails in a row, whatever min_requests says */
+
+    if (cw.ejections > 0) {
+        next->cause = KSV_ROLLOUT_CAUSE_EJECTED;
+        snprintf(next->reason, sizeof(next->reason),
+                 "rolled back at step %u: canary ejected after max_fails "
+                 "failures in a row (%llu of %llu requests failed)",
+                 (unsigned) in->seen->step + 1,
+                 (unsigned long long) cw.failures,
+                 (unsigned long long) cw.requests);
+        return 1;
+    }
+
     if (cw.requests == 0 || cw.requests < conf->min_requests) {
         return 0;
     }
@@ -507,6 +536,11 @@ ksv_rollout_count_field(ksv_rollout_counts_t *c, ksv_str_t field,
 
     if (ksv_rollout_eq(field, "failure")) {
         c->failures += v;
+        return;
+    }
+
+    if (ksv_rollout_eq(field, "ejections")) {
+        c->ejections += v;
         return;
     }
 
@@ -755,9 +789,10 @@ ksv_rollout_encode(const ksv_rollout_conf_t *conf, const ksv_rollout_t *st,
         fv[n++] = ksv_str_c(k ? "baseline_mark" : "canary_mark");
         fv[n].data = p;
 
-        len = snprintf(p, last - p, "%llu %llu",
+        len = snprintf(p, last - p, "%llu %llu %llu",
                        (unsigned long long) c->requests,
-                       (unsigned long long) c->failures);
+                       (unsigned long long) c->failures,
+                       (unsigned long long) c->ejections);
         if (len < 0 || len >= last - p) {
             return 0;
         }
@@ -921,21 +956,22 @@ ksv_rollout_u64(ksv_str_t s, uint64_t *v)
 }
 
 
-/* "REQUESTS FAILURES LE_0 .. LE_INF", single spaces */
+/* "REQUESTS FAILURES EJECTIONS LE_0 .. LE_INF", single spaces */
 
 static int
 ksv_rollout_counts_parse(ksv_rollout_counts_t *c, ksv_str_t s)
 {
     size_t     n;
     uint32_t   i, start;
-    uint64_t  *slot[2 + KSV_ROLLOUT_NLE];
+    uint64_t  *slot[3 + KSV_ROLLOUT_NLE];
     ksv_str_t  word;
 
     slot[0] = &c->requests;
     slot[1] = &c->failures;
+    slot[2] = &c->ejections;
 
     for (n = 0; n < KSV_ROLLOUT_NLE; n++) {
-        slot[2 + n] = &c->le[n];
+        slot[3 + n] = &c->le[n];
     }
 
     n = 0;

@@ -8,7 +8,10 @@
  * 100 %), one step per interval, while the canary's error rate and p99
  * over the step stay within bounds, and within a margin of the
  * baseline's (every other variant of the route).  A breach rolls it back
- * to 0 %, a canary that is not ready for ready_timeout aborts it.
+ * to 0 %, and so does an ejection of the canary (max_fails failures in a
+ * row: an ejected canary gets no traffic, so its error rate would never
+ * reach min_requests); a canary that is not ready for ready_timeout
+ * aborts it.  A hash of another canary is left alone while it runs.
  *
  * The state lives in one Redis hash, kserve:rollout:NAME, so that every
  * nginx node follows one rollout: every nginx worker reads it each poll
@@ -30,8 +33,10 @@
  *     step_started_at  unix ms, the current step's (or resume's) start
  *     updated_at       unix ms of the last write
  *     reason, cause    why it stopped or paused (cause: error_rate, p99,
- *                      margin_error_rate, margin_p99, not_ready, operator)
- *     canary_mark      "REQUESTS FAILURES LE_5MS .. LE_INF", the canary's
+ *                      margin_error_rate, margin_p99, ejected, not_ready,
+ *                      operator)
+ *     canary_mark      "REQUESTS FAILURES EJECTIONS LE_5MS .. LE_INF", the
+ *                      canary's
  *     baseline_mark    and the baseline's cumulative counts at step start
  *     node             who wrote last ("host pid")
  *     command          written by operators: pause, resume, abort,
@@ -98,6 +103,7 @@ typedef enum {
     KSV_ROLLOUT_CAUSE_MARGIN_P99,
     KSV_ROLLOUT_CAUSE_NOT_READY,
     KSV_ROLLOUT_CAUSE_OPERATOR,
+    KSV_ROLLOUT_CAUSE_EJECTED,
     KSV_ROLLOUT_NCAUSES
 } ksv_rollout_cause_e;
 
@@ -106,6 +112,7 @@ typedef enum {
 typedef struct {
     uint64_t    requests;
     uint64_t    failures;
+    uint64_t    ejections;      /* by max_fails failures in a row */
     uint64_t    le[KSV_ROLLOUT_NLE];
 } ksv_rollout_counts_t;
 

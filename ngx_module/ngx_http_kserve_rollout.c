@@ -83,8 +83,14 @@ typedef struct {
     unsigned                     not_ready:1;
     unsigned                     polling:1;
     unsigned                     writing:1;
-    unsigned                     complained:1;  /* a bad hash, logged */
+    ngx_uint_t                   complaint;     /* the last one logged */
 } ngx_http_kserve_rollout_t;
+
+
+/* what is wrong with what Redis says, logged once until it changes */
+#define NGX_HTTP_KSERVE_ROLLOUT_EVAL_FAILED   1
+#define NGX_HTTP_KSERVE_ROLLOUT_BAD_HASH      2
+#define NGX_HTTP_KSERVE_ROLLOUT_OTHER_CANARY  3
 
 
 /* a write on its way, and what it means if it lands */
@@ -111,6 +117,8 @@ static void ngx_http_kserve_rollout_write(redisAsyncContext *ac,
 static void ngx_http_kserve_rollout_follow(ngx_http_kserve_routed_t *rt,
     ngx_log_t *log, const ksv_rollout_t *st);
 static int ngx_http_kserve_rollout_ready(ngx_http_kserve_routed_t *rt);
+static ngx_uint_t ngx_http_kserve_rollout_ours(ngx_http_kserve_rollout_t *ro,
+    const ksv_rollout_t *st);
 static void ngx_http_kserve_rollout_counts(ksv_rollout_counts_t *c,
     redisReply *hash);
 static ksv_str_t ngx_http_kserve_rollout_str(redisReply *e);
@@ -570,9 +578,15 @@ ngx_http_kserve_rollout_init_process(ngx_cycle_t *cycle,
 
     ngx_shmtx_lock(&shpool->mutex);
 
+    /* another canary's (nginx.conf changed): the hash will tell */
+
     if (ro->shm->known) {
         ro->state = ro->shm->state;
         ro->known = 1;
+
+        if (!ngx_http_kserve_rollout_ours(ro, &ro->state)) {
+            ro->known = 0;
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -611,7 +625,8 @@ ngx_http_kserve_rollout_weights(ngx_http_kserve_routed_t *rt, ngx_uint_t *w)
     }
 
     c = ro->canary;
-    pct = ro->known ? ksv_rollout_percent(&ro->conf, &ro->state) : 0;
+    pct = ro->known && ngx_http_kserve_rollout_ours(ro, &ro->state)
+          ? ksv_rollout_percent(&ro->conf, &ro->state) : 0;
 
     sum = 0;
 
@@ -719,13 +734,13 @@ ngx_http_kserve_rollout_polled(redisAsyncContext *ac, void *r,
         || reply->elements != 3 + rt->nrouted
         || reply->element[2]->type != REDIS_REPLY_ARRAY)
     {
-        if (!ro->complained) {
+        if (ro->complaint != NGX_HTTP_KSERVE_ROLLOUT_EVAL_FAILED) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "kserve: rollout \"%V\": redis EVAL failed: %*s; "
                           "the share holds", &rt->name,
                           reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
                           reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-            ro->complained = 1;
+            ro->complaint = NGX_HTTP_KSERVE_ROLLOUT_EVAL_FAILED;
         }
 
         return;
@@ -743,16 +758,30 @@ ngx_http_kserve_rollout_polled(redisAsyncContext *ac, void *r,
     ksv_rollout_parse(&seen, fv, n);
 
     if (seen.state == KSV_ROLLOUT_INVALID) {
-        if (!ro->complained) {
+        if (ro->complaint != NGX_HTTP_KSERVE_ROLLOUT_BAD_HASH) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "kserve: rollout \"%V\": redis \"%V\" has a bad "
                           "\"%s\"; the share holds until \"command restart\"",
                           &rt->name, &ro->key, seen.invalid);
-            ro->complained = 1;
+            ro->complaint = NGX_HTTP_KSERVE_ROLLOUT_BAD_HASH;
+        }
+
+    } else if (seen.state != KSV_ROLLOUT_NONE
+               && !ngx_http_kserve_rollout_ours(ro, &seen))
+    {
+        if (ro->complaint != NGX_HTTP_KSERVE_ROLLOUT_OTHER_CANARY) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "kserve: rollout \"%V\": redis \"%V\" is the "
+                          "rollout of \"%s\" (%s), not of \"%V\": left "
+                          "alone while it runs, \"command restart\" takes "
+                          "it over", &rt->name, &ro->key, seen.canary,
+                          ksv_rollout_state_name(seen.state),
+                          &ro->canary_name);
+            ro->complaint = NGX_HTTP_KSERVE_ROLLOUT_OTHER_CANARY;
         }
 
     } else {
-        ro->complained = 0;
+        ro->complaint = 0;
     }
 
     /* the statistics of every node, the canary's and the baseline's */
@@ -770,6 +799,7 @@ ngx_http_kserve_rollout_polled(redisAsyncContext *ac, void *r,
 
         in.baseline_now.requests += c.requests;
         in.baseline_now.failures += c.failures;
+        in.baseline_now.ejections += c.ejections;
 
         for (i = 0; i < KSV_ROLLOUT_NLE; i++) {
             in.baseline_now.le[i] += c.le[i];
@@ -803,7 +833,7 @@ ngx_http_kserve_rollout_polled(redisAsyncContext *ac, void *r,
 
     /* follow what the hash says, then see whether it should move on */
 
-    if (seen.state != KSV_ROLLOUT_NONE && seen.state != KSV_ROLLOUT_INVALID) {
+    if (ro->complaint == 0 && seen.state != KSV_ROLLOUT_NONE) {
         ngx_http_kserve_rollout_follow(rt, log, &seen);
         ksv_rollout_window(&ro->canary_step, &in.canary_now,
                            &seen.canary_mark);
@@ -1052,6 +1082,18 @@ ngx_http_kserve_rollout_ready(ngx_http_kserve_routed_t *rt)
     }
 
     return known ? 0 : -1;
+}
+
+
+/* a state of this rollout's canary */
+
+static ngx_uint_t
+ngx_http_kserve_rollout_ours(ngx_http_kserve_rollout_t *ro,
+    const ksv_rollout_t *st)
+{
+    return ngx_strlen(st->canary) == ro->canary_name.len
+           && ngx_strncmp(st->canary, ro->canary_name.data,
+                          ro->canary_name.len) == 0;
 }
 
 

@@ -231,7 +231,7 @@ def infer_json_seeds():
 
 
 def rollout_seeds():
-    mark = " ".join(["250", "1"] + ["10"] * 5 + ["250"] * 7)
+    mark = " ".join(["250", "1", "0"] + ["10"] * 5 + ["250"] * 7)
     running = ["canary", "fraud_v2", "state", "running", "step", "2",
                "percent", "25", "epoch", "7", "started_at", "1700000000000",
                "step_started_at", "1700000030000", "updated_at",

@@ -50,6 +50,12 @@ http {{
         rollout canary_model steps=20,50,100 interval=1s max_error_rate=5%
                 max_p99=300ms min_requests=10;
     }}
+    kserve_route ro_eject {{
+        variant identity_fp32;
+        variant canary_model;
+        max_fails 3;
+        rollout canary_model steps=20,50,100 interval=1s min_requests=50;
+    }}
     kserve_route ro_latency {{
         variant identity_fp32;
         variant canary_model;
@@ -320,6 +326,23 @@ def test_errors_roll_back(cluster):
     done = traffic.stop()
     assert share(done) == (0.0, len(done))
     assert all(s == 200 for _, _, s, _ in done)
+
+
+def test_an_ejected_canary_rolls_back(cluster):
+    """3 failures in a row eject the canary (it then gets no traffic, so
+    min_requests would never come): that is a rollback too."""
+    traffic = Traffic(cluster, "ro_eject", params={"canary_fail": True})
+    try:
+        final = cluster.wait_state(
+            "ro_eject", lambda h: h.get("state") == "rolled_back")
+    finally:
+        traffic.stop()
+
+    assert final["cause"] == "ejected", final
+    assert "canary ejected after max_fails failures in a row" \
+        in final["reason"]
+    assert cluster.metric("ngx_kserve_rollout_rollbacks_total",
+                          route="ro_eject", cause="ejected") == 1
 
 
 def test_latency_rolls_back(cluster):

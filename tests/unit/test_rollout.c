@@ -193,6 +193,7 @@ test_breaches_roll_back(void)
     st.step_started_ms = 1000;
     strcpy(st.canary, "fraud_v2");
     add(&st.canary_mark, 5000, 4000, 1);  /* an earlier step's, not ours */
+    st.canary_mark.ejections = 4;
 
     /* errors: 3 of 200 is 1.5 % > 1 %, before the interval is over */
 
@@ -229,6 +230,21 @@ test_breaches_roll_back(void)
     CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_ROLLBACK);
     CHECK(next.cause == KSV_ROLLOUT_CAUSE_P99);
     CHECK(strstr(next.reason, "> max_p99 300 ms (200 requests)") != NULL);
+
+    /* ejected (max_fails in a row): at once, before min_requests */
+
+    input(&in, &st, 1100);
+    in.canary_now = st.canary_mark;
+    add(&in.canary_now, 3, 3, 4);
+    in.canary_now.ejections++;
+    CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_ROLLBACK);
+    CHECK(next.cause == KSV_ROLLOUT_CAUSE_EJECTED);
+    CHECK(strstr(next.reason, "canary ejected after max_fails failures in "
+                 "a row (3 of 3 requests failed)") != NULL);
+
+    roundtrip(&next, &back);
+    CHECK(back.cause == KSV_ROLLOUT_CAUSE_EJECTED);
+    CHECK(back.canary_mark.ejections == 4);
 
     /* 1 of 200 slow: p99 stays in the 50 ms bucket */
 
@@ -454,6 +470,17 @@ test_no_hash_and_other_canaries(void)
     CHECK(next.epoch == 31 && next.step == 0);
     CHECK(strcmp(next.canary, "fraud_v2") == 0);
 
+    /* another canary's, still running: left alone, until a restart */
+
+    st.state = KSV_ROLLOUT_RUNNING;
+    CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_KEEP);
+    st.state = KSV_ROLLOUT_PAUSED;
+    CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_KEEP);
+    st.command = KSV_ROLLOUT_CMD_RESTART;
+    CHECK(ksv_rollout_decide(&in, &next) == KSV_ROLLOUT_RESTART);
+    CHECK(strcmp(next.canary, "fraud_v2") == 0);
+    st.command = KSV_ROLLOUT_CMD_NONE;
+
     /* a hash nobody can follow: left alone, until a restart */
 
     st.state = KSV_ROLLOUT_INVALID;
@@ -568,8 +595,9 @@ test_statistics_fields_and_quantiles(void)
     ksv_rollout_count_field(&c, ksv_str_lit("latency_le_inf"),
                             ksv_str_lit("40"));
     ksv_rollout_count_field(&c, ksv_str_lit("requests"), ksv_str_lit("x"));
+    ksv_rollout_count_field(&c, ksv_str_lit("ejections"), ksv_str_lit("2"));
 
-    CHECK(c.requests == 40 && c.failures == 4);
+    CHECK(c.requests == 40 && c.failures == 4 && c.ejections == 2);
     CHECK(c.le[5] == 20 && c.le[6] == 40 && c.le[KSV_ROUTE_NBUCKETS] == 40);
 
     /* not cumulative for the buckets it was not given: fill them in */
