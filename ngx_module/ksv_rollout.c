@@ -167,8 +167,8 @@ ksv_rollout_decide(const ksv_rollout_input_t *in, ksv_rollout_t *next)
 {
     uint32_t                   step, last;
     uint64_t                   elapsed;
-    ksv_rollout_counts_t       cw;
     const ksv_rollout_t       *seen;
+    ksv_rollout_counts_t       cw;
     const ksv_rollout_conf_t  *conf;
 
     seen = in->seen;
@@ -564,11 +564,11 @@ ksv_rollout_count_field(ksv_rollout_counts_t *c, ksv_str_t field,
 void
 ksv_rollout_parse(ksv_rollout_t *st, const ksv_str_t *fv, size_t n)
 {
+    int          have_epoch, have_state, have_step;
     size_t       i, k;
     uint64_t     v;
     ksv_str_t    f, val;
     const char  *bad;
-    int          have_epoch, have_state, have_step;
 
     memset(st, 0, sizeof(ksv_rollout_t));
 

@@ -81,10 +81,10 @@ roundtrip(const ksv_rollout_t *next, ksv_rollout_t *back)
 static void
 test_a_rollout_that_completes(void)
 {
+    uint32_t             k;
+    uint64_t             t;
     ksv_rollout_t        none, st, next;
     ksv_rollout_input_t  in;
-    uint64_t             t;
-    uint32_t             k;
 
     memset(&none, 0, sizeof(none));
 
@@ -494,9 +494,9 @@ test_no_hash_and_other_canaries(void)
 static void
 test_parse_the_hash(void)
 {
-    ksv_rollout_t  st;
-    ksv_str_t      fv[16];
     size_t         n;
+    ksv_str_t      fv[16];
+    ksv_rollout_t  st;
 
 #define kv(f, v)                                                             \
     do { fv[n++] = ksv_str_lit(f); fv[n++] = ksv_str_lit(v); } while (0)
@@ -580,8 +580,8 @@ test_parse_the_hash(void)
 static void
 test_statistics_fields_and_quantiles(void)
 {
-    ksv_rollout_counts_t  c;
     uint64_t              p;
+    ksv_rollout_counts_t  c;
 
     memset(&c, 0, sizeof(c));
 
