@@ -533,7 +533,7 @@ ngx_http_kserve_redis_poll(ngx_http_kserve_redis_t *rs)
 
         /* a rollout's state and the statistics it judges by */
 
-        ngx_http_kserve_rollout_poll(rs->ac, rt[i], rs->log);
+        ngx_http_kserve_rollout_poll(rs->ac, rt[i]);
 
         if (rt[i]->polling) {
             continue;

@@ -657,7 +657,7 @@ ngx_http_kserve_rollout_weights(ngx_http_kserve_routed_t *rt, ngx_uint_t *w)
 
 void
 ngx_http_kserve_rollout_poll(redisAsyncContext *ac,
-    ngx_http_kserve_routed_t *rt, ngx_log_t *log)
+    ngx_http_kserve_routed_t *rt)
 {
     int                          argc;
     size_t                       argvlen[NGX_HTTP_KSERVE_ROLLOUT_MAX_ARGS];
@@ -697,8 +697,6 @@ ngx_http_kserve_rollout_poll(redisAsyncContext *ac,
     {
         ro->polling = 1;
     }
-
-    (void) log;
 }
 
 

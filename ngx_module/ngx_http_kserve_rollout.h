@@ -59,7 +59,7 @@ void ngx_http_kserve_rollout_weights(ngx_http_kserve_routed_t *rt,
 
 /* Each Redis poll (connected): read, decide, maybe write. */
 void ngx_http_kserve_rollout_poll(redisAsyncContext *ac,
-    ngx_http_kserve_routed_t *rt, ngx_log_t *log);
+    ngx_http_kserve_routed_t *rt);
 
 /* The rollout families of /metrics, every routed name with a rollout. */
 void ngx_http_kserve_rollout_metrics(ksv_writer_t *w,
