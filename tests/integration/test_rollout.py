@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, free_port, nginx_env, wait_for
+from conftest import BUILD, SANITIZER_REPORT, free_port, nginx_env, wait_for
 
 NODE_CONF = """
 load_module {build}/ngx_http_kserve_module.so;
@@ -255,7 +255,8 @@ def cluster(gateway):
             n.stop()
         c.stop_redis()
     bad = [line for line in c.logs().splitlines()
-           if "[alert]" in line or "[crit]" in line or "[emerg]" in line]
+           if "[alert]" in line or "[crit]" in line or "[emerg]" in line
+           or SANITIZER_REPORT.search(line)]
     assert not bad, "\n".join(bad[:20])
 
 
