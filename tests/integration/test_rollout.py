@@ -56,6 +56,13 @@ http {{
         max_fails 3;
         rollout canary_model steps=20,50,100 interval=1s min_requests=50;
     }}
+    kserve_route ro_margin {{
+        variant identity_fp32;
+        variant canary_model;
+        max_fails 0;
+        rollout canary_model steps=20,50,100 interval=1s max_error_rate=50%
+                max_p99=2s min_requests=20 margin=5%;
+    }}
     kserve_route ro_latency {{
         variant identity_fp32;
         variant canary_model;
@@ -344,6 +351,30 @@ def test_an_ejected_canary_rolls_back(cluster):
         in final["reason"]
     assert cluster.metric("ngx_kserve_rollout_rollbacks_total",
                           route="ro_eject", cause="ejected") == 1
+
+
+@pytest.mark.parametrize("params,cause", [
+    ({"canary_fail_every": 5}, "margin_error_rate"),
+    ({"canary_sleep_ms": 200}, "margin_p99"),
+])
+def test_worse_than_the_baseline_rolls_back(cluster, params, cause):
+    """Within max_error_rate=50% and max_p99=2s, but 20% errors against
+    the baseline's 0%, or a p99 of 200 ms against a few ms, is worse than
+    margin=5% allows."""
+    key = "kserve:rollout:ro_margin"
+    if cluster.rollout("ro_margin").get("state") != "running":
+        cluster.rcli("HSET", key, "command", "restart")
+        cluster.wait_state("ro_margin", lambda h: h.get("state")
+                           == "running" and "command" not in h, timeout=3)
+    traffic = Traffic(cluster, "ro_margin", params=params, threads=6)
+    try:
+        final = cluster.wait_state(
+            "ro_margin", lambda h: h.get("state") == "rolled_back")
+    finally:
+        traffic.stop()
+
+    assert final["cause"] == cause, final
+    assert "than margin 5.00%" in final["reason"], final["reason"]
 
 
 def test_latency_rolls_back(cluster):

@@ -9,9 +9,13 @@ class TritonPythonModel:
 
     The rollout tests send the same requests to a routed name whose
     baseline ignores parameters; only this canary acts on them:
-    `canary_fail` (true: this request fails with INTERNAL, a 500) and
-    `canary_sleep_ms` (the batch sleeps for the largest asked).
+    `canary_fail` (true: this request fails with INTERNAL, a 500),
+    `canary_fail_every` (N: every Nth request this instance sees fails)
+    and `canary_sleep_ms` (the batch sleeps for the largest asked).
     """
+
+    def initialize(self, args):
+        self.seen = 0
 
     def execute(self, requests):
         params = [json.loads(r.parameters() or "{}") for r in requests]
@@ -20,7 +24,9 @@ class TritonPythonModel:
             time.sleep(sleep_ms / 1000.0)
         responses = []
         for r, p in zip(requests, params):
-            if p.get("canary_fail"):
+            self.seen += 1
+            every = int(p.get("canary_fail_every", 0))
+            if p.get("canary_fail") or (every and self.seen % every == 0):
                 responses.append(pb_utils.InferenceResponse(
                     error=pb_utils.TritonError("canary_fail asked")))
                 continue
