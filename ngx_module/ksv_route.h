@@ -14,7 +14,9 @@
  * out in the peers' order.  A uniform random point gives the weighted
  * random split; a hash of a sticky key gives split_clients' behaviour: the
  * same key always lands in the same range, and when the weights change
- * only keys near a moved boundary change variant.
+ * only keys near a moved boundary change variant.  A sticky key's ranges
+ * cover every peer with a weight, usable or not, so while one is ejected
+ * only its own keys move (and come back after).
  */
 
 #ifndef KSV_ROUTE_H
@@ -39,7 +41,11 @@ uint32_t ksv_murmur2(const void *data, size_t len);
 /* The peer whose cumulative weight range holds point (0 .. 2^32-1). */
 int ksv_route_weighted(const ksv_route_peer_t *p, size_t n, uint32_t point);
 
-/* The same, with the point a MurmurHash2 of the sticky key. */
+/*
+ * The same, with the point a MurmurHash2 of the sticky key, over the
+ * ranges of every peer with a weight; a key whose peer is not usable
+ * takes a second point (a function of the first) among the usable ones.
+ */
 int ksv_route_sticky(const ksv_route_peer_t *p, size_t n, const void *key,
     size_t len);
 
