@@ -469,8 +469,9 @@ def test_reload_resumes_the_rollout(cluster):
                          cluster.logs())
     assert len(resumed) >= 4 and min(int(s) for s in resumed) >= step, \
         resumed
-    assert "started at step 1" not in "".join(
-        r for r, _ in notices(cluster.logs(), "ro_reload", "start")[1:])
+    # and nobody started it over
+    assert len(notices(cluster.logs(), "ro_reload", "start")) == 1
+    assert len(notices(cluster.logs(), "ro_reload", "restore")) == 0
 
 
 def test_without_redis_the_share_holds(cluster):
@@ -500,7 +501,7 @@ def test_without_redis_the_share_holds(cluster):
     pct = {1: 0.1, 2: 0.3, 3: 0.5, 4: 0.7}[int(held["step"])]
     got, n = share(done, down + 0.2, back)
     assert n >= 100, n
-    assert abs(got - pct) < 0.12, (got, pct, n)
+    assert abs(got - pct) < 0.15, (got, pct, n)
     assert int(restored["step"]) >= int(held["step"])
     assert "restored as this node knew it" in restored["reason"]
     assert all(s == 200 for _, _, s, _ in done)
