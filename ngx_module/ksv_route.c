@@ -353,3 +353,39 @@ ksv_route_bucket(uint64_t us)
 
     return i;
 }
+
+
+double
+ksv_route_quantile(const uint64_t *counts, double q)
+{
+    size_t    b;
+    double    rank, lower, upper;
+    uint64_t  total, below;
+
+    total = 0;
+
+    for (b = 0; b <= KSV_ROUTE_NBUCKETS; b++) {
+        total += counts[b];
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    rank = q * (double) total;
+    below = 0;
+
+    for (b = 0; b < KSV_ROUTE_NBUCKETS; b++) {
+        if ((double) (below + counts[b]) >= rank && counts[b] > 0) {
+            lower = b ? ksv_route_buckets_ms[b - 1] : 0;
+            upper = ksv_route_buckets_ms[b];
+
+            return lower + (upper - lower) * (rank - (double) below)
+                           / (double) counts[b];
+        }
+
+        below += counts[b];
+    }
+
+    return ksv_route_buckets_ms[KSV_ROUTE_NBUCKETS - 1];
+}

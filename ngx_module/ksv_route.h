@@ -97,4 +97,13 @@ extern const uint32_t  ksv_route_buckets_ms[KSV_ROUTE_NBUCKETS];
 /* The bucket of a latency in microseconds: 0 .. KSV_ROUTE_NBUCKETS. */
 size_t ksv_route_bucket(uint64_t us);
 
+/*
+ * The q-quantile (0 < q <= 1) in milliseconds of counts per bucket
+ * (KSV_ROUTE_NBUCKETS + 1 of them, not cumulative), interpolated
+ * linearly inside its bucket as Prometheus' histogram_quantile() does;
+ * in the last, unbounded bucket: the largest bound.  -1 when every
+ * count is 0.
+ */
+double ksv_route_quantile(const uint64_t *counts, double q);
+
 #endif /* KSV_ROUTE_H */

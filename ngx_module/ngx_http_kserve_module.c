@@ -398,6 +398,9 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     case NGX_HTTP_KSERVE_MODEL_STATS:
         return ngx_http_kserve_model_stats(r, b, &uri);
 
+    case NGX_HTTP_KSERVE_ROUTES:
+        return ngx_http_kserve_route_status(r, &uri.model);
+
     default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
         return ngx_http_kserve_server_metadata(r);
     }
@@ -409,6 +412,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * /v2/health/live, /v2/health/ready
  * /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
  * /v2/models/stats
+ * /v2/routes[/{name}]
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -469,6 +473,25 @@ ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
         }
 
         return NGX_DECLINED;
+    }
+
+    /* routed names' status: /v2/routes, /v2/routes/NAME */
+
+    if (ngx_http_kserve_match("/routes")) {
+        uri->endpoint = NGX_HTTP_KSERVE_ROUTES;
+
+        if (p == end || (p + 1 == end && *p == '/')) {
+            return NGX_OK;
+        }
+
+        if (*p++ != '/'
+            || ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK
+            || p != end)
+        {
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
     }
 
     if (!ngx_http_kserve_match("/models/")) {

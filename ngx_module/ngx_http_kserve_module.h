@@ -67,7 +67,8 @@ typedef enum {
     NGX_HTTP_KSERVE_MODEL_CONFIG,
     NGX_HTTP_KSERVE_MODEL_STATS,
     NGX_HTTP_KSERVE_INFER,
-    NGX_HTTP_KSERVE_METRICS
+    NGX_HTTP_KSERVE_METRICS,
+    NGX_HTTP_KSERVE_ROUTES          /* model: the routed name, or none */
 } ngx_http_kserve_endpoint_e;
 
 

@@ -81,6 +81,15 @@ http {{
         max_fails 2;
         eject_time 6s;
     }}
+    # GET /v2/routes (test_route_status): a rule picks the variant, a
+    # short window, never ejects
+    kserve_route status_demo {{
+        variant param_fail:1 weight=3;
+        variant param_fail:2;
+        rule $kserve_param_to two param_fail:2;
+        max_fails 0;
+        window 1s;
+    }}
     kserve_route shadowed {{
         variant identity_fp32;
         mirror slow_mirror 100%;

@@ -310,6 +310,19 @@ def test_rollout_completes_one_step_at_a_time(cluster):
     assert set(after) == {"canary_model"}
     assert any(v == "identity_fp32" for _, _, _, v in done)
 
+    # GET /v2/routes/NAME: the rollout object, and the weights it makes
+    for n in cluster.nodes:
+        status = requests.get(n.url + "/v2/routes/ro_complete").json()
+        ro = status["rollout"]
+        assert ro["canary"] == "canary_model" and ro["state"] == "complete"
+        assert ro["step"] == 3 and ro["percent"] == 100
+        assert ro["steps"] == [20, 50, 100] and ro["epoch"] >= 4
+        assert ro["max_error_rate"] == 0.05 and ro["max_p99_ms"] == 300
+        assert ro["this_step"]["canary"]["requests"] >= 10
+        weights = {v["name"]: v["weight"]["effective"]
+                   for v in status["variants"]}
+        assert weights["identity_fp32"] == 0 and weights["canary_model"] > 0
+
 
 def test_errors_roll_back(cluster):
     """A canary failing every request is rolled back to 0 % at its first
@@ -327,6 +340,10 @@ def test_errors_roll_back(cluster):
     assert len(notices(cluster.logs(), "ro_errors", "rollback")) == 1
     assert cluster.metric("ngx_kserve_rollout_rollbacks_total",
                           route="ro_errors", cause="error_rate") == 1
+    ro = requests.get(cluster.nodes[1].url + "/v2/routes/ro_errors") \
+        .json()["rollout"]
+    assert ro["state"] == "rolled_back" and ro["percent"] == 0
+    assert ro["cause"] == "error_rate" and ro["reason"] == final["reason"]
 
     time.sleep(0.3)
     traffic = Traffic(cluster, "ro_errors", params={"canary_fail": True})

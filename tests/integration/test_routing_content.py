@@ -75,10 +75,12 @@ def test_rule_on_a_json_parameter(by_param):
     """tier=gold goes to version 3 from either nginx worker, whoever the
     sticky key names; another tier follows the key."""
     pids = set()
-    for i in range(12):
+    for i in range(60):
         r = post(by_param, body(tier="gold", user="u-%d" % i))
         assert chosen(r) == "param_fail:3"
         pids.add(r.headers["X-Nginx-Pid"])
+        if i >= 11 and len(pids) == 2:
+            break
     assert len(pids) == 2
     seen = {chosen(post(by_param, body(tier="silver", user="u-%d" % i)))
             for i in range(40)}
@@ -154,6 +156,17 @@ def test_sticky_keys_stay_while_another_variant_is_ejected(by_param):
         assert r.status_code == 500, r.text
         assert r.headers["X-KServe-Variant"] == "param_fail:1"
     assert ejected(gw, "param_fail:1")
+
+    # GET /v2/routes says so, and until when
+    st = {v["name"]: v for v in
+          gw.get("/v2/routes/" + ROUTE).json()["variants"]}
+    gone = st["param_fail:1"]
+    assert gone["usable"] is False and gone["ready"] is True
+    assert 0 < gone["ejected"]["remaining_ms"] <= 6000, gone
+    assert abs(gone["ejected"]["until_unix_ms"] / 1000.0 - time.time()
+               - gone["ejected"]["remaining_ms"] / 1000.0) < 1.0, gone
+    assert st["param_fail:2"]["usable"] is True
+    assert st["param_fail:2"]["ejected"] is None
 
     during = keys_pass(gw, keys)
     elapsed = time.monotonic() - t0

@@ -316,6 +316,36 @@ test_helpers(void)
 }
 
 
+/* quantiles of the latency buckets (5, 10, 25, ... 10000 ms, overflow) */
+static void
+test_quantile(void)
+{
+    uint64_t  c[KSV_ROUTE_NBUCKETS + 1];
+
+    memset(c, 0, sizeof(c));
+    CHECK(ksv_route_quantile(c, 0.5) == -1);            /* nothing yet */
+
+    /* 100 in (5, 10]: the median half-way, p99 near the top */
+    c[1] = 100;
+    CHECK(ksv_route_quantile(c, 0.5) == 7.5);
+    CHECK(ksv_route_quantile(c, 0.99) > 9.9
+          && ksv_route_quantile(c, 0.99) <= 10);
+
+    /* 90 in [0, 5], 10 in (100, 250]: p50 low, p99 in the slow bucket */
+    memset(c, 0, sizeof(c));
+    c[0] = 90;
+    c[5] = 10;
+    CHECK(ksv_route_quantile(c, 0.5) < 5);
+    CHECK(ksv_route_quantile(c, 0.9) == 5);
+    CHECK(ksv_route_quantile(c, 0.99) == 100 + 150 * 0.9);
+
+    /* beyond the last bound: the last bound */
+    memset(c, 0, sizeof(c));
+    c[KSV_ROUTE_NBUCKETS] = 3;
+    CHECK(ksv_route_quantile(c, 0.5) == 10000);
+}
+
+
 int
 main(void)
 {
@@ -324,6 +354,7 @@ main(void)
     test_swrr();
     test_sticky();
     test_sticky_ejection();
+    test_quantile();
     test_least();
     test_fastest();
     test_helpers();
