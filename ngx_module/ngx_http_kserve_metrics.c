@@ -21,6 +21,7 @@
 
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_rollout.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
 #include "ngx_http_kserve_shm.h"
@@ -685,6 +686,10 @@ ngx_http_kserve_metrics_routes(ngx_http_request_t *r, ksv_writer_t *w)
     }
 
 #undef ngx_http_kserve_each_variant
+
+    /* rollouts: their share, steps and rollbacks */
+
+    ngx_http_kserve_rollout_metrics(w, routing);
 }
 
 
