@@ -548,7 +548,10 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
     ksv_writer_t                   w;
     ngx_slab_pool_t               *shpool;
     ngx_http_kserve_shm_sh_t      *sh;
+    ngx_http_kserve_loc_conf_t    *klcf;
     ngx_http_kserve_shm_region_t  *rg;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
 
     ngx_http_kserve_shm_owner(r, owner);
 
@@ -558,6 +561,23 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
     ksv_writer_init(&w);
     ksv_put_u8(&w, '[');
     first = 1;
+
+    /* off here: no client region exists for this location (Triton's
+     * answer without --allow-client-shm), whatever others registered */
+
+    if (!klcf->shared_memory) {
+        if (route->region.len) {
+            ksv_writer_free(&w);
+            return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
+                                         "Unable to find %s shared memory "
+                                         "region: '%V'",
+                                         route->shm_cuda ? "cuda" : "system",
+                                         &route->region);
+        }
+
+        ksv_put_u8(&w, ']');
+        return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+    }
 
     ngx_shmtx_lock(&shpool->mutex);
 

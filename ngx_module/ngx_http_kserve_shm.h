@@ -29,6 +29,11 @@
  * shm_open() takes it, under /dev/shm), checked when it is registered:
  * it opens and offset + byte_size lies within it.
  *
+ * The nginx worker calls shm_open(), fstat() and mmap() itself (at a
+ * register, and for the copied path the first time it uses a region):
+ * calls on tmpfs that do not wait for a device, like open() of a static
+ * file.
+ *
  * An inference request names regions in its tensors' parameters.  Each
  * tensor's offset and byte_size are checked against its region, then
  * the bytes take one of two paths, by the instances of the chosen
