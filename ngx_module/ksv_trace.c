@@ -587,8 +587,12 @@ ksv_trace_tensor_json(ksv_writer_t *w, uint64_t id, const char *activity,
     ksv_json_lit(w, ",\"tensor\":{\"name\":");
     ksv_json_string(w, t->name.data, t->name.len);
     ksv_json_lit(w, ",\"data\":");
-    ksv_json_string(w, text.failed ? NULL : text.buf,
-                    text.failed ? 0 : text.len);
+    if (text.failed || text.len == 0) {
+        ksv_json_lit(w, "\"\"");
+
+    } else {
+        ksv_json_string(w, text.buf, text.len);
+    }
     ksv_json_lit(w, ",\"shape\":\"");
 
     for (k = 0; k < t->ndims; k++) {
