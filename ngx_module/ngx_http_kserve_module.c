@@ -1243,6 +1243,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     /* Triton's trace extension: sampled here, timestamps in the reply */
     m.flags |= ngx_http_kserve_trace_start(r, &ms->config.name, vs->version,
                                            &m.request_id, recv_end);
+    ngx_http_kserve_trace_inputs(r, &m, data);
 
     id = ngx_http_kserve_next_id();
 
@@ -1518,6 +1519,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
         return ngx_http_kserve_error(r, ksv_status_http(err.code), "%s",
                                      err.message);
     }
+
+    ngx_http_kserve_trace_outputs(r, &m, data, sizes);
 
     for (i = 0; i < m.noutputs; i++) {
         nbinary += (binary[i] == KSV_REPLY_BINARY);

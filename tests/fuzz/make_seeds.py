@@ -254,7 +254,8 @@ def gzip_seeds():
 
 def settings_seeds():
     """A first byte (0: trace for every model, 1: for one, 2: logging),
-    then a POST body as tritonclient sends it."""
+    then a POST body as tritonclient sends it; or 3, a datatype and a
+    tensor's bytes."""
     write("fuzz_settings", "trace-global", b"\x00" + json.dumps({
         "trace_level": ["TIMESTAMPS"], "trace_rate": "10",
         "trace_count": "-1", "log_frequency": "0"}).encode())
@@ -263,6 +264,13 @@ def settings_seeds():
     write("fuzz_settings", "logging", b"\x02" + json.dumps({
         "log_info": False, "log_verbose_level": 1,
         "log_format": "ISO8601"}).encode())
+    # 3: a tensor as TENSORS traces it; the next byte picks the datatype
+    # (ksv_datatype_t: 8 INT32, 13 BYTES)
+    write("fuzz_settings", "tensor-int32",
+          b"\x03\x08" + struct.pack("<4i", 1, -2, 3, 4))
+    write("fuzz_settings", "tensor-bytes",
+          b"\x03\x0d" + struct.pack("<I", 2) + b"hi" +
+          struct.pack("<I", 1) + b'"')
 
 
 def rollout_seeds():

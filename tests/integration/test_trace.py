@@ -81,11 +81,14 @@ def read_traces(path):
         doc = json.load(f)
     traces = {}
     for e in doc:
-        t = traces.setdefault(e["id"], {"model": None, "ns": {}})
+        t = traces.setdefault(e["id"], {"model": None, "ns": {},
+                                        "tensors": []})
         if "model_name" in e:
             t["model"] = e
         for ts in e.get("timestamps", []):
             t["ns"][ts["name"]] = ts["ns"]
+        if "activity" in e:
+            t["tensors"].append((e["activity"], e["tensor"]))
     return traces
 
 
@@ -235,6 +238,30 @@ def test_tritonclient_infer_is_traced(own, client):
     t = [t for t in read_traces(own.trace_file).values()
          if t["model"].get("request_id") == "tc-1"]
     assert len(t) == 1 and list(t[0]["ns"]) == ORDER
+
+
+def test_tensors_level(own, client):
+    """trace_level TENSORS: the inputs as queued and the outputs as the
+    backend made them, Triton's activity records."""
+    client.update_trace_settings(
+        settings={"trace_level": ["TIMESTAMPS", "TENSORS"]})
+    infer_simple(own, 1, request_id="tensors-1")
+    assert wait_for(lambda: any(
+        t["model"].get("request_id") == "tensors-1"
+        for t in read_traces(own.trace_file).values()), timeout=5)
+    t = [t for t in read_traces(own.trace_file).values()
+         if t["model"].get("request_id") == "tensors-1"][0]
+    got = {(a, x["name"]): x for a, x in t["tensors"]}
+    assert set(got) == {("TENSOR_QUEUE_INPUT", "INPUT0"),
+                        ("TENSOR_QUEUE_INPUT", "INPUT1"),
+                        ("TENSOR_BACKEND_OUTPUT", "OUTPUT0"),
+                        ("TENSOR_BACKEND_OUTPUT", "OUTPUT1")}, got
+    x = got[("TENSOR_QUEUE_INPUT", "INPUT0")]
+    assert x == {"name": "INPUT0", "data": ",".join(map(str, range(16))),
+                 "shape": "1,16", "dtype": "INT32"}
+    x = got[("TENSOR_BACKEND_OUTPUT", "OUTPUT0")]
+    assert x["data"] == ",".join(str(i + 1) for i in range(16))
+    assert list(t["ns"]) == ORDER
 
 
 def test_traced_request_with_outputs_in_shared_memory(own, client):
