@@ -566,13 +566,13 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
      * answer without --allow-client-shm), whatever others registered */
 
     if (!klcf->shared_memory) {
-        if (route->region.len) {
+        if (uri->region.len) {
             ksv_writer_free(&w);
             return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
                                          "Unable to find %s shared memory "
                                          "region: '%V'",
-                                         route->shm_cuda ? "cuda" : "system",
-                                         &route->region);
+                                         uri->shm_cuda ? "cuda" : "system",
+                                         &uri->region);
         }
 
         ksv_put_u8(&w, ']');
