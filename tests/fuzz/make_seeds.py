@@ -10,7 +10,9 @@ Seeds are small real examples, one file each, named for what they are:
                     tests/tools/ksv_wire.py (the protocol as documented);
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
-                    frames followed by their output frames.
+                    frames followed by their output frames;
+  fuzz_adaptive/    window counts as an nginx node publishes them to
+                    kserve:adaptive:NAME (docs/redis.md).
 The files are committed; rerun this after a protocol change.
 """
 
@@ -228,14 +230,24 @@ def infer_json_seeds():
     binary("raw_bytes", None, [b"hello world"], raw=True)
 
 
+def adaptive_seeds():
+    write("fuzz_adaptive", "empty_window", "ksv1 1764650000000\n")
+    write("fuzz_adaptive", "two_variants",
+          "ksv1 1764650000000\nfraud_v1 950 30 20 31000000\n"
+          "fraud_v2:3 400 580 20 92000000\n")
+    write("fuzz_adaptive", "zeros", "ksv1 0\na 0 0 0 0\n")
+
+
 def main():
-    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json"):
+    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
+                   "fuzz_adaptive"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
     pbtxt_seeds()
     codec_seeds()
     infer_json_seeds()
+    adaptive_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
 
