@@ -93,6 +93,20 @@ typedef struct {
 } ksv_adapt_variant_t;
 
 
+/*
+ * A variant's derived state as the deriving nginx worker leaves it in
+ * the shared zone for the others (one writer; a reader that meets a
+ * half-written update sees old and new figures of the same scale).
+ */
+typedef struct {
+    uint64_t             derived_at;    /* the writer's clock, ms; 0: never */
+    uint64_t             weight;        /* of KSV_ADAPT_SCALE */
+    uint64_t             share_ppm;     /* share * 1e6 */
+    uint64_t             target_ppm;
+    ksv_adapt_counts_t   window;        /* every node's, summed */
+} ksv_adapt_shared_t;
+
+
 /* a variant's window as another node published it (see below) */
 typedef struct {
     const char          *name;      /* into the parsed text */
