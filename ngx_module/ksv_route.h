@@ -1,7 +1,8 @@
 /*
  * ngx_kserve: choosing a variant of a routed model name (nginx-free, so
- * it can be unit-tested on its own; ngx_http_kserve_route.c holds the
- * configuration, the health state and the request hooks).
+ * it can be unit-tested on its own; ngx_http_kserve_route*.c hold the
+ * configuration, the health state and the request hooks, see
+ * ngx_http_kserve_route.h).
  *
  * The caller describes each variant as a ksv_route_peer_t and asks one
  * of the strategies below for an index.  A peer takes part when its

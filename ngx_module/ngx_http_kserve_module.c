@@ -26,20 +26,20 @@
 static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_segment(u_char **p, u_char *end,
     ngx_str_t *seg);
-static ngx_int_t ngx_http_kserve_route(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_parse_uri(ngx_http_request_t *r,
+    ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_server_metadata(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_health_ready(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b);
 static ngx_int_t ngx_http_kserve_model_ready(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_find(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri,
     ksv_model_status_t **model);
 static ngx_int_t ngx_http_kserve_model_json(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_model_stats(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static void ngx_http_kserve_stats_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static void ngx_http_kserve_infer_body(ngx_http_request_t *r);
@@ -239,23 +239,23 @@ static ngx_int_t
 ngx_http_kserve_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
+    ngx_http_kserve_uri_t        uri;
     ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_pick_t      *pick;
-    ngx_http_kserve_route_t      route;
     ngx_http_kserve_backend_t   *b;
     ngx_http_kserve_loc_conf_t  *klcf;
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     b = klcf->backend;
 
-    rc = ngx_http_kserve_route(r, &route);
+    rc = ngx_http_kserve_parse_uri(r, &uri);
 
     /* API key first: nothing about the server for a client without one */
 
     if (klcf->api_keys != NULL
         && (klcf->api_key_health || rc != NGX_OK
-            || (route.endpoint != NGX_HTTP_KSERVE_LIVE
-                && route.endpoint != NGX_HTTP_KSERVE_READY))
+            || (uri.endpoint != NGX_HTTP_KSERVE_LIVE
+                && uri.endpoint != NGX_HTTP_KSERVE_READY))
         && ngx_http_kserve_keys_check(r, klcf->api_keys,
                                       &klcf->api_key_header)
            != NGX_OK)
@@ -290,8 +290,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 
     /* model names are names, never paths */
 
-    if (rc == NGX_OK && route.model.len
-        && ngx_http_kserve_valid_name(&route.model) != NGX_OK)
+    if (rc == NGX_OK && uri.model.len
+        && ngx_http_kserve_valid_name(&uri.model) != NGX_OK)
     {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -308,12 +308,12 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     pick = NULL;
 
     if (rc == NGX_OK
-        && ngx_http_kserve_route_resolve(r, &route, &pick) == NGX_ERROR)
+        && ngx_http_kserve_route_resolve(r, &uri, &pick) == NGX_ERROR)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_INFER
+    if (rc == NGX_OK && uri.endpoint == NGX_HTTP_KSERVE_INFER
         && (r->method & NGX_HTTP_POST))
     {
         if (r->headers_in.content_length_n > (off_t) klcf->max_body_size) {
@@ -334,7 +334,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->route = route;
+        ctx->uri = uri;
         ctx->pick = pick;
         ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
@@ -364,7 +364,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      &r->uri);
     }
 
-    if (route.endpoint == NGX_HTTP_KSERVE_INFER) {
+    if (uri.endpoint == NGX_HTTP_KSERVE_INFER) {
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_ALLOWED,
                                      "Method Not Allowed: %V needs POST",
                                      &r->uri);
@@ -376,7 +376,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      &r->uri);
     }
 
-    switch (route.endpoint) {
+    switch (uri.endpoint) {
 
     case NGX_HTTP_KSERVE_LIVE:
         return ngx_http_kserve_send_empty(r, NGX_HTTP_OK);
@@ -385,14 +385,14 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return ngx_http_kserve_health_ready(r, b);
 
     case NGX_HTTP_KSERVE_MODEL_READY:
-        return ngx_http_kserve_model_ready(r, b, &route);
+        return ngx_http_kserve_model_ready(r, b, &uri);
 
     case NGX_HTTP_KSERVE_MODEL_METADATA:
     case NGX_HTTP_KSERVE_MODEL_CONFIG:
-        return ngx_http_kserve_model_json(r, b, &route);
+        return ngx_http_kserve_model_json(r, b, &uri);
 
     case NGX_HTTP_KSERVE_MODEL_STATS:
-        return ngx_http_kserve_model_stats(r, b, &route);
+        return ngx_http_kserve_model_stats(r, b, &uri);
 
     default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
         return ngx_http_kserve_server_metadata(r);
@@ -429,12 +429,12 @@ ngx_http_kserve_segment(u_char **p, u_char *end, ngx_str_t *seg)
 
 
 static ngx_int_t
-ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
+ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
 {
     off_t    v;
     u_char  *p, *end;
 
-    ngx_memzero(route, sizeof(ngx_http_kserve_route_t));
+    ngx_memzero(uri, sizeof(ngx_http_kserve_uri_t));
 
     p = r->uri.data;
     end = p + r->uri.len;
@@ -449,18 +449,18 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
     }
 
     if (p == end || (p + 1 == end && *p == '/')) {
-        route->endpoint = NGX_HTTP_KSERVE_SERVER_METADATA;
+        uri->endpoint = NGX_HTTP_KSERVE_SERVER_METADATA;
         return NGX_OK;
     }
 
     if (ngx_http_kserve_match("/health/")) {
         if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
-            route->endpoint = NGX_HTTP_KSERVE_LIVE;
+            uri->endpoint = NGX_HTTP_KSERVE_LIVE;
             return NGX_OK;
         }
 
         if (end - p == 5 && ngx_strncmp(p, "ready", 5) == 0) {
-            route->endpoint = NGX_HTTP_KSERVE_READY;
+            uri->endpoint = NGX_HTTP_KSERVE_READY;
             return NGX_OK;
         }
 
@@ -474,49 +474,49 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
     /* every model's statistics: a model named "stats" needs a version */
 
     if (end - p == 5 && ngx_strncmp(p, "stats", 5) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
         return NGX_OK;
     }
 
-    if (ngx_http_kserve_segment(&p, end, &route->model) != NGX_OK) {
+    if (ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     if (ngx_http_kserve_match("/versions/")) {
-        if (ngx_http_kserve_segment(&p, end, &route->version) != NGX_OK) {
+        if (ngx_http_kserve_segment(&p, end, &uri->version) != NGX_OK) {
             return NGX_DECLINED;
         }
 
-        v = ngx_atoof(route->version.data, route->version.len);
+        v = ngx_atoof(uri->version.data, uri->version.len);
         if (v == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        route->version_n = v;
+        uri->version_n = v;
     }
 
     if (p == end) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_METADATA;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_METADATA;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/ready", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_READY;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_READY;
         return NGX_OK;
     }
 
     if (end - p == 7 && ngx_strncmp(p, "/config", 7) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/stats", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/infer", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_INFER;
+        uri->endpoint = NGX_HTTP_KSERVE_INFER;
         return NGX_OK;
     }
 
@@ -627,7 +627,7 @@ ngx_http_kserve_health_ready(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_model_ready(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     ksv_model_status_t    *ms;
     ksv_version_status_t  *vs;
@@ -638,14 +638,14 @@ ngx_http_kserve_model_ready(ngx_http_request_t *r,
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
-    ms = ngx_http_kserve_find_model(b, &route->model);
+    ms = ngx_http_kserve_find_model(b, &uri->model);
 
     if (ms == NULL) {
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
-    if (route->version.len) {
-        vs = ngx_http_kserve_find_version(ms, route->version_n);
+    if (uri->version.len) {
+        vs = ngx_http_kserve_find_version(ms, uri->version_n);
 
         if (vs == NULL || vs->state != KSV_VERSION_READY) {
             vs = NULL;
@@ -668,7 +668,7 @@ ngx_http_kserve_model_ready(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_route_t *route, ksv_model_status_t **model)
+    ngx_http_kserve_uri_t *uri, ksv_model_status_t **model)
 {
     ksv_model_status_t  *ms;
 
@@ -679,21 +679,21 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
                                      "kserve worker unavailable");
     }
 
-    ms = ngx_http_kserve_find_model(b, &route->model);
+    ms = ngx_http_kserve_find_model(b, &uri->model);
 
     if (ms == NULL) {
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
                                      "Request for unknown model: '%V' is "
-                                     "not found", &route->model);
+                                     "not found", &uri->model);
     }
 
-    if (route->version.len
-        && ngx_http_kserve_find_version(ms, route->version_n) == NULL)
+    if (uri->version.len
+        && ngx_http_kserve_find_version(ms, uri->version_n) == NULL)
     {
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
                                      "Request for unknown model: '%V' "
                                      "version %V is not found",
-                                     &route->model, &route->version);
+                                     &uri->model, &uri->version);
     }
 
     *model = ms;
@@ -709,28 +709,28 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
 
 static ngx_int_t
 ngx_http_kserve_model_json(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     ngx_int_t            rc;
     ksv_writer_t         w;
     ksv_model_status_t  *ms, alias;
 
-    rc = ngx_http_kserve_find(r, b, route, &ms);
+    rc = ngx_http_kserve_find(r, b, uri, &ms);
     if (ms == NULL) {
         return rc;
     }
 
-    if (route->alias.len) {
+    if (uri->alias.len) {
         /* a routed name: its first variant, under the name asked for */
         alias = *ms;
-        alias.config.name.data = (char *) route->alias.data;
-        alias.config.name.len = (uint32_t) route->alias.len;
+        alias.config.name.data = (char *) uri->alias.data;
+        alias.config.name.len = (uint32_t) uri->alias.len;
         ms = &alias;
     }
 
     ksv_writer_init(&w);
 
-    if (route->endpoint == NGX_HTTP_KSERVE_MODEL_CONFIG) {
+    if (uri->endpoint == NGX_HTTP_KSERVE_MODEL_CONFIG) {
         ksv_model_config_to_json(&w, &ms->config);
 
     } else {
@@ -751,7 +751,7 @@ ngx_http_kserve_model_json(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_model_stats(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     u_char                      *p;
     ngx_int_t                    rc;
@@ -772,21 +772,21 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->route = *route;
+    ctx->uri = *uri;
     ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
     /* the version as the worker spells it: "01" is version 1 */
 
     ngx_str_null(&version);
 
-    if (route->version.len) {
+    if (uri->version.len) {
         p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         version.data = p;
-        version.len = ngx_sprintf(p, "%L", route->version_n) - p;
+        version.len = ngx_sprintf(p, "%L", uri->version_n) - p;
     }
 
     ctx->pending.request = r;
@@ -794,7 +794,7 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
 
     fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
 
-    rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
+    rc = ngx_http_kserve_send_stats(b, &ctx->pending, &uri->model,
                                     &version, klcf->timeout);
 
     if (rc == NGX_ERROR) {
@@ -936,22 +936,22 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                      len, klcf->max_body_size);
     }
 
-    rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
+    rc = ngx_http_kserve_find(r, b, &ctx->uri, &ms);
     if (ms == NULL) {
         return rc;
     }
 
     /* the version is chosen here, and named in the INFER: */
 
-    if (ctx->route.version.len) {
-        vs = ngx_http_kserve_find_version(ms, ctx->route.version_n);
+    if (ctx->uri.version.len) {
+        vs = ngx_http_kserve_find_version(ms, ctx->uri.version_n);
 
         if (vs->state != KSV_VERSION_READY) {
             return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Request for unavailable model: "
                                          "'%V' version %V is not ready: %*s",
-                                         &ctx->route.model,
-                                         &ctx->route.version,
+                                         &ctx->uri.model,
+                                         &ctx->uri.version,
                                          (size_t) vs->reason.len,
                                          vs->reason.data);
         }
@@ -965,7 +965,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
             return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Request for unavailable model: "
                                          "'%V' has no ready version%s%*s",
-                                         &ctx->route.model,
+                                         &ctx->uri.model,
                                          (vs && vs->reason.len) ? ": " : "",
                                          (size_t) (vs ? vs->reason.len : 0),
                                          vs ? vs->reason.data : "");
@@ -1083,7 +1083,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "kserve instance busy: the queue to "
                                      "every instance of model '%V' version "
-                                     "%L is full", &ctx->route.model,
+                                     "%L is full", &ctx->uri.model,
                                      vs->version);
     }
 
@@ -1091,7 +1091,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "Request for unavailable model: '%V' "
                                      "version %L has no ready instance",
-                                     &ctx->route.model, vs->version);
+                                     &ctx->uri.model, vs->version);
     }
 
     ngx_http_kserve_metrics_inflight(r, ctx);

@@ -69,20 +69,22 @@ typedef enum {
 } ngx_http_kserve_endpoint_e;
 
 
+/* what a request's URI names (ngx_http_kserve_parse_uri) */
+
 typedef struct {
     ngx_http_kserve_endpoint_e   endpoint;
     ngx_str_t                    model;     /* empty: none in the URI */
     ngx_str_t                    version;   /* empty: none in the URI */
     int64_t                      version_n;
     ngx_str_t                    alias;     /* routed name resolved */
-} ngx_http_kserve_route_t;
+} ngx_http_kserve_uri_t;
 
 
 /* Only requests that wait for a reply (or read a body) have one. */
 
 typedef struct {
     ngx_http_kserve_pending_t    pending;
-    ngx_http_kserve_route_t      route;
+    ngx_http_kserve_uri_t        uri;
     ngx_http_kserve_pick_t      *pick;          /* routed name's variant */
 
     /* outputs asked for, to answer binary_data (binary tensor data) */
