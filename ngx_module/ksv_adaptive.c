@@ -19,6 +19,17 @@ static double ksv_adapt_normal(uint64_t *state);
 static double ksv_adapt_round4(double x);
 
 
+uint64_t
+ksv_adapt_credit(uint64_t slo_us, uint64_t us)
+{
+    if (us <= slo_us) {
+        return 1000;
+    }
+
+    return slo_us * 1000 / us;
+}
+
+
 /* ---- random numbers ------------------------------------------------------ */
 
 uint64_t
@@ -134,6 +145,7 @@ ksv_adapt_ring_push(ksv_adapt_ring_t *r, const ksv_adapt_counts_t *cum,
         last = &r->snap[r->head];
 
         if (cum->good < last->good || cum->slow < last->slow
+            || cum->credit < last->credit
             || cum->failure < last->failure
             || cum->latency_us < last->latency_us)
         {
@@ -153,6 +165,7 @@ ksv_adapt_ring_push(ksv_adapt_ring_t *r, const ksv_adapt_counts_t *cum,
 
     window->good = cum->good - o->good;
     window->slow = cum->slow - o->slow;
+    window->credit = cum->credit - o->credit;
     window->failure = cum->failure - o->failure;
     window->latency_us = cum->latency_us - o->latency_us;
 }
@@ -163,6 +176,7 @@ ksv_adapt_add(ksv_adapt_counts_t *to, const ksv_adapt_counts_t *c)
 {
     to->good += c->good;
     to->slow += c->slow;
+    to->credit += c->credit;
     to->failure += c->failure;
     to->latency_us += c->latency_us;
 }
@@ -281,7 +295,7 @@ ksv_adapt_derive(const ksv_adapt_conf_t *conf, ksv_adapt_variant_t *v,
     size_t n, uint64_t *rng)
 {
     size_t    i, d, ne;
-    double    best, a, b;
+    double    best, late, a, b;
     double    theta[KSV_ADAPT_MAX_VARIANTS], wins[KSV_ADAPT_MAX_VARIANTS];
     double    share[KSV_ADAPT_MAX_VARIANTS];
     uint32_t  draws;
@@ -309,8 +323,17 @@ ksv_adapt_derive(const ksv_adapt_conf_t *conf, ksv_adapt_variant_t *v,
                 continue;
             }
 
-            a = 1.0 + (double) v[i].window.good;
-            b = 1.0 + (double) (v[i].window.slow + v[i].window.failure);
+            /* a late success: good by its credit, bad by the rest */
+
+            late = (double) v[i].window.credit / 1000.0;
+
+            if (late > (double) v[i].window.slow) {
+                late = (double) v[i].window.slow;
+            }
+
+            a = 1.0 + (double) v[i].window.good + late;
+            b = 1.0 + (double) v[i].window.slow - late
+                + (double) v[i].window.failure;
 
             theta[i] = ksv_adapt_beta(rng, a, b);
 
@@ -443,6 +466,8 @@ ksv_adapt_format(char *buf, size_t size, uint64_t time_ms,
         p = ksv_adapt_put(p, last, " ", 1);
         p = ksv_adapt_put_u64(p, last, v[i].counts.slow);
         p = ksv_adapt_put(p, last, " ", 1);
+        p = ksv_adapt_put_u64(p, last, v[i].counts.credit);
+        p = ksv_adapt_put(p, last, " ", 1);
         p = ksv_adapt_put_u64(p, last, v[i].counts.failure);
         p = ksv_adapt_put(p, last, " ", 1);
         p = ksv_adapt_put_u64(p, last, v[i].counts.latency_us);
@@ -525,6 +550,7 @@ ksv_adapt_parse(const char *s, size_t len, uint64_t *time_ms,
 
         if (ksv_adapt_get_u64(&p, end, ' ', &v[n].counts.good) != 0
             || ksv_adapt_get_u64(&p, end, ' ', &v[n].counts.slow) != 0
+            || ksv_adapt_get_u64(&p, end, ' ', &v[n].counts.credit) != 0
             || ksv_adapt_get_u64(&p, end, ' ', &v[n].counts.failure) != 0
             || ksv_adapt_get_u64(&p, end, '\n', &v[n].counts.latency_us)
                != 0)
@@ -600,6 +626,8 @@ ksv_adapt_json(ksv_writer_t *w, const ksv_adapt_conf_t *conf,
         ksv_json_u64(w, c->good);
         ksv_json_lit(w, ",\"slow\":");
         ksv_json_u64(w, c->slow);
+        ksv_json_lit(w, ",\"credit\":");
+        ksv_json_f64(w, ksv_adapt_round4((double) c->credit / 1000.0));
         ksv_json_lit(w, ",\"failure\":");
         ksv_json_u64(w, c->failure);
         ksv_json_lit(w, ",\"success_rate\":");

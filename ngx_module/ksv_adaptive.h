@@ -7,9 +7,12 @@
  * what the last window of requests says about each:
  *
  *  1. Quality.  A request is good when it succeeded within the SLO, bad
- *     when it failed (5xx, deadline) or succeeded too late; 4xx answers
- *     are the client's and count for nothing.  Over the window, variant
- *     i has g_i good and b_i bad requests.
+ *     when it failed (5xx, deadline); a success later than the SLO is
+ *     good by slo / latency and bad by the rest (twice the SLO: half a
+ *     success), so that when every variant misses the SLO (one set too
+ *     tight, a loaded host) the faster one still wins; 4xx answers are
+ *     the client's and count for nothing.  Over the window, variant i
+ *     has g_i good and b_i bad requests, fractions included.
  *
  *  2. Thompson sampling, by Monte Carlo.  `draws` times, every eligible
  *     variant draws a success rate from its posterior Beta(1 + g_i,
@@ -62,6 +65,7 @@
 typedef struct {
     uint64_t   good;            /* succeeded within the SLO */
     uint64_t   slow;            /* succeeded, later than the SLO */
+    uint64_t   credit;          /* sum of slo / latency of slow, * 1000 */
     uint64_t   failure;         /* 5xx or deadline */
     uint64_t   latency_us;      /* sum over good + slow + failure */
 } ksv_adapt_counts_t;
@@ -118,6 +122,9 @@ typedef struct {
 /* xorshift64*: seeded by the caller, so every result reproduces */
 uint64_t ksv_adapt_random(uint64_t *state);
 
+/* the credit of a success later than the SLO, in 1/1000: slo / latency */
+uint64_t ksv_adapt_credit(uint64_t slo_us, uint64_t us);
+
 /* uniform in (0, 1), and Beta(a, b) for a, b >= 1 */
 double ksv_adapt_uniform(uint64_t *state);
 double ksv_adapt_beta(uint64_t *state, double a, double b);
@@ -161,7 +168,7 @@ uint32_t ksv_adapt_weight(double share);
  * after a header:
  *
  *     ksv1 TIME_MS
- *     VARIANT GOOD SLOW FAILURE LATENCY_US
+ *     VARIANT GOOD SLOW CREDIT FAILURE LATENCY_US
  *     ...
  *
  * format returns the length written (0: does not fit).  parse accepts
@@ -182,7 +189,7 @@ int ksv_adapt_parse(const char *s, size_t len, uint64_t *time_ms,
  *    "min_share":..,"rate":..,"tolerance":..,"derived_ms_ago":..,
  *    "variants":[{"name":..,"share":..,"target":..,"weight":..,
  *                 "window":{"requests":..,"good":..,"slow":..,
- *                           "failure":..,"success_rate":..,
+ *                           "credit":..,"failure":..,"success_rate":..,
  *                           "within_slo":..,"mean_latency_ms":..}},..]}
  * share and target are fractions, weight the request path's (of
  * KSV_ADAPT_SCALE); success_rate counts late successes, within_slo not;

@@ -37,6 +37,7 @@ typedef struct {
 typedef struct {
     ksv_adapt_ring_t            *rings;          /* nrouted */
     ksv_adapt_variant_t         *vars;           /* nrouted */
+    ksv_adapt_counts_t          *local;          /* nrouted: this node's */
     ksv_adapt_counts_t          *remote;         /* nrouted: other nodes */
     ngx_msec_t                   remote_at;      /* when read; 0: never */
     ngx_str_t                    node;           /* hostname/master pid */
@@ -263,13 +264,14 @@ ngx_http_kserve_adaptive_init_process(ngx_cycle_t *cycle,
 
     st->rings = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_ring_t));
     st->vars = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_variant_t));
+    st->local = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_counts_t));
     st->remote = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_counts_t));
 
     st->node.data = ngx_pnalloc(cycle->pool,
                                 cycle->hostname.len + 1 + NGX_INT64_LEN);
 
-    if (st->rings == NULL || st->vars == NULL || st->remote == NULL
-        || st->node.data == NULL)
+    if (st->rings == NULL || st->vars == NULL || st->local == NULL
+        || st->remote == NULL || st->node.data == NULL)
     {
         return NGX_ERROR;
     }
@@ -313,6 +315,8 @@ ngx_http_kserve_adaptive_account(ngx_http_kserve_routed_t *rt,
 
     if (us > (uint64_t) ac->slo * 1000) {
         (void) ngx_atomic_fetch_add(&v->shm->slow, 1);
+        (void) ngx_atomic_fetch_add(&v->shm->credit,
+                                    ksv_adapt_credit(ac->slo * 1000, us));
         v->delta.slow++;
     }
 }
@@ -371,11 +375,13 @@ ngx_http_kserve_adaptive_derive(ngx_http_kserve_routed_t *rt, ngx_log_t *log)
 
         slow = shm->slow;
         cum.slow = slow;
+        cum.credit = shm->credit;
         cum.good = shm->success - slow;
         cum.failure = shm->failure;
         cum.latency_us = shm->latency_us;
 
-        ksv_adapt_ring_push(&st->rings[k], &cum, &av[k].window);
+        ksv_adapt_ring_push(&st->rings[k], &cum, &st->local[k]);
+        av[k].window = st->local[k];
 
         if (remote) {
             ksv_adapt_add(&av[k].window, &st->remote[k]);
@@ -523,16 +529,7 @@ ngx_http_kserve_adaptive_publish(ngx_http_kserve_routed_t *rt, ngx_log_t *log)
     for (k = 0; k < n; k++) {
         named[k].name = (const char *) v[k].name.data;
         named[k].len = v[k].name.len;
-        named[k].counts = st->vars[k].window;
-
-        if (st->remote_at != 0
-            && ngx_current_msec - st->remote_at <= 3 * ac->interval)
-        {
-            named[k].counts.good -= st->remote[k].good;
-            named[k].counts.slow -= st->remote[k].slow;
-            named[k].counts.failure -= st->remote[k].failure;
-            named[k].counts.latency_us -= st->remote[k].latency_us;
-        }
+        named[k].counts = st->local[k];
     }
 
     len = ksv_adapt_format((char *) buf, size,

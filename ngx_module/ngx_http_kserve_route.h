@@ -81,6 +81,7 @@ typedef struct {
     ngx_atomic_t                 ejected_until;  /* ngx_current_msec */
     ngx_atomic_t                 ewma_us;
     ngx_atomic_t                 slow;           /* adaptive: over the slo */
+    ngx_atomic_t                 credit;         /* adaptive: of the slow */
     ksv_adapt_shared_t           adaptive;       /* adaptive: derived */
 } ngx_http_kserve_variant_shm_t;
 

@@ -233,9 +233,9 @@ def infer_json_seeds():
 def adaptive_seeds():
     write("fuzz_adaptive", "empty_window", "ksv1 1764650000000\n")
     write("fuzz_adaptive", "two_variants",
-          "ksv1 1764650000000\nfraud_v1 950 30 20 31000000\n"
-          "fraud_v2:3 400 580 20 92000000\n")
-    write("fuzz_adaptive", "zeros", "ksv1 0\na 0 0 0 0\n")
+          "ksv1 1764650000000\nfraud_v1 950 30 24000 20 31000000\n"
+          "fraud_v2:3 400 580 190000 20 92000000\n")
+    write("fuzz_adaptive", "zeros", "ksv1 0\na 0 0 0 0 0\n")
 
 
 def main():

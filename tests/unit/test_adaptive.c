@@ -286,7 +286,9 @@ scenario(double bad_fraction, int late)
             cum[i].latency_us += (uint64_t) n * 30000;
 
             if (late) {
+                /* three times the SLO: a third of a success each */
                 cum[i].slow += bad;
+                cum[i].credit += bad * ksv_adapt_credit(50000, 150000);
             } else {
                 cum[i].failure += bad;
             }
@@ -343,6 +345,56 @@ test_scenarios(void)
 }
 
 
+/*
+ * A loaded host: both variants miss the SLO on most answers, one at
+ * 1.2 times it, the other at 3.6 times: the faster one still takes the
+ * traffic, by the credit of its late answers.
+ */
+
+static void
+test_late_everywhere(void)
+{
+    int                  k;
+    uint32_t             p[] = { 1, 1 };
+    uint64_t             rng;
+    ksv_adapt_variant_t  v[2];
+
+    CHECK(ksv_adapt_credit(50000, 40000) == 1000);
+    CHECK(ksv_adapt_credit(50000, 50000) == 1000);
+    CHECK(ksv_adapt_credit(50000, 100000) == 500);
+    CHECK(ksv_adapt_credit(50000, 150000) == 333);
+
+    variants(v, 2, p);
+    ksv_adapt_start(&conf, v, 2);
+    rng = 3;
+
+    for (k = 0; k < 40; k++) {
+        v[0].window = (ksv_adapt_counts_t) { .good = 20, .slow = 80,
+            .credit = 80 * ksv_adapt_credit(50000, 60000) };
+        v[1].window = (ksv_adapt_counts_t) { .good = 5, .slow = 95,
+            .credit = 95 * ksv_adapt_credit(50000, 180000) };
+        (void) ksv_adapt_derive(&conf, v, 2, &rng);
+    }
+
+    CHECK(v[1].share < 0.1);
+    CHECK(v[1].target < 0.06);
+
+    /*
+     * A credit larger than the late answers (a bad peer) is capped: ten
+     * late answers count as ten successes at most, less than a hundred
+     * on time.
+     */
+    for (k = 0; k < 40; k++) {
+        v[0].window = (ksv_adapt_counts_t) { .good = 100 };
+        v[1].window = (ksv_adapt_counts_t) { .good = 0, .slow = 10,
+                                             .credit = 1000000 };
+        (void) ksv_adapt_derive(&conf, v, 2, &rng);
+    }
+
+    CHECK(v[1].target >= 0.05 && v[1].target <= 0.5);
+}
+
+
 static void
 test_weight(void)
 {
@@ -371,34 +423,39 @@ test_format_parse(void)
         "ksv2 1\n",
         "ksv1 1",
         "ksv1 x\n",
-        "ksv1 1\nv1 1 2 3\n",
-        "ksv1 1\nv1 1 2 3 4",
-        "ksv1 1\nv1 1 2 3 4 5\n",
-        "ksv1 1\n 1 2 3 4\n",
-        "ksv1 1\nv1  1 2 3 4\n",
-        "ksv1 1\nv1 1 2 -3 4\n",
+        "ksv1 1\nv1 1 2 3 4\n",
+        "ksv1 1\nv1 1 2 3 4 5",
+        "ksv1 1\nv1 1 2 3 4 5 6\n",
+        "ksv1 1\n 1 2 3 4 5\n",
+        "ksv1 1\nv1  1 2 3 4 5\n",
+        "ksv1 1\nv1 1 2 -3 4 5\n",
+        "ksv1 1\nv1 1 2 3 4 5\r\n",
         "ksv1 12345678901234567890\n",
         "ksv1 01\n",
-        "ksv1 1\nv1 1 2 3 04\n",
-        "ksv1 1\na 1 1 1 1\nb 1 1 1 1\nc 1 1 1 1\nd 1 1 1 1\ne 1 1 1 1\n",
+        "ksv1 1\nv1 1 2 3 4 05\n",
+        "ksv1 1\na 1 1 1 1 1\nb 1 1 1 1 1\nc 1 1 1 1 1\nd 1 1 1 1 1\n"
+        "e 1 1 1 1 1\n",
     };
 
     in[0].name = "fraud_v1";
     in[0].len = 8;
-    in[0].counts = (ksv_adapt_counts_t) { 10, 2, 3, 123456 };
+    in[0].counts = (ksv_adapt_counts_t) { .good = 10, .slow = 2,
+                                          .credit = 1500, .failure = 3,
+                                          .latency_us = 123456 };
     in[1].name = "fraud_v2:3";
     in[1].len = 10;
-    in[1].counts = (ksv_adapt_counts_t) { 0, 0, 0, UINT64_MAX / 2 };
+    in[1].counts = (ksv_adapt_counts_t) { .latency_us = UINT64_MAX / 2 };
 
     len = ksv_adapt_format(buf, sizeof(buf), 1700000000123ULL, in, 2);
     CHECK(len > 0);
-    CHECK(strncmp(buf, "ksv1 1700000000123\nfraud_v1 10 2 3 123456\n", 42)
-          == 0);
+    CHECK(strncmp(buf, "ksv1 1700000000123\nfraud_v1 10 2 1500 3 123456\n",
+                  47) == 0);
 
     CHECK(ksv_adapt_parse(buf, len, &ts, out, 4) == 2);
     CHECK(ts == 1700000000123ULL);
     CHECK(out[1].len == 10 && memcmp(out[1].name, "fraud_v2:3", 10) == 0);
     CHECK(out[0].counts.slow == 2 && out[0].counts.failure == 3);
+    CHECK(out[0].counts.credit == 1500);
     CHECK(out[1].counts.latency_us == UINT64_MAX / 2);
 
     /* no variants is a valid window; too small a buffer is not */
@@ -433,7 +490,9 @@ test_json(void)
     memset(v, 0, sizeof(v));
     v[0].share = 0.95;
     v[0].target = 0.95;
-    v[0].window = (ksv_adapt_counts_t) { 90, 5, 5, 3000000 };
+    v[0].window = (ksv_adapt_counts_t) { .good = 90, .slow = 5,
+                                         .credit = 2500, .failure = 5,
+                                         .latency_us = 3000000 };
     v[1].share = 0.05;
 
     ksv_writer_init(&w);
@@ -479,6 +538,7 @@ main(void)
     test_start_and_floor();
     test_equal_variants_keep_the_prior();
     test_scenarios();
+    test_late_everywhere();
     test_weight();
     test_format_parse();
     test_json();
