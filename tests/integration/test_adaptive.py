@@ -322,3 +322,88 @@ def test_adaptive_moves_traffic_and_back(nodes):
     remote = [s for t, s in floor["remote"]
               if s is not None and t_bad + 15 < t < t_good]
     assert remote and max(remote) < 0.25, remote
+
+
+def rcli(gw, *args):
+    return subprocess.run(["redis-cli", "-p", str(gw.redis_port)]
+                          + [str(a) for a in args], capture_output=True,
+                          text=True, timeout=10).stdout
+
+
+def commandstats(gw):
+    """{command: calls} from INFO commandstats"""
+    out = {}
+    for line in rcli(gw, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            out[name] = int(rest.split("calls=")[1].split(",")[0])
+    return out
+
+
+def test_windows_in_redis_once_per_interval(nodes):
+    """Each node's deriving nginx worker publishes its window once per
+    interval (HSET + PEXPIRE + HGETALL per route), whatever the traffic;
+    late answers are counted as over_slo in the statistics."""
+    gw, a, b = nodes
+    load = Load(a, "slowed")
+    load.params = {"slow": "adapt_a,adapt_b"}      # 90 ms: over the SLO
+    rcli(gw, "CONFIG", "RESETSTAT")
+    t0 = time.monotonic()
+    load.start()
+    time.sleep(4.0)
+    load.join()
+    calls = commandstats(gw)
+    elapsed = time.monotonic() - t0
+
+    # 2 nodes x 2 routes, once a second each
+    assert 4 * (elapsed - 2) <= calls.get("pexpire", 0) <= 4 * (elapsed + 1), \
+        (calls, elapsed)
+    assert len(load.seen) > 3 * calls.get("pexpire", 0), len(load.seen)
+
+    nodes_seen = rcli(gw, "HKEYS", "kserve:adaptive:slowed").split()
+    assert len(nodes_seen) == 2, nodes_seen       # hostname/master pid
+    for node in nodes_seen:
+        lines = rcli(gw, "HGET", "kserve:adaptive:slowed", node).split("\n")
+        assert lines[0].startswith("ksv1 "), lines
+        assert {ln.split()[0] for ln in lines[1:] if ln} \
+            == {"adapt_a", "adapt_b"}, lines
+    assert int(rcli(gw, "PTTL", "kserve:adaptive:slowed")) > 0
+
+    def over_slo():
+        st = rcli(gw, "HGET", "kserve:stats:slowed:adapt_b", "over_slo")
+        return st.strip().isdigit() and int(st) > 0
+    assert wait_for(over_slo, timeout=3)
+
+
+# ---- nginx -t ----------------------------------------------------------------
+
+BAD = [
+    ("interval=50ms", "is less than 100ms"),
+    ("interval=2s window=1s", "must be from 1 to 64 intervals"),
+    ("interval=1s window=100s", "must be from 1 to 64 intervals"),
+    ("min_share=60%", "is more than 50%"),
+    ("min_share=5", "a percentage from 0% to 100%"),
+    ("rate=2", "a number from 0 to 1"),
+    ("rate=0", "must be more than 0"),
+    ("slo=0", "from 1ms to 1h expected"),
+    ("tolerance=x%", "a percentage"),
+    ("colour=blue", "invalid parameter \"colour=blue\""),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_nginx_t_rejects(args, message):
+    from test_routing import nginx_t
+    rc, err = nginx_t("variant a; variant b; strategy adaptive %s;" % args)
+    assert rc != 0
+    assert message in err, err
+
+
+def test_nginx_t_accepts():
+    from test_routing import nginx_t
+    rc, err = nginx_t("variant a weight=3; variant b; strategy adaptive "
+                      "interval=5s window=30s slo=200ms min_share=5% "
+                      "rate=0.1 tolerance=2%; sticky $http_x_user;")
+    assert rc == 0, err
+    rc, err = nginx_t("variant a; variant b; strategy adaptive;")
+    assert rc == 0, err
