@@ -375,6 +375,54 @@ def test_windows_in_redis_once_per_interval(nodes):
     assert wait_for(over_slo, timeout=3)
 
 
+def test_redis_ab_report(nodes):
+    """conf/redis-ab.lua answers "is v2 better?" from Redis alone: after
+    a mark, a window in which adapt_b is 3x slower and adapt_d fails
+    20 % is reported as such (docs/redis.md)."""
+    gw, a, b = nodes
+    script = os.path.join(os.path.dirname(BUILD), "conf", "redis-ab.lua")
+    for route in ("slowed", "failing"):
+        assert "marked 2 variants" in rcli(gw, "--eval", script, ",", route,
+                                           "mark")
+    loads = (Load(a, "slowed"), Load(b, "failing"))
+    loads[0].params = {"slow": "adapt_b"}
+    loads[1].params = {"fail": "adapt_d"}
+    for load in loads:
+        load.start()
+    time.sleep(4.0)
+    for load in loads:
+        load.join()
+    served = {v: sum(1 for load in loads for _, x, _, _, _ in load.seen
+                     if x == v) for v in MODELS}
+
+    def report(route):
+        return rcli(gw, "--eval", script, ",", route).splitlines()
+
+    def counted():
+        text = "\n".join(report("slowed") + report("failing"))
+        return all("%s: %d requests" % (v, served[v]) in text
+                   for v in MODELS)
+    assert wait_for(counted, timeout=5), (served, report("slowed"),
+                                         report("failing"))
+
+    lines = report("slowed")
+    assert lines[0].startswith("route slowed, since the mark")
+    mean = {}
+    for ln in lines[1:3]:
+        name = ln.split(":")[0]
+        mean[name] = float(ln.split("mean ")[1].split(" ms")[0])
+        assert "success 100.00%" in ln, ln
+    assert mean["adapt_b"] >= 2 * mean["adapt_a"], lines
+    assert "adapt_b vs adapt_a: " in lines[3]
+    assert any(ln.startswith("adaptive window of node ") for ln in lines)
+
+    lines = report("failing")
+    d = [ln for ln in lines if ln.startswith("adapt_d: ")][0]
+    fail = float(d.split("failure ")[1].split("%")[0])
+    assert 10 <= fail <= 30, d
+    assert "adapt_d fails more often" in lines[3], lines
+
+
 # ---- nginx -t ----------------------------------------------------------------
 
 BAD = [
