@@ -391,6 +391,16 @@ ngx_http_kserve_adaptive_derive(ngx_http_kserve_routed_t *rt, ngx_log_t *log)
         av[k].usable = ngx_http_kserve_variant_in_service(&v[k], now);
     }
 
+    /*
+     * A new ring (this worker just started) knows nothing yet: the first
+     * derivation waits for one interval of answers, instead of pulling
+     * the shares toward the prior for want of data.
+     */
+
+    if (st->rings[0].filled < 2) {
+        return;
+    }
+
     if (!st->started) {
         st->started = 1;
 

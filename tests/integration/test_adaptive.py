@@ -423,6 +423,36 @@ def test_redis_ab_report(nodes):
     assert "adapt_d fails more often" in lines[3], lines
 
 
+def test_reload_keeps_what_was_learnt(nodes):
+    """A reload starts new nginx workers (a new worker 0 derives): the
+    shares go on from the shared zone, they do not start again from the
+    operator's weights."""
+    gw, a, b = nodes
+    load = Load(a, "slowed")
+    load.params = {"slow": "adapt_b"}
+    load.start()
+    try:
+        assert wait_for(lambda: a.share("slowed", "adapt_b") <= 0.3,
+                        timeout=30, interval=0.25)
+        before = a.share("slowed", "adapt_b")
+        pids = {p for _, _, _, p, _ in load.seen}
+        subprocess.run(["nginx", "-p", gw.dir, "-c",
+                        os.path.join(gw.dir, "nginx-a.conf"), "-s", "reload"],
+                       check=True, env=nginx_env())
+        t0 = time.monotonic()
+        after = []
+        while time.monotonic() - t0 < 4:
+            after.append(a.share("slowed", "adapt_b"))
+            time.sleep(0.2)
+        new = {p for t, _, _, p, _ in load.seen if t > t0 + 2} - pids
+    finally:
+        load.join()
+    assert new, "no request reached a new nginx worker"
+    # the slow variant keeps losing, from where it was
+    assert max(after) <= before + 0.02, (before, after)
+    assert min(after) >= MIN_SHARE - 1e-6, after
+
+
 # ---- nginx -t ----------------------------------------------------------------
 
 BAD = [
