@@ -18,7 +18,8 @@
 
 local route = ARGV[1]
 if route == nil or route == "" then
-    return redis.error_reply("usage: redis-cli --eval redis-ab.lua , ROUTE [mark]")
+    return redis.error_reply(
+        "usage: redis-cli --eval redis-ab.lua , ROUTE [mark]")
 end
 
 local bounds = { 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 }

@@ -260,7 +260,8 @@ ngx_http_kserve_adaptive_init_process(ngx_cycle_t *cycle,
     }
 
     st->deriver = 1;
-    st->rng = (uint64_t) ngx_pid * 0x9e3779b97f4a7c15ULL ^ (uint64_t) ngx_time();
+    st->rng = ((uint64_t) ngx_pid * 0x9e3779b97f4a7c15ULL)
+              ^ (uint64_t) ngx_time();
 
     st->rings = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_ring_t));
     st->vars = ngx_pcalloc(cycle->pool, n * sizeof(ksv_adapt_variant_t));
@@ -484,7 +485,7 @@ ngx_http_kserve_adaptive_weights(ngx_http_kserve_routed_t *rt, ngx_uint_t *w)
     }
 
     if (sum == 0) {
-        return;     /* learnt weights only on drained variants: the operator's */
+        return;     /* learnt weights on drained variants only: keep w */
     }
 
     for (k = 0; k < rt->nrouted; k++) {
@@ -585,6 +586,7 @@ ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
     int                                nv, j;
     uint64_t                           ts, now, fresh;
     ngx_int_t                          k;
+    ngx_str_t                          name;
     ngx_uint_t                         i;
     ksv_adapt_named_t                  named[64];
     ngx_http_kserve_adaptive_conf_t   *ac;
@@ -626,8 +628,6 @@ ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
         }
 
         for (j = 0; j < nv; j++) {
-            ngx_str_t  name;
-
             name.data = (u_char *) named[j].name;
             name.len = named[j].len;
 
@@ -659,10 +659,10 @@ ngx_http_kserve_adaptive_wall_ms(void)
 void
 ngx_http_kserve_adaptive_json(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
 {
-    uint64_t                          at;
-    ngx_uint_t                        k, n;
-    ksv_str_t                        *names;
     uint32_t                         *weights;
+    uint64_t                          at;
+    ksv_str_t                        *names;
+    ngx_uint_t                        k, n;
     ksv_adapt_timing_t                t;
     ksv_adapt_shared_t               *sh;
     ksv_adapt_variant_t              *av;
