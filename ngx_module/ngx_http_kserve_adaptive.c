@@ -670,6 +670,10 @@ ngx_http_kserve_adaptive_json(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
     ngx_http_kserve_adaptive_conf_t  *ac;
 
     if (rt->strategy != NGX_HTTP_KSERVE_ADAPTIVE) {
+        ksv_json_lit(w, "{\"type\":");
+        ksv_json_string(w, ngx_http_kserve_strategies[rt->strategy].name.data,
+                        ngx_http_kserve_strategies[rt->strategy].name.len);
+        ksv_put_u8(w, '}');
         return;
     }
 

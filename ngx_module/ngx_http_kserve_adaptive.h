@@ -66,8 +66,8 @@ void ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt,
     ngx_log_t *log, ngx_str_t *fields, ngx_uint_t n, ngx_uint_t ok);
 
 /*
- * The "strategy" object of the route status (see ksv_adapt_json());
- * writes nothing for a route of another strategy.
+ * The "strategy" object of the route status (see ksv_adapt_json()); for
+ * a route of another strategy {"type":"random"} (its name) only.
  */
 void ngx_http_kserve_adaptive_json(ksv_writer_t *w,
     ngx_http_kserve_routed_t *rt);
