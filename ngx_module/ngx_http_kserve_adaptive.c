@@ -527,7 +527,7 @@ ngx_http_kserve_adaptive_publish(ngx_http_kserve_routed_t *rt, ngx_log_t *log)
     size = 32;
 
     for (k = 0; k < n; k++) {
-        size += v[k].name.len + 4 * (NGX_INT64_LEN + 1) + 1;
+        size += v[k].name.len + 5 * (NGX_INT64_LEN + 1) + 1;
     }
 
     buf = ngx_alloc(size, log);
@@ -588,7 +588,7 @@ ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
     ngx_int_t                          k;
     ngx_str_t                          name;
     ngx_uint_t                         i;
-    ksv_adapt_named_t                  named[64];
+    ksv_adapt_named_t                  named[KSV_ADAPT_MAX_VARIANTS];
     ngx_http_kserve_adaptive_conf_t   *ac;
     ngx_http_kserve_adaptive_state_t  *st;
 
@@ -614,7 +614,8 @@ ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
         }
 
         nv = ksv_adapt_parse((const char *) fields[i + 1].data,
-                             fields[i + 1].len, &ts, named, 64);
+                             fields[i + 1].len, &ts, named,
+                             KSV_ADAPT_MAX_VARIANTS);
 
         if (nv < 0) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
