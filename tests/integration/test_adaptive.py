@@ -30,7 +30,8 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, TOP, Gateway, nginx_env, wait_for
+from conftest import (BUILD, SANITIZER_REPORT, TOP, Gateway, nginx_env,
+                      wait_for)
 
 SLO_MS = 60
 MIN_SHARE = 0.05
@@ -140,11 +141,11 @@ def nodes():
         for node in started:
             node.stop()
         gw.stop_all()
-    problems = []
+    problems = gw.error_log_problems()      # sanitizers (worker.log)
     for node in started:
         with open(node.log, errors="replace") as f:
             problems += [ln for ln in f if "[alert]" in ln or "[crit]" in ln
-                         or "[emerg]" in ln]
+                         or "[emerg]" in ln or SANITIZER_REPORT.search(ln)]
     assert problems == []
     if not os.environ.get("KSV_KEEP"):
         shutil.rmtree(workdir, ignore_errors=True)
