@@ -581,7 +581,7 @@ ksv_adapt_json(ksv_writer_t *w, const ksv_adapt_conf_t *conf,
     uint64_t                   req;
     const ksv_adapt_counts_t  *c;
 
-    ksv_json_lit(w, "{\"type\":\"adaptive\",\"interval_ms\":");
+    ksv_json_lit(w, ",\"interval_ms\":");
     ksv_json_u64(w, t->interval_ms);
     ksv_json_lit(w, ",\"window_ms\":");
     ksv_json_u64(w, t->window_ms);
@@ -650,5 +650,5 @@ ksv_adapt_json(ksv_writer_t *w, const ksv_adapt_conf_t *conf,
         ksv_json_lit(w, "}}");
     }
 
-    ksv_json_lit(w, "]}");
+    ksv_put_u8(w, ']');
 }

@@ -184,13 +184,14 @@ int ksv_adapt_parse(const char *s, size_t len, uint64_t *time_ms,
 
 
 /*
- * The "strategy" object of the route status:
- *   {"type":"adaptive","interval_ms":..,"window_ms":..,"slo_ms":..,
+ * The members of the route status' "strategy" object after its name
+ * (GET /v2/routes: {"name":"adaptive" + these + "}"), each after a ',':
+ *   ,"interval_ms":..,"window_ms":..,"slo_ms":..,
  *    "min_share":..,"rate":..,"tolerance":..,"derived_ms_ago":..,
  *    "variants":[{"name":..,"share":..,"target":..,"weight":..,
  *                 "window":{"requests":..,"good":..,"slow":..,
  *                           "credit":..,"failure":..,"success_rate":..,
- *                           "within_slo":..,"mean_latency_ms":..}},..]}
+ *                           "within_slo":..,"mean_latency_ms":..}},..]
  * share and target are fractions, weight the request path's (of
  * KSV_ADAPT_SCALE); success_rate counts late successes, within_slo not;
  * both and the latency are null for a window without requests.

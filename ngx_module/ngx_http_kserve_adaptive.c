@@ -658,7 +658,7 @@ ngx_http_kserve_adaptive_wall_ms(void)
 /* ---- what the route status and /metrics show ---------------------------- */
 
 void
-ngx_http_kserve_adaptive_json(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
+ngx_http_kserve_adaptive_status(ngx_http_kserve_routed_t *rt, ksv_writer_t *w)
 {
     uint32_t                         *weights;
     uint64_t                          at;
@@ -670,14 +670,6 @@ ngx_http_kserve_adaptive_json(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
     ngx_http_kserve_variant_t        *v;
     ngx_http_kserve_adaptive_conf_t  *ac;
 
-    if (rt->strategy != NGX_HTTP_KSERVE_ADAPTIVE) {
-        ksv_json_lit(w, "{\"type\":");
-        ksv_json_string(w, ngx_http_kserve_strategies[rt->strategy].name.data,
-                        ngx_http_kserve_strategies[rt->strategy].name.len);
-        ksv_put_u8(w, '}');
-        return;
-    }
-
     ac = rt->strategy_conf;
     v = rt->variants.elts;
     n = rt->nrouted;
@@ -685,7 +677,6 @@ ngx_http_kserve_adaptive_json(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
     names = ngx_alloc(n * (sizeof(ksv_str_t) + sizeof(uint32_t)
                            + sizeof(ksv_adapt_variant_t)), ngx_cycle->log);
     if (names == NULL) {
-        ksv_json_lit(w, "null");
         return;
     }
 

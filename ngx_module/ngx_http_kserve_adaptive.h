@@ -66,11 +66,12 @@ void ngx_http_kserve_adaptive_remote(ngx_http_kserve_routed_t *rt,
     ngx_log_t *log, ngx_str_t *fields, ngx_uint_t n, ngx_uint_t ok);
 
 /*
- * The "strategy" object of the route status (see ksv_adapt_json()); for
- * a route of another strategy {"type":"random"} (its name) only.
+ * GET /v2/routes: the strategy object's members after its name (see
+ * ksv_adapt_json()), from the shared zone: every nginx worker answers
+ * the same.
  */
-void ngx_http_kserve_adaptive_json(ksv_writer_t *w,
-    ngx_http_kserve_routed_t *rt);
+void ngx_http_kserve_adaptive_status(ngx_http_kserve_routed_t *rt,
+    ksv_writer_t *w);
 
 /* ngx_kserve_route_adaptive_share, the families of /metrics */
 void ngx_http_kserve_adaptive_metrics(ksv_writer_t *w,

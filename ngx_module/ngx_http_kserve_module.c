@@ -16,6 +16,7 @@
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_variables.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
 #include "ksv_infer_json.h"
@@ -201,7 +202,7 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_kserve_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_kserve_variables_add,         /* preconfiguration */
     ngx_http_kserve_postconfiguration,     /* postconfiguration */
 
     ngx_http_kserve_create_main_conf,      /* create main configuration */
@@ -303,11 +304,15 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      "and it may not start with '.'");
     }
 
-    /* a routed name (kserve_route) becomes one of its variants */
+    /*
+     * A routed name (kserve_route) becomes one of its variants: here, or
+     * for an inference request once its body is read (its rules and
+     * sticky key may use the request's own content, $kserve_param_...).
+     */
 
     pick = NULL;
 
-    if (rc == NGX_OK
+    if (rc == NGX_OK && uri.endpoint != NGX_HTTP_KSERVE_INFER
         && ngx_http_kserve_route_resolve(r, &uri, &pick) == NGX_ERROR)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -335,7 +340,6 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         }
 
         ctx->uri = uri;
-        ctx->pick = pick;
         ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
         rc = ngx_http_read_client_request_body(r, ngx_http_kserve_infer_body);
@@ -394,6 +398,9 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     case NGX_HTTP_KSERVE_MODEL_STATS:
         return ngx_http_kserve_model_stats(r, b, &uri);
 
+    case NGX_HTTP_KSERVE_ROUTES:
+        return ngx_http_kserve_route_status(r, &uri.model);
+
     default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
         return ngx_http_kserve_server_metadata(r);
     }
@@ -405,6 +412,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * /v2/health/live, /v2/health/ready
  * /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
  * /v2/models/stats
+ * /v2/routes[/{name}]
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -465,6 +473,25 @@ ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
         }
 
         return NGX_DECLINED;
+    }
+
+    /* routed names' status: /v2/routes, /v2/routes/NAME */
+
+    if (ngx_http_kserve_match("/routes")) {
+        uri->endpoint = NGX_HTTP_KSERVE_ROUTES;
+
+        if (p == end || (p + 1 == end && *p == '/')) {
+            return NGX_OK;
+        }
+
+        if (*p++ != '/'
+            || ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK
+            || p != end)
+        {
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
     }
 
     if (!ngx_http_kserve_match("/models/")) {
@@ -870,7 +897,20 @@ done:
 static void
 ngx_http_kserve_infer_body(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
+    ngx_int_t               rc;
+    ngx_http_kserve_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
+
+    /* the body in one piece, kept for a retry and for the variables */
+
+    if (ngx_http_kserve_body_get(r, &ctx->body) != NGX_OK
+        || ngx_http_kserve_route_resolve(r, &ctx->uri, &ctx->pick)
+           == NGX_ERROR)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     rc = ngx_http_kserve_infer(r);
 
@@ -922,10 +962,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                      " not a non-negative decimal number");
     }
 
-    if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    kb = ctx->body;
     body = kb->data;
     len = kb->len;
 
@@ -1005,6 +1042,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     m.model_name = ms->config.name;
     m.model_version.data = (char *) p;
     m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
+    ctx->model_version.data = p;
+    ctx->model_version.len = m.model_version.len;
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
     id = ngx_http_kserve_next_id();

@@ -14,6 +14,8 @@
 
 #include "ngx_http_kserve_transport.h"
 #include "ngx_http_kserve_auth.h"
+#include "ngx_http_kserve_tensor.h"
+#include "ksv_request_fields.h"
 
 
 /*
@@ -65,7 +67,8 @@ typedef enum {
     NGX_HTTP_KSERVE_MODEL_CONFIG,
     NGX_HTTP_KSERVE_MODEL_STATS,
     NGX_HTTP_KSERVE_INFER,
-    NGX_HTTP_KSERVE_METRICS
+    NGX_HTTP_KSERVE_METRICS,
+    NGX_HTTP_KSERVE_ROUTES          /* model: the routed name, or none */
 } ngx_http_kserve_endpoint_e;
 
 
@@ -86,6 +89,11 @@ typedef struct {
     ngx_http_kserve_pending_t    pending;
     ngx_http_kserve_uri_t        uri;
     ngx_http_kserve_pick_t      *pick;          /* routed name's variant */
+    ngx_http_kserve_body_t      *body;          /* once read */
+    ngx_str_t                    model_version; /* once the INFER is sent */
+
+    /* "id", "parameters": ngx_http_kserve_variables.c, when asked */
+    ksv_request_fields_t         fields;
 
     /* outputs asked for, to answer binary_data (binary tensor data) */
     ngx_uint_t                   noutputs;      /* 0: all of them */
@@ -94,6 +102,8 @@ typedef struct {
 
     unsigned                     inflight:1;    /* counted in the gauge */
     unsigned                     all_binary:1;  /* binary_data_output, raw */
+    unsigned                     fields_scanned:1;
+    unsigned                     fields_ok:1;
 } ngx_http_kserve_ctx_t;
 
 

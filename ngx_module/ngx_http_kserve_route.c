@@ -64,6 +64,7 @@ ngx_http_kserve_route_init_process(ngx_cycle_t *cycle)
         v = rt[i]->variants.elts;
 
         for (k = 0; k < rt[i]->variants.nelts; k++) {
+            v[k].redis_weight = -1;
             v[k].base_weight = v[k].conf_weight;
             v[k].weight = v[k].conf_weight;
         }
@@ -80,7 +81,9 @@ ngx_http_kserve_route_init_process(ngx_cycle_t *cycle)
 
         ngx_http_kserve_route_effective(rt[i], cycle->log, NULL);
 
-        if (ngx_http_kserve_route_tick_init(cycle, rt[i]) != NGX_OK) {
+        if (ngx_http_kserve_route_tick_init(cycle, rt[i]) != NGX_OK
+            || ngx_http_kserve_route_window_init(cycle, rt[i]) != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }
@@ -110,6 +113,7 @@ ngx_http_kserve_route_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < kmcf->routing->routes.nelts; i++) {
         ngx_http_kserve_route_tick_exit(rt[i]);
+        ngx_http_kserve_route_window_exit(rt[i]);
     }
 
     if (kmcf->routing->redis == NULL) {

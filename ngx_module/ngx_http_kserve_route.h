@@ -35,12 +35,16 @@
  *                                    reply (retry on the fallback), header
  *   ngx_http_kserve_route_choose.c   the strategies and the choice of a
  *                                    variant among the usable ones
- *   ngx_http_kserve_route_health.c   outcomes, counters, ejection
+ *   ngx_http_kserve_route_health.c   outcomes, counters, ejection, the
+ *                                    windows of the counters
  *   ngx_http_kserve_route_weights.c  weights in effect (nginx.conf, Redis,
  *                                    then the hooks) and the per-route
  *                                    timer
+ *   ngx_http_kserve_route_status.c   GET /v2/routes[/NAME]
  *   ngx_http_kserve_metrics.c        their /metrics families
  *   ksv_route.c                      the nginx-free selection functions
+ *
+ * Request content for rules and sticky keys: ngx_http_kserve_variables.h.
  */
 
 #define NGX_HTTP_KSERVE_RANDOM    0
@@ -64,6 +68,18 @@ typedef struct ngx_http_kserve_routed_s    ngx_http_kserve_routed_t;
 typedef struct ngx_http_kserve_strategy_s  ngx_http_kserve_strategy_t;
 
 
+/* the counters at the start of a window (ngx_http_kserve_route_window) */
+typedef struct {
+    ngx_atomic_t                 start;          /* ngx_current_msec, 0 */
+    ngx_atomic_t                 requests;
+    ngx_atomic_t                 success;
+    ngx_atomic_t                 failure;
+    ngx_atomic_t                 client_error;
+    ngx_atomic_t                 latency_us;
+    ngx_atomic_t                 buckets[KSV_ROUTE_NBUCKETS + 1];
+} ngx_http_kserve_snapshot_t;
+
+
 /* in the shared zone, only touched with atomic operations */
 typedef struct {
     ngx_atomic_t                 requests;
@@ -83,7 +99,25 @@ typedef struct {
     ngx_atomic_t                 slow;           /* adaptive: over the slo */
     ngx_atomic_t                 credit;         /* adaptive: of the slow */
     ksv_adapt_shared_t           adaptive;       /* adaptive: derived */
+
+    /* the last window is [before, last), the current one [last, now) */
+    ngx_http_kserve_snapshot_t   before;
+    ngx_http_kserve_snapshot_t   last;
 } ngx_http_kserve_variant_shm_t;
+
+
+/* a variant's counts over a window, as ngx_http_kserve_route_window() */
+typedef struct {
+    uint64_t                     requests;
+    uint64_t                     success;
+    uint64_t                     failure;
+    uint64_t                     client_error;
+    uint64_t                     latency_us;
+    uint64_t                     buckets[KSV_ROUTE_NBUCKETS + 1];
+    ngx_msec_t                   length;         /* ms */
+    ngx_msec_t                   age;            /* ms since its end */
+    unsigned                     complete:1;     /* 0: the first, ongoing */
+} ngx_http_kserve_window_t;
 
 
 /* this nginx worker's counts not yet flushed to Redis */
@@ -110,6 +144,7 @@ typedef struct {
     unsigned                     routable:1;     /* a "variant" line */
 
     /* per nginx worker */
+    ngx_int_t                    redis_weight;   /* -1: none in Redis */
     ngx_uint_t                   base_weight;    /* nginx.conf or Redis */
     ngx_uint_t                   weight;         /* in effect */
     ngx_http_kserve_variant_shm_t    *shm;
@@ -146,6 +181,7 @@ struct ngx_http_kserve_routed_s {
     ngx_uint_t                   max_fails;      /* 0: never eject */
     ngx_msec_t                   eject_time;
     ngx_msec_t                   eject_max;
+    ngx_msec_t                   window;         /* status and stats */
 
     ngx_str_t                    fallback_name;  /* while parsing */
     ngx_str_t                    mirror_name;
@@ -155,6 +191,7 @@ struct ngx_http_kserve_routed_s {
     ksv_route_peer_t            *peers;          /* nrouted */
     void                        *strategy_state; /* the strategy's own */
     ngx_event_t                  tick;           /* every interval */
+    ngx_event_t                  window_ev;      /* every window */
     uint32_t                     redis_hash;     /* last HGETALL seen */
     unsigned                     redis_seen:1;
     unsigned                     redis_weights:1;
@@ -204,6 +241,13 @@ struct ngx_http_kserve_strategy_s {
      */
     void                       (*weights)(ngx_http_kserve_routed_t *rt,
                                           ngx_uint_t *w);
+
+    /*
+     * GET /v2/routes: members of the "strategy" object after "name",
+     * each written with a leading ',' (e.g. ,"weights":{...}).
+     */
+    void                       (*status)(ngx_http_kserve_routed_t *rt,
+                                         ksv_writer_t *w);
 };
 
 extern const ngx_http_kserve_strategy_t
@@ -320,6 +364,25 @@ void ngx_http_kserve_route_health(ngx_log_t *log,
 /* Not ejected now (ejected_until passed). */
 ngx_uint_t ngx_http_kserve_variant_in_service(ngx_http_kserve_variant_t *v,
     ngx_msec_t now);
+
+/*
+ * Windows: every rt->window the counters of each variant are snapshot
+ * in the shared zone (by whichever nginx worker's timer comes first), so
+ * the last complete window reads the same from every worker.  w gets the
+ * last complete window, or while there is none yet the one going on.
+ */
+void ngx_http_kserve_route_window(ngx_http_kserve_variant_t *v,
+    ngx_http_kserve_window_t *w);
+ngx_int_t ngx_http_kserve_route_window_init(ngx_cycle_t *cycle,
+    ngx_http_kserve_routed_t *rt);
+void ngx_http_kserve_route_window_exit(ngx_http_kserve_routed_t *rt);
+
+
+/* ngx_http_kserve_route_status.c: GET /v2/routes[/NAME] */
+
+/* name empty: every routed name */
+ngx_int_t ngx_http_kserve_route_status(ngx_http_request_t *r,
+    ngx_str_t *name);
 
 
 /* ngx_http_kserve_route_weights.c: weights in effect, the tick */

@@ -30,24 +30,24 @@ static ngx_int_t ngx_http_kserve_choose_fastest(ngx_http_kserve_routed_t *rt,
 /*
  * Indexed by NGX_HTTP_KSERVE_RANDOM ...: a new strategy is a number in
  * ngx_http_kserve_route.h and a row here (conf, init_process, choose,
- * tick, weights: see ngx_http_kserve_strategy_t).
+ * tick, weights, status: see ngx_http_kserve_strategy_t).
  */
 
 const ngx_http_kserve_strategy_t
     ngx_http_kserve_strategies[NGX_HTTP_KSERVE_NSTRATEGIES] =
 {
     { ngx_string("random"), NULL, NULL,
-      ngx_http_kserve_choose_random, NULL, NULL },
+      ngx_http_kserve_choose_random, NULL, NULL, NULL },
     { ngx_string("swrr"), NULL, NULL,
-      ngx_http_kserve_choose_swrr, NULL, NULL },
+      ngx_http_kserve_choose_swrr, NULL, NULL, NULL },
     { ngx_string("least_outstanding"), NULL, NULL,
-      ngx_http_kserve_choose_least, NULL, NULL },
+      ngx_http_kserve_choose_least, NULL, NULL, NULL },
     { ngx_string("fastest"), NULL, NULL,
-      ngx_http_kserve_choose_fastest, NULL, NULL },
+      ngx_http_kserve_choose_fastest, NULL, NULL, NULL },
     { ngx_string("adaptive"), ngx_http_kserve_adaptive_conf,
       ngx_http_kserve_adaptive_init_process,
       ngx_http_kserve_adaptive_choose, ngx_http_kserve_adaptive_tick,
-      ngx_http_kserve_adaptive_weights }
+      ngx_http_kserve_adaptive_weights, ngx_http_kserve_adaptive_status }
 };
 
 

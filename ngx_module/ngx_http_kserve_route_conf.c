@@ -65,6 +65,8 @@ static char *ngx_http_kserve_route_max_fails(ngx_conf_t *cf,
     ngx_http_kserve_routed_t *rt, ngx_str_t *value, ngx_uint_t n);
 static char *ngx_http_kserve_route_eject_time(ngx_conf_t *cf,
     ngx_http_kserve_routed_t *rt, ngx_str_t *value, ngx_uint_t n);
+static char *ngx_http_kserve_route_window_line(ngx_conf_t *cf,
+    ngx_http_kserve_routed_t *rt, ngx_str_t *value, ngx_uint_t n);
 static char *ngx_http_kserve_route_duplicate(ngx_conf_t *cf,
     ngx_http_kserve_routed_t *rt, ngx_str_t *word);
 static ngx_int_t ngx_http_kserve_variant_name(ngx_conf_t *cf, ngx_str_t *name,
@@ -89,6 +91,7 @@ static ngx_http_kserve_keyword_t  ngx_http_kserve_route_keywords[] = {
     { ngx_string("mirror"), 2, 2, ngx_http_kserve_route_mirror },
     { ngx_string("max_fails"), 1, 1, ngx_http_kserve_route_max_fails },
     { ngx_string("eject_time"), 1, 2, ngx_http_kserve_route_eject_time },
+    { ngx_string("window"), 1, 1, ngx_http_kserve_route_window_line },
     { ngx_null_string, 0, 0, NULL }
 };
 
@@ -138,6 +141,7 @@ ngx_http_kserve_routing(ngx_conf_t *cf)
  *     mirror    MODEL[:VERSION] PERCENT%;
  *     max_fails N;
  *     eject_time TIME [MAX];
+ *     window    TIME;
  * }
  */
 
@@ -187,6 +191,7 @@ ngx_http_kserve_route_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rt->max_fails = NGX_CONF_UNSET_UINT;
     rt->eject_time = NGX_CONF_UNSET_MSEC;
     rt->eject_max = NGX_CONF_UNSET_MSEC;
+    rt->window = NGX_CONF_UNSET_MSEC;
     rt->fallback = -1;
     rt->mirror = -1;
     rt->line = cf->conf_file->line;
@@ -528,6 +533,31 @@ ngx_http_kserve_route_eject_time(ngx_conf_t *cf, ngx_http_kserve_routed_t *rt,
 }
 
 
+/* window TIME: of GET /v2/routes' per-variant figures */
+
+static char *
+ngx_http_kserve_route_window_line(ngx_conf_t *cf,
+    ngx_http_kserve_routed_t *rt, ngx_str_t *value, ngx_uint_t n)
+{
+    if (rt->window != NGX_CONF_UNSET_MSEC) {
+        return ngx_http_kserve_route_duplicate(cf, rt, &value[0]);
+    }
+
+    rt->window = ngx_parse_time(&value[1], 0);
+
+    if (rt->window == (ngx_msec_t) NGX_ERROR || rt->window < 100
+        || rt->window > 3600000)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid window \"%V\": from 100ms to 1h "
+                           "expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_kserve_route_duplicate(ngx_conf_t *cf, ngx_http_kserve_routed_t *rt,
     ngx_str_t *word)
@@ -710,6 +740,7 @@ ngx_http_kserve_route_finish(ngx_conf_t *cf, ngx_http_kserve_routed_t *rt)
     ngx_conf_init_msec_value(rt->eject_time, 10000);
     ngx_conf_init_msec_value(rt->eject_max,
                              ngx_max(rt->eject_time, 300000));
+    ngx_conf_init_msec_value(rt->window, 10000);
 
     rt->redis_key.len = sizeof("kserve:route:") - 1 + rt->name.len;
     rt->redis_key.data = ngx_pnalloc(cf->pool, rt->redis_key.len + 1);

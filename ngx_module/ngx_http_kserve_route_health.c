@@ -149,3 +149,153 @@ ngx_http_kserve_variant_in_service(ngx_http_kserve_variant_t *v,
 {
     return (ngx_msec_int_t) (v->shm->ejected_until - now) <= 0;
 }
+
+
+/* ---- windows ------------------------------------------------------------- */
+
+static void ngx_http_kserve_route_window_timer(ngx_event_t *ev);
+static void ngx_http_kserve_snapshot(ngx_http_kserve_snapshot_t *s,
+    ngx_http_kserve_variant_shm_t *shm, ngx_msec_t start);
+
+
+ngx_int_t
+ngx_http_kserve_route_window_init(ngx_cycle_t *cycle,
+    ngx_http_kserve_routed_t *rt)
+{
+    rt->window_ev.handler = ngx_http_kserve_route_window_timer;
+    rt->window_ev.data = rt;
+    rt->window_ev.log = cycle->log;
+    rt->window_ev.cancelable = 1;
+
+    /* the first window starts when the first nginx worker comes up */
+
+    ngx_http_kserve_route_window_timer(&rt->window_ev);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_kserve_route_window_exit(ngx_http_kserve_routed_t *rt)
+{
+    if (rt->window_ev.timer_set) {
+        ngx_del_timer(&rt->window_ev);
+    }
+}
+
+
+/*
+ * Every nginx worker's timer fires about every window; the first to see
+ * the current window old enough (9/10 of it: timers drift) claims the
+ * rotation with a compare-and-set on its start, the others find it
+ * fresh.  Readers take no lock: a snapshot being copied may be read
+ * half new, a count or two off for one window.
+ */
+
+static void
+ngx_http_kserve_route_window_timer(ngx_event_t *ev)
+{
+    ngx_uint_t                      k;
+    ngx_msec_t                      now;
+    ngx_atomic_uint_t               start;
+    ngx_http_kserve_routed_t       *rt;
+    ngx_http_kserve_variant_t      *v;
+    ngx_http_kserve_variant_shm_t  *shm;
+
+    rt = ev->data;
+    v = rt->variants.elts;
+    now = ngx_current_msec;
+
+    for (k = 0; k < rt->variants.nelts; k++) {
+        shm = v[k].shm;
+        start = shm->last.start;
+
+        if (start != 0 && now - start < rt->window - rt->window / 10) {
+            continue;
+        }
+
+        if (!ngx_atomic_cmp_set(&shm->last.start, start, now ? now : 1)) {
+            continue;
+        }
+
+        if (start != 0) {
+            shm->before = shm->last;
+            shm->before.start = start;
+        }
+
+        ngx_http_kserve_snapshot(&shm->last, shm, now ? now : 1);
+    }
+
+    ngx_add_timer(ev, rt->window);
+}
+
+
+static void
+ngx_http_kserve_snapshot(ngx_http_kserve_snapshot_t *s,
+    ngx_http_kserve_variant_shm_t *shm, ngx_msec_t start)
+{
+    ngx_uint_t  b;
+
+    s->requests = shm->requests;
+    s->success = shm->success;
+    s->failure = shm->failure;
+    s->client_error = shm->client_error;
+    s->latency_us = shm->latency_us;
+
+    for (b = 0; b <= KSV_ROUTE_NBUCKETS; b++) {
+        s->buckets[b] = shm->buckets[b];
+    }
+
+    s->start = start;
+}
+
+
+void
+ngx_http_kserve_route_window(ngx_http_kserve_variant_t *v,
+    ngx_http_kserve_window_t *w)
+{
+    ngx_uint_t                      b;
+    ngx_msec_t                      now;
+    ngx_http_kserve_snapshot_t      from, to;
+    ngx_http_kserve_variant_shm_t  *shm;
+
+    shm = v->shm;
+    now = ngx_current_msec;
+
+    ngx_memzero(w, sizeof(ngx_http_kserve_window_t));
+
+    if (shm->before.start != 0) {
+        from = shm->before;
+        to = shm->last;
+        w->complete = 1;
+        w->age = now - to.start;
+
+    } else {
+        /* the first window: from its start (or the zone's) until now */
+
+        from = shm->last;
+        ngx_http_kserve_snapshot(&to, shm, now);
+
+        if (from.start == 0) {
+            ngx_memzero(&from, sizeof(ngx_http_kserve_snapshot_t));
+            from.start = now;
+        }
+    }
+
+    w->length = to.start - from.start;
+
+#define ngx_http_kserve_delta(f)                                             \
+    (to.f >= from.f ? (uint64_t) (to.f - from.f) : 0)
+
+    w->requests = ngx_http_kserve_delta(requests);
+    w->success = ngx_http_kserve_delta(success);
+    w->failure = ngx_http_kserve_delta(failure);
+    w->client_error = ngx_http_kserve_delta(client_error);
+    w->latency_us = ngx_http_kserve_delta(latency_us);
+
+    for (b = 0; b <= KSV_ROUTE_NBUCKETS; b++) {
+        w->buckets[b] = ngx_http_kserve_delta(buckets[b]);
+    }
+
+#undef ngx_http_kserve_delta
+}

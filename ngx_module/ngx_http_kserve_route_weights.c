@@ -37,7 +37,7 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
 {
     int64_t                     w;
     ngx_int_t                   i;
-    ngx_uint_t                  k, sum, *weights, stack[16];
+    ngx_uint_t                  k, sum, *weights, stack[32];
     ngx_http_kserve_variant_t  *v;
 
     if (n == 0 && !rt->redis_weights) {
@@ -48,8 +48,10 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
 
     weights = stack;
 
+    /* weights[nrouted + k]: the Redis field of variant k, or -1 */
+
     if (rt->nrouted > 16) {
-        weights = ngx_alloc(rt->nrouted * sizeof(ngx_uint_t), log);
+        weights = ngx_alloc(2 * rt->nrouted * sizeof(ngx_uint_t), log);
         if (weights == NULL) {
             return;
         }
@@ -57,6 +59,7 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
 
     for (k = 0; k < rt->nrouted; k++) {
         weights[k] = v[k].conf_weight;
+        weights[rt->nrouted + k] = (ngx_uint_t) -1;
     }
 
     for (k = 0; k + 1 < n; k += 2) {
@@ -80,10 +83,12 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
                           &rt->redis_key, &fields[k + 1], &fields[k],
                           KSV_ROUTE_MAX_WEIGHT, v[i].base_weight);
             weights[i] = v[i].base_weight;
+            weights[rt->nrouted + i] = (ngx_uint_t) v[i].redis_weight;
             continue;
         }
 
         weights[i] = (ngx_uint_t) w;
+        weights[rt->nrouted + i] = (ngx_uint_t) w;
     }
 
     sum = 0;
@@ -101,6 +106,7 @@ ngx_http_kserve_route_weights(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
 
     for (k = 0; k < rt->nrouted; k++) {
         v[k].base_weight = weights[k];
+        v[k].redis_weight = (ngx_int_t) weights[rt->nrouted + k];
     }
 
     rt->redis_weights = (n > 0);

@@ -33,6 +33,11 @@ error_log {dir}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
     access_log {dir}/access.log;
+    # the request-content variables (test_routing_content)
+    log_format kserve_vars '$kserve_request_id|$kserve_model_version|'
+                           '$kserve_param_user|$kserve_param_tier|'
+                           '$kserve_param_n|$uri';
+    access_log {dir}/kserve_vars.log kserve_vars;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -64,6 +69,26 @@ http {{
         fallback identity_fp32;
         max_fails 3;
         eject_time 2s 4s;
+    }}
+    # rules and sticky keys on the request's own content
+    # (test_routing_content): param_fail's versions, a JSON parameter
+    kserve_route by_param {{
+        variant param_fail:1 weight=5;
+        variant param_fail:2 weight=3;
+        variant param_fail:3 weight=2;
+        rule $kserve_param_tier gold param_fail:3;
+        sticky $kserve_param_user;
+        max_fails 2;
+        eject_time 6s;
+    }}
+    # GET /v2/routes (test_route_status): a rule picks the variant, a
+    # short window, never ejects
+    kserve_route status_demo {{
+        variant param_fail:1 weight=3;
+        variant param_fail:2;
+        rule $kserve_param_to two param_fail:2;
+        max_fails 0;
+        window 1s;
     }}
     kserve_route shadowed {{
         variant identity_fp32;
