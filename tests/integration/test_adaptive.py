@@ -455,6 +455,36 @@ def test_reload_keeps_what_was_learnt(nodes):
     assert min(after) >= MIN_SHARE - 1e-6, after
 
 
+def test_route_status_shows_the_strategy(nodes):
+    """GET /v2/routes/NAME: the strategy object carries the derived
+    shares and the window they came from, the same from every nginx
+    worker (the shared zone)."""
+    gw, a, b = nodes
+    seen = {}
+    for _ in range(20):
+        r = requests.get(a.url + "/v2/routes/slowed",
+                         headers={"Connection": "close"}, timeout=10)
+        assert r.status_code == 200, r.text
+        seen[r.headers["X-Nginx-Pid"]] = r.json()["strategy"]
+    assert len(seen) == 2, "one nginx worker only"
+    st = list(seen.values())[0]
+    assert st["name"] == "adaptive"
+    assert st["interval_ms"] == 1000 and st["window_ms"] == 3000
+    assert st["slo_ms"] == SLO_MS and st["min_share"] == MIN_SHARE
+    assert [v["name"] for v in st["variants"]] == ["adapt_a", "adapt_b"]
+    assert abs(sum(v["share"] for v in st["variants"]) - 1) < 0.001
+    for v in st["variants"]:
+        assert v["share"] >= MIN_SHARE - 1e-6
+        assert v["weight"] == round(v["share"] * 10000) or \
+            abs(v["weight"] - v["share"] * 10000) <= 1
+        assert set(v["window"]) >= {"requests", "good", "slow", "failure",
+                                    "success_rate", "mean_latency_ms"}
+    assert st["derived_ms_ago"] is not None and st["derived_ms_ago"] < 3000
+    # the list holds every route
+    plain = requests.get(a.url + "/v2/routes", timeout=10).json()["routes"]
+    assert {r["name"] for r in plain} == {"slowed", "failing"}
+
+
 # ---- nginx -t ----------------------------------------------------------------
 
 BAD = [
