@@ -455,6 +455,40 @@ def test_reload_keeps_what_was_learnt(nodes):
     assert min(after) >= MIN_SHARE - 1e-6, after
 
 
+def test_operator_weights_are_the_prior(nodes):
+    """Redis weights steer the learnt ones: weight 0 drains a variant at
+    once (every nginx worker, within a Redis poll); weighed in again at
+    1:3 it starts from the floor and, as good as the other, climbs past
+    half the traffic toward the operator's three quarters."""
+    gw, a, b = nodes
+    load = Load(a, "slowed")
+    load.start()
+    try:
+        rcli(gw, "HSET", "kserve:route:slowed", "adapt_a", 1, "adapt_b", 0)
+        t0 = time.monotonic()
+        time.sleep(2.0)                     # 4 polls of 250 ms, and more
+        drained = [v for t, v, _, _, _ in load.seen if t > t0 + 1.0]
+        assert drained and set(drained) == {"adapt_a"}, drained[:20]
+        assert wait_for(lambda: a.share("slowed", "adapt_b") == 0,
+                        timeout=3, interval=0.25)
+
+        rcli(gw, "HSET", "kserve:route:slowed", "adapt_a", 1, "adapt_b", 3)
+        t1 = time.monotonic()
+        shares = []
+
+        def climbed():
+            shares.append(a.share("slowed", "adapt_b"))
+            return shares[-1] >= 0.5
+        assert wait_for(climbed, timeout=30, interval=0.25), shares[::8]
+        climb = time.monotonic() - t1
+        assert min(s for s in shares if s > 0) >= MIN_SHARE - 1e-6, shares
+    finally:
+        load.join()
+        rcli(gw, "DEL", "kserve:route:slowed")
+    assert {c for _, _, c, _, _ in load.seen} == {200}
+    print("operator weights 1:3: 0.05 -> 0.5 in %.1f s" % climb)
+
+
 def test_route_status_shows_the_strategy(nodes):
     """GET /v2/routes/NAME: the strategy object carries the derived
     shares and the window they came from, the same from every nginx
