@@ -162,7 +162,7 @@ UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
 
 $(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS) $(UNIT_INSTC)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Ingx_module -Ibackends/common -o $@ $^ -ljansson -lzmq -lz
+	$(CC) $(CFLAGS) -Ingx_module -Ibackends/common -o $@ $^ -ljansson -lzmq -lz -lm
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
@@ -210,7 +210,7 @@ $(FUZZ_OUT)/obj/%.o: %.c $(COMMON_HDRS) $(wildcard ngx_module/ksv_*.h) \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson -lzmq -lz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson -lzmq -lz -lm
 
 fuzz-build: $(FUZZ_BINS)
 

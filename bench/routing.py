@@ -11,8 +11,11 @@ One run starts, in a private temporary directory and on free ports:
                     workers), with its `fraud` route replaced by
                       kserve_route bench { variant bench_a; variant bench_b;
                                            variant bench_c; }
-                    (equal weights, default strategy: weighted random) and
-                    access_log off (a constant cost to both sides that
+                    (equal weights, default strategy: weighted random), a
+                    second route over the same variants
+                      kserve_route bench_adaptive { ...;
+                          strategy adaptive interval=1s window=5s; }
+                    and access_log off (a constant cost to both sides that
                     would only dilute the difference)
 
 then drives, with wrk and bench/infer.lua (the same JSON body: 16 FP32),
@@ -23,6 +26,13 @@ then drives, with wrk and bench/infer.lua (the same JSON body: 16 FP32),
              kserve:route:bench), so every request lands on bench_a as
              the direct ones do: the gateway's own routing cost without
              the effect of spreading load over three Python instances
+  adaptive_1 POST /v2/models/bench_adaptive/infer, strategy adaptive with
+             operator weights 1/0/0 in Redis (kserve:route:bench_adaptive,
+             set once): the adaptive strategy's own cost (counting every
+             answer, the shares it derives each second, its Redis
+             exchange) on the same single instance
+  adaptive   the same route with weights 1/1/1: traffic spread by the
+             learnt shares
 
 alternating direct, routed, routed_1, direct, ... (--rounds of each per
 concurrency level) so that drift of a shared machine hits all alike;
@@ -58,11 +68,14 @@ import ksv_bench
 
 VARIANTS = ["bench_a", "bench_b", "bench_c"]
 ROUTE = "bench"
+ADAPTIVE = "bench_adaptive"
 # direct: bench_a; routed: the route, weights 1/1/1 (nginx.conf);
 # routed_1: the same route with weights 1/0/0 from Redis, so that every
 # request lands on bench_a as the direct ones do: the gateway's own cost
 # without the effect of spreading the load over three Python instances
-KINDS = ["direct", "routed", "routed_1"]
+KINDS = ["direct", "routed", "routed_1", "adaptive_1", "adaptive"]
+ROUTE_OF = {"routed": ROUTE, "routed_1": ROUTE, "adaptive_1": ADAPTIVE,
+            "adaptive": ADAPTIVE}
 DIRECT = VARIANTS[0]
 BODY = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 16],
                                "datatype": "FP32",
@@ -108,6 +121,10 @@ class Gateway:
             conf = f.read()
         route = ("kserve_route %s {\n%s    }" % (ROUTE, "".join(
             "        variant  %s  weight=1;\n" % v for v in VARIANTS)))
+        route += ("\n    kserve_route %s {\n%s        strategy adaptive "
+                  "interval=1s window=5s;\n    }" % (ADAPTIVE, "".join(
+                      "        variant  %s  weight=1;\n" % v
+                      for v in VARIANTS)))
         conf, n = re.subn(r"(?ms)^    kserve_route fraud \{.*?^    \}", route, conf)
         if n != 1:
             raise RuntimeError("conf/nginx.conf: no `kserve_route fraud` block")
@@ -167,26 +184,26 @@ class Gateway:
                 out[m.group(1)] = int(m.group(2))
         return out
 
-    def variant_requests(self):
+    def variant_requests(self, route=ROUTE):
         """{variant: requests} of the route, all nginx workers (/metrics)."""
         st, _h, body = http("GET", "http://127.0.0.1:%d/metrics" % self.port)
         out = dict.fromkeys(VARIANTS, 0)
         for m in re.finditer(r'(?m)^ngx_kserve_route_requests_total\{route="%s",'
-                             r'variant="([^"]+)",outcome="[a-z_]+"\} (\d+)' % ROUTE,
+                             r'variant="([^"]+)",outcome="[a-z_]+"\} (\d+)' % route,
                              body.decode(errors="replace")):
             out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
         return out
 
-    def set_weights(self, weights, interval=0.5):
-        """HSET kserve:route:bench (None: DEL, back to nginx.conf), then
+    def set_weights(self, weights, interval=0.5, route=ROUTE):
+        """HSET kserve:route:ROUTE (None: DEL, back to nginx.conf), then
         wait until every nginx worker has polled it (two intervals)."""
         if weights is None:
-            self.redis("DEL", "kserve:route:" + ROUTE)
+            self.redis("DEL", "kserve:route:" + route)
         else:
             args = []
             for v in VARIANTS:
                 args += [v, str(weights[v])]
-            self.redis("HSET", "kserve:route:" + ROUTE, *args)
+            self.redis("HSET", "kserve:route:" + route, *args)
         time.sleep(2 * interval + 0.3)
 
     def cpu(self):
@@ -269,13 +286,15 @@ def profile(gw, url, body_path, conc, secs, threads, work):
             continue
         if re.search(r"kserve_route|kserve_choose|kserve_pick|kserve_account|"
                      r"kserve_health|kserve_variant|^ksv_route|kserve_now_us|"
-                     r"kserve_random32|kserve_routed", m.group(2)):
+                     r"kserve_random32|kserve_routed|kserve_adaptive|"
+                     r"^ksv_adapt", m.group(2)):
             route += float(m.group(1))
         elif re.search(r"redis|^redis|hiredis", m.group(2), re.I):
             redis += float(m.group(1))
     return ("\n".join(lines[:40]),
             "routing functions (ngx_http_kserve_route*, choose, pick, "
-            "account, health, variant_ready, ksv_route_*): %.2f %% of the "
+            "account, health, variant_ready, ksv_route_*, "
+            "ngx_http_kserve_adaptive*, ksv_adapt_*): %.2f %% of the "
             "nginx worker's samples; Redis client (hiredis + "
             "ngx_http_kserve_redis*): %.2f %%" % (route, redis))
 
@@ -309,7 +328,17 @@ def summarize(runs, conc, kind):
             "cmds_per_s": cmds / wall if wall else 0.0}
 
 
+LABEL = {"direct": "direct `bench_a`",
+         "routed": "routed `bench`, weights 1/1/1",
+         "routed_1": "routed `bench`, weights 1/0/0 (Redis)",
+         "adaptive_1": "adaptive `bench_adaptive`, weights 1/0/0 (Redis)",
+         "adaptive": "adaptive `bench_adaptive`, weights 1/1/1"}
+TAG = {"direct": "D", "routed": "R", "routed_1": "R1", "adaptive_1": "A1",
+       "adaptive": "A"}
+
+
 def report(a, args, runs, cmdstats, prof, env):
+    label, tag = LABEL, TAG
     out = []
     w = out.append
     w("# Routing cost: routed name vs. direct call")
@@ -322,18 +351,20 @@ def report(a, args, runs, cmdstats, prof, env):
       "`conf/nginx.conf` as `make run` fills it in (2 nginx workers, "
       "`kserve_redis ... interval=500ms`), its `fraud` route replaced by "
       "`kserve_route %s { variant bench_a; variant bench_b; variant bench_c; }` "
-      "(equal weights, weighted random), `access_log off`. The three "
+      "(equal weights, weighted random) and `kserve_route %s` over the "
+      "same variants with `strategy adaptive interval=1s window=5s`, "
+      "`access_log off`. The three "
       "variants are copies of `conf/models/identity_fp32` (Python backend, "
       "dynamic batching, one instance each). *direct* = `POST "
       "/v2/models/bench_a/infer`, *routed* = `POST /v2/models/bench/infer`, "
+      "*adaptive* = `POST /v2/models/%s/infer`, "
       "the same 16 × FP32 JSON body, wrk + `bench/infer.lua`, %g s per run, "
-      "direct, routed 1/1/1 and routed 1/0/0 alternated (D R R1 D R R1 ...), %d runs of each per "
+      "%s alternated (%s ...), %d runs of each per "
       "concurrency; figures are the median of the runs." % (
-          ROUTE, args.seconds, args.rounds))
+          ROUTE, ADAPTIVE, ADAPTIVE, args.seconds,
+          ", ".join(label[k] for k in KINDS),
+          " ".join(tag[k] for k in KINDS * 2), args.rounds))
     w("")
-    label = {"direct": "direct `bench_a`",
-             "routed": "routed `bench`, weights 1/1/1",
-             "routed_1": "routed `bench`, weights 1/0/0 (Redis)"}
     w("| c | path | infer/s | vs direct | p50 µs | p99 µs | errors "
       "| nginx CPU µs / request | worker + instances CPU µs / request "
       "| Redis cmds / request | Redis cmds / s |")
@@ -352,10 +383,9 @@ def report(a, args, runs, cmdstats, prof, env):
     w("*vs direct* = routed / direct − 1 (negative: slower). Redis commands "
       "are counted with `total_commands_processed` (`INFO stats`) before "
       "and after each run; per request = commands / requests of the run. "
-      "Every run, in order (infer/s; D direct, R routed 1/1/1, "
-      "R1 routed 1/0/0):")
+      "Every run, in order (infer/s; %s):" % ", ".join(
+          "%s %s" % (tag[k], label[k]) for k in KINDS))
     w("")
-    tag = {"direct": "D", "routed": "R", "routed_1": "R1"}
     for c in args.concurrency:
         seq = ["%s %.0f" % (tag[r["kind"]], r["rps"])
                for r in runs if r["conc"] == c]
@@ -369,7 +399,7 @@ def report(a, args, runs, cmdstats, prof, env):
     w("| command | %s |" % " | ".join("%s (%.0f s, %d requests)" % (
         tag[k], secs[k], reqs[k]) for k in KINDS))
     w("| --- |%s" % (" ---: |" * len(KINDS)))
-    for k, v in sorted(cmdstats.items(), key=lambda kv: -kv[1]["routed"]):
+    for k, v in sorted(cmdstats.items(), key=lambda kv: -sum(kv[1].values())):
         w("| `%s` | %s |" % (k, " | ".join(str(v[x]) for x in KINDS)))
     w("")
     w("Expected Redis load, whatever the traffic: each of the %d nginx "
@@ -379,16 +409,25 @@ def report(a, args, runs, cmdstats, prof, env):
       "cumulative buckets; zero increments are skipped) + 1 `HSET "
       "last_update_ms`: 2 × 2 × (1 + 2 + 3 × 16) = 204 commands/s with "
       "three variants in use, 2 × 2 × (1 + 2 + 16) = 76/s with one, "
-      "2 × 2 × 1 = 4/s idle. Commands per request is that fixed rate "
-      "divided by the throughput, not a per-request cost." % 2)
+      "2 × 2 × 1 = 4/s idle; the second routed name (`%s`) adds "
+      "1 `HGETALL` per nginx worker per interval and its own flushes "
+      "when it has traffic, and its adaptive strategy, once per second "
+      "in nginx worker 0 only, 1 `HSET` + 1 `PEXPIRE` + 1 `HGETALL` of "
+      "`kserve:adaptive:%s`. Commands per request is that fixed rate "
+      "divided by the throughput, not a per-request cost." % (
+          2, ADAPTIVE, ADAPTIVE))
     w("")
     if prof:
         prof, share = prof
         w("## Profile")
         w("")
-        w("`perf record -g -e cpu-clock` on one nginx worker for %g s while "
-          "wrk drove the routed name at c=%d; `perf report --no-children "
-          "--sort dso,symbol` (self time):" % (args.profile_seconds, max(args.concurrency)))
+        kinds = [k for k in KINDS if k in ROUTE_OF] or ["routed"]
+        w("`perf record -g -e cpu-clock` on one nginx worker (the lowest "
+          "pid, which is nginx worker 0 at start: the one that derives "
+          "adaptive weights) for %g s while wrk drove `%s` at c=%d; `perf "
+          "report --no-children --sort dso,symbol` (self time):" % (
+              args.profile_seconds, ROUTE_OF[kinds[-1]],
+              max(args.concurrency)))
         w("")
         w("```")
         w(prof)
@@ -453,21 +492,23 @@ def main():
         if seen != set(VARIANTS):
             raise RuntimeError("route answered from %s only" % sorted(seen))
         log("warm-up")
-        for url in (direct, routed):
+        for url in (direct, routed, gw.url(ADAPTIVE)):
             run_wrk(url, body_path, max(args.concurrency), args.warmup, args.threads)
         one = {v: (1 if v == DIRECT else 0) for v in VARIANTS}
         for c in args.concurrency:
             for i in range(args.rounds):
                 for kind in KINDS:
-                    if kind == "routed_1":
-                        gw.set_weights(one)
-                    before = gw.variant_requests()
-                    r = measure(gw, kind, direct if kind == "direct" else routed,
+                    route = ROUTE_OF.get(kind, ROUTE)
+                    if kind in ("routed_1", "adaptive_1"):
+                        gw.set_weights(one, route=route)
+                    before = gw.variant_requests(route)
+                    r = measure(gw, kind, direct if kind == "direct"
+                                else gw.url(route),
                                 body_path, c, args.seconds, args.threads)
-                    after = gw.variant_requests()
+                    after = gw.variant_requests(route)
                     r["variants"] = {v: after[v] - before[v] for v in VARIANTS}
-                    if kind == "routed_1":
-                        gw.set_weights(None)
+                    if kind in ("routed_1", "adaptive_1"):
+                        gw.set_weights(None, route=route)
                         if any(r["variants"][v] for v in VARIANTS if v != DIRECT):
                             raise RuntimeError("weights 1/0/0 not applied: %s"
                                                % r["variants"])
@@ -486,8 +527,11 @@ def main():
                 cmdstats.setdefault(k, dict.fromkeys(KINDS, 0))[r["kind"]] += v
         if args.profile:
             log("profiling one nginx worker for %g s" % args.profile_seconds)
-            prof = profile(gw, routed, body_path, max(args.concurrency),
-                           args.profile_seconds, args.threads, work)
+            # the route of the last routed kind measured
+            kinds = [k for k in KINDS if k in ROUTE_OF] or ["routed"]
+            prof = profile(gw, gw.url(ROUTE_OF[kinds[-1]]), body_path,
+                           max(args.concurrency), args.profile_seconds,
+                           args.threads, work)
         problems = []
         with open(os.path.join(work, "error.log"), errors="replace") as f:
             problems = [l for l in f if "[alert]" in l or "[crit]" in l or "[emerg]" in l]

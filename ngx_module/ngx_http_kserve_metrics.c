@@ -22,6 +22,7 @@
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_rollout.h"
+#include "ngx_http_kserve_adaptive.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
 #include "ngx_http_kserve_shm.h"
@@ -675,6 +676,7 @@ ngx_http_kserve_metrics_routes(ngx_http_request_t *r, ksv_writer_t *w)
     ksv_prom_family(w, "ngx_kserve_route_weight", "gauge",
                     "The variant's weight in effect in the nginx worker "
                     "that answered the scrape (nginx.conf or Redis; "
+                    "strategy adaptive: its share in 1/10000; "
                     "fallback and mirror only: 0)");
 
     ngx_http_kserve_each_variant {
@@ -690,6 +692,10 @@ ngx_http_kserve_metrics_routes(ngx_http_request_t *r, ksv_writer_t *w)
     /* rollouts: their share, steps and rollbacks */
 
     ngx_http_kserve_rollout_metrics(w, routing);
+
+    /* strategy adaptive: the shares it derived */
+
+    ngx_http_kserve_adaptive_metrics(w, routing);
 }
 
 

@@ -36,6 +36,7 @@
 
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_rollout.h"
+#include "ngx_http_kserve_adaptive.h"
 
 
 #define NGX_HTTP_KSERVE_REDIS_BACKOFF_MIN   100
@@ -92,6 +93,8 @@ static void ngx_http_kserve_redis_disconnected(const redisAsyncContext *ac,
 static void ngx_http_kserve_redis_discover(ngx_http_kserve_redis_t *rs);
 static void ngx_http_kserve_redis_poll(ngx_http_kserve_redis_t *rs);
 static void ngx_http_kserve_redis_polled(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_kserve_redis_adapted(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_kserve_redis_flush(ngx_http_kserve_redis_t *rs);
 static void ngx_http_kserve_redis_flushed(redisAsyncContext *ac, void *r,
@@ -627,6 +630,91 @@ ngx_http_kserve_redis_polled(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* ---- adaptive windows ------------------------------------------------ */
+
+/*
+ * strategy adaptive, once per interval in the deriving nginx worker:
+ * this node's window into its field of kserve:adaptive:NAME, the key's
+ * time to live renewed (the hash goes when every node has stopped), and,
+ * when read is set, every node's windows back (HGETALL), to
+ * ngx_http_kserve_adaptive_remote().  Pipelined, never waited for.
+ */
+
+ngx_int_t
+ngx_http_kserve_redis_adaptive(ngx_http_kserve_redis_t *rs,
+    ngx_http_kserve_routed_t *rt, ngx_str_t *key, ngx_str_t *node,
+    u_char *value, size_t len, ngx_msec_t ttl, ngx_uint_t read)
+{
+    if (rs->state != NGX_HTTP_KSERVE_REDIS_UP || rs->ac == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommand(rs->ac, NULL, NULL, "HSET %b %b %b",
+                          key->data, key->len, node->data, node->len,
+                          value, len)
+        != REDIS_OK
+        || redisAsyncCommand(rs->ac, NULL, NULL, "PEXPIRE %b %lu",
+                             key->data, key->len, (unsigned long) ttl)
+           != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (read
+        && redisAsyncCommand(rs->ac, ngx_http_kserve_redis_adapted, rt,
+                             "HGETALL %b", key->data, key->len)
+           != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_kserve_redis_adapted(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                *reply = r;
+    ngx_http_kserve_routed_t  *rt = privdata;
+
+    size_t                    i;
+    ngx_str_t                *fields;
+    redisReply               *e;
+    ngx_http_kserve_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_kserve_adaptive_remote(rt, rs->log, NULL, 0, 0);
+        return;
+    }
+
+    fields = NULL;
+
+    if (reply->elements) {
+        fields = ngx_alloc(reply->elements * sizeof(ngx_str_t), rs->log);
+        if (fields == NULL) {
+            ngx_http_kserve_adaptive_remote(rt, rs->log, NULL, 0, 0);
+            return;
+        }
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        fields[i].data = (u_char *) (e->str ? e->str : "");
+        fields[i].len = e->str ? e->len : 0;
+    }
+
+    ngx_http_kserve_adaptive_remote(rt, rs->log, fields, reply->elements, 1);
+
+    if (fields != NULL) {
+        ngx_free(fields);
+    }
+}
+
+
 /* ---- statistics ------------------------------------------------------- */
 
 static ngx_int_t
@@ -711,6 +799,7 @@ ngx_http_kserve_redis_flush(ngx_http_kserve_redis_t *rs)
             rc |= ngx_http_kserve_redis_incr(rs, &key, "failure", f->failure);
             rc |= ngx_http_kserve_redis_incr(rs, &key, "client_error",
                                              f->client_error);
+            rc |= ngx_http_kserve_redis_incr(rs, &key, "over_slo", f->slow);
             rc |= ngx_http_kserve_redis_incr(rs, &key, "latency_sum_us",
                                              f->latency_us);
             rc |= ngx_http_kserve_redis_incr(rs, &key, "retries", f->retries);
@@ -808,6 +897,7 @@ ngx_http_kserve_redis_settle(ngx_http_kserve_redis_t *rs, ngx_uint_t sent)
                 d->success += f->success;
                 d->failure += f->failure;
                 d->client_error += f->client_error;
+                d->slow += f->slow;
                 d->latency_us += f->latency_us;
                 d->retries += f->retries;
                 d->mirrored += f->mirrored;

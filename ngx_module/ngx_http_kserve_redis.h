@@ -29,6 +29,15 @@
 /* kserve_redis ADDRESS[:PORT] [interval=TIME]; */
 char *ngx_http_kserve_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
+/*
+ * strategy adaptive: this node's window into kserve:adaptive:NAME, and
+ * with read the windows of every node back (see the .c file).
+ * NGX_DECLINED: Redis is not up now.
+ */
+ngx_int_t ngx_http_kserve_redis_adaptive(ngx_http_kserve_redis_t *rs,
+    ngx_http_kserve_routed_t *rt, ngx_str_t *key, ngx_str_t *node,
+    u_char *value, size_t len, ngx_msec_t ttl, ngx_uint_t read);
+
 ngx_int_t ngx_http_kserve_redis_init(ngx_cycle_t *cycle,
     ngx_http_kserve_routing_t *routing);
 void ngx_http_kserve_redis_exit(ngx_cycle_t *cycle,

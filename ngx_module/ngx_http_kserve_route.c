@@ -19,6 +19,7 @@
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_rollout.h"
+#include "ngx_http_kserve_adaptive.h"
 #include "ksv_json_write.h"
 
 
@@ -412,6 +413,7 @@ ngx_http_kserve_route_done(ngx_http_request_t *r, ngx_http_kserve_ctx_t *ctx,
     outcome = ngx_http_kserve_route_outcome(frames, nframes);
 
     ngx_http_kserve_route_account(v, outcome, us);
+    ngx_http_kserve_adaptive_account(rt, v, outcome, us);
     ngx_http_kserve_route_health(r->connection->log, rt, v, outcome);
     ngx_http_kserve_pick_release(pick);
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_kserve_module.h"
 #include "ksv_route.h"
+#include "ksv_adaptive.h"
 
 
 /*
@@ -50,9 +51,10 @@
 #define NGX_HTTP_KSERVE_SWRR      1
 #define NGX_HTTP_KSERVE_LEAST     2
 #define NGX_HTTP_KSERVE_FASTEST   3
+#define NGX_HTTP_KSERVE_ADAPTIVE  4
 
 /* one past the last: a new strategy takes this number and a table row */
-#define NGX_HTTP_KSERVE_NSTRATEGIES  4
+#define NGX_HTTP_KSERVE_NSTRATEGIES  5
 
 
 typedef enum {
@@ -94,6 +96,9 @@ typedef struct {
     ngx_atomic_t                 level;          /* ejections in a row */
     ngx_atomic_t                 ejected_until;  /* ngx_current_msec */
     ngx_atomic_t                 ewma_us;
+    ngx_atomic_t                 slow;           /* adaptive: over the slo */
+    ngx_atomic_t                 credit;         /* adaptive: of the slow */
+    ksv_adapt_shared_t           adaptive;       /* adaptive: derived */
 
     /* the last window is [before, last), the current one [last, now) */
     ngx_http_kserve_snapshot_t   before;
@@ -126,6 +131,7 @@ typedef struct {
     uint64_t                     retries;
     uint64_t                     mirrored;
     uint64_t                     ejections;
+    uint64_t                     slow;           /* adaptive: over the slo */
 } ngx_http_kserve_variant_stats_t;
 
 

@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_adaptive.h"
 
 
 static ngx_int_t ngx_http_kserve_choose_random(ngx_http_kserve_routed_t *rt,
@@ -42,7 +43,11 @@ const ngx_http_kserve_strategy_t
     { ngx_string("least_outstanding"), NULL, NULL,
       ngx_http_kserve_choose_least, NULL, NULL, NULL },
     { ngx_string("fastest"), NULL, NULL,
-      ngx_http_kserve_choose_fastest, NULL, NULL, NULL }
+      ngx_http_kserve_choose_fastest, NULL, NULL, NULL },
+    { ngx_string("adaptive"), ngx_http_kserve_adaptive_conf,
+      ngx_http_kserve_adaptive_init_process,
+      ngx_http_kserve_adaptive_choose, ngx_http_kserve_adaptive_tick,
+      ngx_http_kserve_adaptive_weights, ngx_http_kserve_adaptive_status }
 };
 
 
@@ -88,7 +93,7 @@ ngx_http_kserve_route_strategy(ngx_conf_t *cf, ngx_http_kserve_routed_t *rt,
         return NGX_CONF_OK;
     }
 
-    /* "random, swrr, least_outstanding or fastest" */
+    /* "random, swrr, least_outstanding, fastest or adaptive" */
 
     p = buf;
     last = buf + sizeof(buf);

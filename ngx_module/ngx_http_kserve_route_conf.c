@@ -134,7 +134,9 @@ ngx_http_kserve_routing(ngx_conf_t *cf)
 /*
  * kserve_route NAME {
  *     variant   MODEL[:VERSION] [weight=N];
- *     strategy  random | swrr | least_outstanding | fastest;
+ *     strategy  random | swrr | least_outstanding | fastest
+ *               | adaptive [interval=] [window=] [slo=] [min_share=]
+ *                 [rate=] [tolerance=];
  *     sticky    STRING;
  *     rule      STRING VALUE VARIANT;
  *     fallback  MODEL[:VERSION];

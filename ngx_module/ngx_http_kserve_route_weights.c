@@ -129,7 +129,7 @@ ngx_http_kserve_route_effective(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
     const char *why)
 {
     u_char                            *p, *last, buf[512];
-    ngx_uint_t                         k, changed, *w, stack[16];
+    ngx_uint_t                         k, changed, level, *w, stack[16];
     ngx_http_kserve_variant_t         *v;
     const ngx_http_kserve_strategy_t  *s;
 
@@ -175,8 +175,13 @@ ngx_http_kserve_route_effective(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
         p = ngx_slprintf(p, last, " %V=%ui", &v[k].name, v[k].weight);
     }
 
+    /* a strategy that learns moves weights every tick: info, not notice */
+
+    level = (why == NULL && s->weights != NULL) ? NGX_LOG_INFO
+                                                : NGX_LOG_NOTICE;
+
     if (changed || why != NULL) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+        ngx_log_error(level, log, 0,
                       "kserve: route \"%V\" weights%*s (%s)", &rt->name,
                       p - buf, buf, why ? why : "in effect");
     }

@@ -18,7 +18,9 @@ Seeds are small real examples, one file each, named for what they are:
                     (field, value, ... separated by NUL bytes);
   fuzz_request_fields/  requests whose "id" and "parameters" routing
                     reads (JSON, a binary request's JSON header,
-                    escaped names, nested parameters).
+                    escaped names, nested parameters);
+  fuzz_adaptive/    window counts as an nginx node publishes them to
+                    kserve:adaptive:NAME (docs/redis.md).
 The files are committed; rerun this after a protocol change.
 """
 
@@ -293,6 +295,14 @@ def rollout_seeds():
         write("fuzz_rollout", name, "\0".join(fields))
 
 
+def adaptive_seeds():
+    write("fuzz_adaptive", "empty_window", "ksv1 1764650000000\n")
+    write("fuzz_adaptive", "two_variants",
+          "ksv1 1764650000000\nfraud_v1 950 30 24000 20 31000000\n"
+          "fraud_v2:3 400 580 190000 20 92000000\n")
+    write("fuzz_adaptive", "zeros", "ksv1 0\na 0 0 0 0 0\n")
+
+
 def request_fields_seeds():
     t = "fuzz_request_fields"
     write(t, "json_request.json", json.dumps(
@@ -318,7 +328,7 @@ def request_fields_seeds():
 def main():
     for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
                    "fuzz_gzip", "fuzz_settings", "fuzz_rollout",
-                   "fuzz_request_fields"):
+                   "fuzz_adaptive", "fuzz_request_fields"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -328,6 +338,7 @@ def main():
     gzip_seeds()
     settings_seeds()
     rollout_seeds()
+    adaptive_seeds()
     request_fields_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
