@@ -106,14 +106,14 @@ def test_redis_and_effective_weights(gateway):
     key = "kserve:route:" + ROUTE
     try:
         rcli(gateway, "HSET", key, "param_fail:2", 7)
-        assert wait_for(lambda: seen(7, 7), timeout=5)
+        assert wait_for(lambda: seen(7, 7), timeout=15)
         v = variants(status(gateway, ROUTE).json())
         assert v["param_fail:2"]["weight"]["configured"] == 1
         assert v["param_fail:1"]["weight"]["effective"] == 3
         assert status(gateway, ROUTE).json()["redis"]["weights"] is True
     finally:
         rcli(gateway, "DEL", key)
-    assert wait_for(lambda: seen(1, None), timeout=5)
+    assert wait_for(lambda: seen(1, None), timeout=15)
 
 
 def test_window_success_rate_and_latency(gateway):
