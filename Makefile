@@ -152,9 +152,11 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(wildcard ngx_module/*.[ch]) \
 
 # ---- tests ----------------------------------------------------------------
 
-# the instances' pure parts (no sockets): the batcher, the timer heap and
-# the mappings of clients' shared memory regions
+# the instances' pure parts (no sockets): the batcher, the timer heap,
+# the classification extension and the mappings of clients' shared
+# memory regions
 UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
+                          backends/common/ksv_classify.c \
                           backends/common/ksv_shm_map.c \
                           backends/common/ksv_timer.c)
 
@@ -323,8 +325,12 @@ test-gpu: all $(VENV_STAMP)
 
 # ---- running ----------------------------------------------------------------
 
+# explicit model control with every model loaded: Triton's model-control
+# clients (load, unload, the repository index) work against it
+KSV_WORKER_ARGS ?= --model-control-mode explicit --load-model *
+
 run: all
-	@KSV_BUILD=$(BUILD) conf/run.sh
+	@KSV_BUILD=$(BUILD) KSV_WORKER_ARGS='$(KSV_WORKER_ARGS)' conf/run.sh
 
 stop:
 	@KSV_BUILD=$(BUILD) conf/run.sh stop

@@ -734,6 +734,7 @@ ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m)
     for (i = 0; i < m->noutputs; i++) {
         ksv_put_str(w, m->outputs[i].name);
         ksv_put_u32(w, m->outputs[i].flags);
+        ksv_put_u32(w, m->outputs[i].class_count);
     }
 
     ksv_put_params(w, m->params, m->nparams);
@@ -764,6 +765,7 @@ ksv_decode_infer(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m)
         for (i = 0; i < m->noutputs; i++) {
             m->outputs[i].name = ksv_get_str(r);
             m->outputs[i].flags = ksv_get_u32(r);
+            m->outputs[i].class_count = ksv_get_u32(r);
         }
     }
 
@@ -907,6 +909,8 @@ ksv_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n)
         ksv_put_dims(w, io[i].dims, io[i].ndims);
         ksv_put_u8(w, io[i].has_reshape);
         ksv_put_dims(w, io[i].reshape, io[i].reshape_ndims);
+        ksv_put_u8(w, io[i].format);
+        ksv_put_str(w, io[i].label_filename);
     }
 }
 
@@ -934,7 +938,9 @@ ksv_get_io(ksv_reader_t *r, ksv_alloc_t *a, uint32_t *n)
         io[i].ndims = ksv_get_dims(r, io[i].dims);
         io[i].has_reshape = ksv_get_u8(r);
         io[i].reshape_ndims = ksv_get_dims(r, io[i].reshape);
-        if (io[i].datatype >= KSV_TYPE_COUNT) {
+        io[i].format = ksv_get_u8(r);
+        io[i].label_filename = ksv_get_str(r);
+        if (io[i].datatype >= KSV_TYPE_COUNT || io[i].format > 2) {
             r->failed = 1;
         }
     }
@@ -1196,6 +1202,99 @@ ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m)
     }
 
     return r->failed ? -1 : 0;
+}
+
+
+/* ---- REPOSITORY / REPOSITORY_REPLY ------------------------------------- */
+
+void
+ksv_encode_repository(ksv_writer_t *w, uint64_t id, const ksv_repository_t *m)
+{
+    ksv_put_prefix(w, KSV_MSG_REPOSITORY, id);
+    ksv_put_u8(w, m->action);
+    ksv_put_u8(w, m->flags);
+    ksv_put_str(w, m->model);
+}
+
+
+int
+ksv_decode_repository(ksv_reader_t *r, ksv_repository_t *m)
+{
+    m->action = ksv_get_u8(r);
+    m->flags = ksv_get_u8(r);
+    m->model = ksv_get_str(r);
+    if (r->failed || m->action < KSV_REPO_INDEX
+        || m->action > KSV_REPO_UNLOAD)
+    {
+        return -1;
+    }
+    return 0;
+}
+
+
+void
+ksv_encode_repository_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_reply_t *m)
+{
+    uint32_t                 i;
+    const ksv_repo_entry_t  *e;
+
+    ksv_put_prefix(w, KSV_MSG_REPOSITORY_REPLY, id);
+    ksv_put_u32(w, m->nentries);
+    for (i = 0; i < m->nentries; i++) {
+        e = &m->entries[i];
+        ksv_put_str(w, e->name);
+        ksv_put_i64(w, e->version);
+        ksv_put_u8(w, e->state);
+        ksv_put_str(w, e->reason);
+    }
+}
+
+
+int
+ksv_decode_repository_reply(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_repository_reply_t *m)
+{
+    uint32_t           i;
+    ksv_repo_entry_t  *e;
+
+    memset(m, 0, sizeof(*m));
+    m->nentries = ksv_get_count(r, KSV_MAX_STATS);
+    if (!r->failed && m->nentries > 0) {
+        m->entries = ksv_alloc_array(a, m->nentries, sizeof(*m->entries));
+        if (m->entries == NULL) {
+            return -1;
+        }
+    }
+    for (i = 0; i < m->nentries && !r->failed; i++) {
+        e = &m->entries[i];
+        e->name = ksv_get_str(r);
+        e->version = ksv_get_i64(r);
+        e->state = ksv_get_u8(r);
+        e->reason = ksv_get_str(r);
+        if (e->state > KSV_REPO_UNLOADING && e->state != KSV_REPO_NAME_ONLY) {
+            r->failed = 1;
+        }
+    }
+    return r->failed ? -1 : 0;
+}
+
+
+const char *
+ksv_repo_state_name(uint8_t state)
+{
+    switch (state) {
+    case KSV_VERSION_UNAVAILABLE:
+        return "UNAVAILABLE";
+    case KSV_VERSION_LOADING:
+        return "LOADING";
+    case KSV_VERSION_READY:
+        return "READY";
+    case KSV_REPO_UNLOADING:
+        return "UNLOADING";
+    default:
+        return "";
+    }
 }
 
 

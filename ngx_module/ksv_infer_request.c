@@ -1726,6 +1726,7 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
     out->name.data = (char *) name;
     out->name.len = (uint32_t) json_string_length(v);
     out->flags = 0;
+    out->class_count = 0;
 
     for (k = 0; k < i; k++) {
         if (ksv_str_same(&ps->m->outputs[k].name, &out->name)) {
@@ -1776,10 +1777,18 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
         return ksv_parse_shm(ps, v, name, KSV_SHM_OUTPUT, (uint32_t) i);
     }
 
-    if (json_object_get(v, "classification") != NULL) {
-        return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                        "output '%s': classification is not supported",
-                        name);
+    b = json_object_get(v, "classification");
+
+    if (b != NULL) {
+        /* Triton's AsUInt; 0 asks for no classification */
+        if (!json_is_integer(b) || json_integer_value(b) < 0
+            || json_integer_value(b) > UINT32_MAX)
+        {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Unable to set 'classification'");
+        }
+
+        out->class_count = (uint32_t) json_integer_value(b);
     }
 
     return 0;

@@ -166,7 +166,11 @@ ksv_json_error(ksv_writer_t *w, const char *message, size_t len)
 
 static const char  *ksv_extensions[] = {
 
-    /* "model_repository": issue 11 */
+    "classification",           /* backends/common/ksv_classify.c */
+
+    "model_repository",         /* ngx_http_kserve_repository.c */
+
+    "model_repository(unload_dependents)",
 
     "schedule_policy",          /* priority, timeout (backends/common) */
 
@@ -191,12 +195,13 @@ static const char  *ksv_extensions[] = {
 
 
 void
-ksv_json_server_metadata(ksv_writer_t *w)
+ksv_json_server_metadata(ksv_writer_t *w, const char *name, size_t len)
 {
     const char  **e;
 
-    ksv_json_lit(w, "{\"name\":\"" KSV_SERVER_NAME "\","
-                    "\"version\":\"" KSV_SERVER_VERSION "\","
+    ksv_json_lit(w, "{\"name\":");
+    ksv_json_string(w, name, len);
+    ksv_json_lit(w, ",\"version\":\"" KSV_SERVER_VERSION "\","
                     "\"extensions\":[");
 
     for (e = ksv_extensions; *e != NULL; e++) {

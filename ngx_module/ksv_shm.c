@@ -18,7 +18,7 @@ static int ksv_shm_base64(const char *in, size_t len, uint8_t *out,
 
 
 int
-ksv_shm_route(const char *p, size_t len, const char **name,
+ksv_shm_uri(const char *p, size_t len, const char **name,
     size_t *name_len)
 {
     size_t       n;

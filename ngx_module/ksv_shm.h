@@ -31,7 +31,7 @@ typedef enum {
  * action with the name set (name_len 0: no region named), or -1
  * when the path is none of these.
  */
-int ksv_shm_route(const char *p, size_t len, const char **name,
+int ksv_shm_uri(const char *p, size_t len, const char **name,
     size_t *name_len);
 
 

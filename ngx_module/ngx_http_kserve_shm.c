@@ -91,13 +91,13 @@ static ngx_http_kserve_shm_region_t *ngx_http_kserve_shm_find(
     ngx_http_kserve_shm_sh_t *sh, u_char *owner, u_char *name, size_t len);
 static void ngx_http_kserve_shm_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_shm_register(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route, u_char *body, size_t len);
+    ngx_http_kserve_uri_t *uri, u_char *body, size_t len);
 static ngx_int_t ngx_http_kserve_shm_add(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route, ksv_shm_register_t *req);
+    ngx_http_kserve_uri_t *uri, ksv_shm_register_t *req);
 static ngx_int_t ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route);
+    ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_shm_status(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route);
+    ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_shm_ok(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_kserve_shm_direct(ksv_version_status_t *vs);
 static ngx_int_t ngx_http_kserve_shm_copy(ngx_http_request_t *r,
@@ -183,36 +183,36 @@ ngx_http_kserve_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 /* ---- the endpoints ------------------------------------------------------- */
 
 ngx_int_t
-ngx_http_kserve_shm_route(u_char *p, u_char *end, ngx_uint_t cuda,
-    ngx_http_kserve_route_t *route)
+ngx_http_kserve_shm_uri(u_char *p, u_char *end, ngx_uint_t cuda,
+    ngx_http_kserve_uri_t *uri)
 {
     int          action;
     size_t       len;
     const char  *name;
 
-    action = ksv_shm_route((const char *) p, end - p, &name, &len);
+    action = ksv_shm_uri((const char *) p, end - p, &name, &len);
 
     switch (action) {
 
     case KSV_SHM_STATUS:
-        route->endpoint = NGX_HTTP_KSERVE_SHM_STATUS;
+        uri->endpoint = NGX_HTTP_KSERVE_SHM_STATUS;
         break;
 
     case KSV_SHM_REGISTER:
-        route->endpoint = NGX_HTTP_KSERVE_SHM_REGISTER;
+        uri->endpoint = NGX_HTTP_KSERVE_SHM_REGISTER;
         break;
 
     case KSV_SHM_UNREGISTER:
-        route->endpoint = NGX_HTTP_KSERVE_SHM_UNREGISTER;
+        uri->endpoint = NGX_HTTP_KSERVE_SHM_UNREGISTER;
         break;
 
     default:
         return NGX_DECLINED;
     }
 
-    route->region.data = (u_char *) name;
-    route->region.len = len;
-    route->shm_cuda = cuda;
+    uri->region.data = (u_char *) name;
+    uri->region.len = len;
+    uri->shm_cuda = cuda;
 
     return NGX_OK;
 }
@@ -220,7 +220,7 @@ ngx_http_kserve_shm_route(u_char *p, u_char *end, ngx_uint_t cuda,
 
 ngx_int_t
 ngx_http_kserve_shm_handler(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route)
+    ngx_http_kserve_uri_t *uri)
 {
     ngx_int_t                    rc;
     ngx_http_kserve_ctx_t       *ctx;
@@ -228,7 +228,7 @@ ngx_http_kserve_shm_handler(ngx_http_request_t *r,
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
 
-    if (route->endpoint == NGX_HTTP_KSERVE_SHM_REGISTER
+    if (uri->endpoint == NGX_HTTP_KSERVE_SHM_REGISTER
         && (r->method & NGX_HTTP_POST))
     {
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kserve_ctx_t));
@@ -236,7 +236,7 @@ ngx_http_kserve_shm_handler(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->route = *route;
+        ctx->uri = *uri;
         ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
         rc = ngx_http_read_client_request_body(r, ngx_http_kserve_shm_body);
@@ -251,13 +251,13 @@ ngx_http_kserve_shm_handler(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (route->endpoint == NGX_HTTP_KSERVE_SHM_STATUS) {
+    if (uri->endpoint == NGX_HTTP_KSERVE_SHM_STATUS) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_http_kserve_error(r, NGX_HTTP_NOT_ALLOWED,
                                          "Method Not Allowed");
         }
 
-        return ngx_http_kserve_shm_status(r, route);
+        return ngx_http_kserve_shm_status(r, uri);
     }
 
     if (!(r->method & NGX_HTTP_POST)) {
@@ -270,7 +270,7 @@ ngx_http_kserve_shm_handler(ngx_http_request_t *r,
                                      ngx_http_kserve_shm_disabled);
     }
 
-    return ngx_http_kserve_shm_unregister(r, route);
+    return ngx_http_kserve_shm_unregister(r, uri);
 }
 
 
@@ -288,7 +288,7 @@ ngx_http_kserve_shm_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_kserve_shm_register(r, &ctx->route, kb->data, kb->len);
+    rc = ngx_http_kserve_shm_register(r, &ctx->uri, kb->data, kb->len);
 
     ngx_http_finalize_request(r, rc);
 }
@@ -296,7 +296,7 @@ ngx_http_kserve_shm_body(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_kserve_shm_register(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route, u_char *body, size_t len)
+    ngx_http_kserve_uri_t *uri, u_char *body, size_t len)
 {
     char                         err[512];
     const char                  *kind;
@@ -304,35 +304,35 @@ ngx_http_kserve_shm_register(ngx_http_request_t *r,
     ngx_http_kserve_loc_conf_t  *klcf;
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
-    kind = route->shm_cuda ? "cuda" : "system";
+    kind = uri->shm_cuda ? "cuda" : "system";
 
     if (!klcf->shared_memory) {
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_IMPLEMENTED, "%s",
                                      ngx_http_kserve_shm_disabled);
     }
 
-    if (route->region.len == 0) {
+    if (uri->region.len == 0) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "'region name' is necessary to "
                                      "register %s shared memory region",
                                      kind);
     }
 
-    if (route->region.len > KSV_SHM_NAME_MAX) {
+    if (uri->region.len > KSV_SHM_NAME_MAX) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "failed to register shared memory "
                                      "region: the name is longer than %d "
                                      "bytes", KSV_SHM_NAME_MAX);
     }
 
-    if (ksv_shm_parse_register(body, len, (int) route->shm_cuda, &req, err,
+    if (ksv_shm_parse_register(body, len, (int) uri->shm_cuda, &req, err,
                                sizeof(err))
         != 0)
     {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST, "%s", err);
     }
 
-    if (route->shm_cuda) {
+    if (uri->shm_cuda) {
         /*
          * nginx holds no CUDA context, and opening the IPC handle in a
          * CUDA instance is not built yet: answered as Triton does when
@@ -341,16 +341,16 @@ ngx_http_kserve_shm_register(ngx_http_request_t *r,
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "failed to register CUDA shared memory "
                                      "region: '%V', GPUs not supported",
-                                     &route->region);
+                                     &uri->region);
     }
 
-    return ngx_http_kserve_shm_add(r, route, &req);
+    return ngx_http_kserve_shm_add(r, uri, &req);
 }
 
 
 static ngx_int_t
 ngx_http_kserve_shm_add(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route, ksv_shm_register_t *req)
+    ngx_http_kserve_uri_t *uri, ksv_shm_register_t *req)
 {
     int                            fd;
     size_t                         klen, size;
@@ -367,7 +367,7 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
                                      "cannot register shared memory region "
                                      "'%V' with key '%s' as the key contains "
                                      "the reserved prefix '%s'",
-                                     &route->region, req->key,
+                                     &uri->region, req->key,
                                      KSV_SHM_RESERVED_PREFIX);
     }
 
@@ -375,7 +375,7 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "cannot register shared memory region "
                                      "'%V' - invalid shm key '%s'",
-                                     &route->region, req->key);
+                                     &uri->region, req->key);
     }
 
     /* the object as it is now: it opens, and the region lies within */
@@ -406,7 +406,7 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "failed to register shared memory "
                                      "region '%V': invalid args",
-                                     &route->region);
+                                     &uri->region);
     }
 
     ngx_http_kserve_shm_owner(r, owner);
@@ -415,19 +415,19 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
     sh = ngx_http_kserve_shm_zone->data;
 
     size = offsetof(ngx_http_kserve_shm_region_t, data)
-           + route->region.len + 1 + klen + 1;
+           + uri->region.len + 1 + klen + 1;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (ngx_http_kserve_shm_find(sh, owner, route->region.data,
-                                 route->region.len)
+    if (ngx_http_kserve_shm_find(sh, owner, uri->region.data,
+                                 uri->region.len)
         != NULL)
     {
         ngx_shmtx_unlock(&shpool->mutex);
 
         return ngx_http_kserve_error(r, NGX_HTTP_CONFLICT,
                                      "shared memory region '%V' already in "
-                                     "manager", &route->region);
+                                     "manager", &uri->region);
     }
 
     rg = ngx_slab_alloc_locked(shpool, size);
@@ -438,7 +438,7 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "failed to register shared memory "
                                      "region '%V': the registry is full",
-                                     &route->region);
+                                     &uri->region);
     }
 
     ngx_memcpy(rg->owner, owner, NGX_HTTP_KSERVE_SHM_OWNER);
@@ -449,12 +449,12 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
     rg->device_id = 0;
     rg->inflight = 0;
     rg->doomed = 0;
-    rg->name_len = route->region.len;
+    rg->name_len = uri->region.len;
     rg->key_len = klen;
 
-    ngx_memcpy(rg->data, route->region.data, route->region.len);
-    rg->data[route->region.len] = '\0';
-    ngx_memcpy(rg->data + route->region.len + 1, req->key, klen + 1);
+    ngx_memcpy(rg->data, uri->region.data, uri->region.len);
+    rg->data[uri->region.len] = '\0';
+    ngx_memcpy(rg->data + uri->region.len + 1, req->key, klen + 1);
 
     ngx_queue_insert_tail(&sh->regions, &rg->queue);
     sh->count[0]++;
@@ -475,7 +475,7 @@ ngx_http_kserve_shm_add(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route)
+    ngx_http_kserve_uri_t *uri)
 {
     u_char                         owner[NGX_HTTP_KSERVE_SHM_OWNER];
     ngx_uint_t                     n;
@@ -499,15 +499,15 @@ ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
         next = ngx_queue_next(q);
         rg = ngx_queue_data(q, ngx_http_kserve_shm_region_t, queue);
 
-        if (rg->cuda != route->shm_cuda
+        if (rg->cuda != uri->shm_cuda
             || ngx_memcmp(rg->owner, owner, NGX_HTTP_KSERVE_SHM_OWNER) != 0)
         {
             continue;
         }
 
-        if (route->region.len
-            && (rg->name_len != route->region.len
-                || ngx_memcmp(rg->data, route->region.data, rg->name_len)
+        if (uri->region.len
+            && (rg->name_len != uri->region.len
+                || ngx_memcmp(rg->data, uri->region.data, rg->name_len)
                    != 0))
         {
             continue;
@@ -540,7 +540,7 @@ ngx_http_kserve_shm_unregister(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_shm_status(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route)
+    ngx_http_kserve_uri_t *uri)
 {
     u_char                         owner[NGX_HTTP_KSERVE_SHM_OWNER];
     ngx_uint_t                     first;
@@ -548,7 +548,10 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
     ksv_writer_t                   w;
     ngx_slab_pool_t               *shpool;
     ngx_http_kserve_shm_sh_t      *sh;
+    ngx_http_kserve_loc_conf_t    *klcf;
     ngx_http_kserve_shm_region_t  *rg;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
 
     ngx_http_kserve_shm_owner(r, owner);
 
@@ -559,13 +562,30 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
     ksv_put_u8(&w, '[');
     first = 1;
 
+    /* off here: no client region exists for this location (Triton's
+     * answer without --allow-client-shm), whatever others registered */
+
+    if (!klcf->shared_memory) {
+        if (uri->region.len) {
+            ksv_writer_free(&w);
+            return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
+                                         "Unable to find %s shared memory "
+                                         "region: '%V'",
+                                         uri->shm_cuda ? "cuda" : "system",
+                                         &uri->region);
+        }
+
+        ksv_put_u8(&w, ']');
+        return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
+    }
+
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (route->region.len) {
-        rg = ngx_http_kserve_shm_find(sh, owner, route->region.data,
-                                      route->region.len);
+    if (uri->region.len) {
+        rg = ngx_http_kserve_shm_find(sh, owner, uri->region.data,
+                                      uri->region.len);
 
-        if (rg == NULL || rg->cuda != route->shm_cuda) {
+        if (rg == NULL || rg->cuda != uri->shm_cuda) {
             ngx_shmtx_unlock(&shpool->mutex);
             ksv_writer_free(&w);
 
@@ -574,7 +594,7 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
                                              "The region named '%V' is "
                                              "registered as %s shared "
                                              "memory, not %s shared memory",
-                                             &route->region,
+                                             &uri->region,
                                              rg->cuda ? "CUDA" : "system",
                                              rg->cuda ? "system" : "CUDA");
             }
@@ -582,8 +602,8 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
             return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
                                          "Unable to find %s shared memory "
                                          "region: '%V'",
-                                         route->shm_cuda ? "cuda" : "system",
-                                         &route->region);
+                                         uri->shm_cuda ? "cuda" : "system",
+                                         &uri->region);
         }
     }
 
@@ -593,11 +613,11 @@ ngx_http_kserve_shm_status(ngx_http_request_t *r,
     {
         rg = ngx_queue_data(q, ngx_http_kserve_shm_region_t, queue);
 
-        if (rg->cuda != route->shm_cuda
+        if (rg->cuda != uri->shm_cuda
             || ngx_memcmp(rg->owner, owner, NGX_HTTP_KSERVE_SHM_OWNER) != 0
-            || (route->region.len
-                && (rg->name_len != route->region.len
-                    || ngx_memcmp(rg->data, route->region.data,
+            || (uri->region.len
+                && (rg->name_len != uri->region.len
+                    || ngx_memcmp(rg->data, uri->region.data,
                                   rg->name_len) != 0)))
         {
             continue;

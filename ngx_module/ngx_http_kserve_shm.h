@@ -29,6 +29,11 @@
  * shm_open() takes it, under /dev/shm), checked when it is registered:
  * it opens and offset + byte_size lies within it.
  *
+ * The nginx worker calls shm_open(), fstat() and mmap() itself (at a
+ * register, and for the copied path the first time it uses a region):
+ * calls on tmpfs that do not wait for a device, like open() of a static
+ * file.
+ *
  * An inference request names regions in its tensors' parameters.  Each
  * tensor's offset and byte_size are checked against its region, then
  * the bytes take one of two paths, by the instances of the chosen
@@ -59,16 +64,16 @@ ngx_int_t ngx_http_kserve_shm_init_conf(ngx_conf_t *cf);
 
 /*
  * The part of a /v2 path after "/systemsharedmemory" (cuda 0) or
- * "/cudasharedmemory" (cuda 1): fills route (endpoint, region).
+ * "/cudasharedmemory" (cuda 1): fills uri (endpoint, region).
  * Returns NGX_OK or NGX_DECLINED.
  */
-ngx_int_t ngx_http_kserve_shm_route(u_char *p, u_char *end, ngx_uint_t cuda,
-    ngx_http_kserve_route_t *route);
+ngx_int_t ngx_http_kserve_shm_uri(u_char *p, u_char *end, ngx_uint_t cuda,
+    ngx_http_kserve_uri_t *uri);
 
 /* The status, register and unregister endpoints; a content handler's
  * return value. */
 ngx_int_t ngx_http_kserve_shm_handler(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route);
+    ngx_http_kserve_uri_t *uri);
 
 /*
  * After the parser: the request's tensors in shared memory (m->shm)

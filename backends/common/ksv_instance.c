@@ -31,12 +31,16 @@
 
 
 volatile sig_atomic_t  ksv_instance_terminate;
+volatile sig_atomic_t  ksv_instance_drain_asked;
 
 
 static void
 ksv_instance_on_signal(int signo)
 {
-    (void) signo;
+    if (signo == SIGUSR1) {
+        ksv_instance_drain_asked = 1;
+        return;
+    }
     ksv_instance_terminate = 1;
 }
 
@@ -180,6 +184,7 @@ ksv_instance_signals(const ksv_instance_opts_t *o)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 
     signal(SIGPIPE, SIG_IGN);
 }
@@ -294,6 +299,9 @@ ksv_instance_name(const ksv_model_config_t *c, const ksv_instance_opts_t *o)
 }
 
 
+static int ksv_instance_load_labels(ksv_instance_model_t *m, char **err);
+
+
 int
 ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
     ksv_instance_model_t *m, char **err)
@@ -327,6 +335,47 @@ ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
         free(m->model_dir);
         m->model_dir = abs;
     }
+    return ksv_instance_load_labels(m, err);
+}
+
+
+/* Each output's label_filename (relative to the model's directory), as
+ * Triton loads them at model load: a missing file fails the load. */
+static int
+ksv_instance_load_labels(ksv_instance_model_t *m, char **err)
+{
+    char                    msg[512], *path;
+    uint32_t                i;
+    const ksv_io_config_t  *out;
+
+    if (m->config.noutputs == 0) {
+        return 0;
+    }
+    m->labels = calloc(m->config.noutputs, sizeof(ksv_labels_t));
+    if (m->labels == NULL) {
+        *err = strdup("out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < m->config.noutputs; i++) {
+        out = &m->config.outputs[i];
+        if (out->label_filename.len == 0) {
+            continue;
+        }
+        if (asprintf(&path, "%s/%.*s", m->model_dir,
+                     (int) out->label_filename.len,
+                     out->label_filename.data) < 0)
+        {
+            *err = strdup("out of memory");
+            return -1;
+        }
+        if (ksv_labels_load(path, &m->labels[i], msg, sizeof(msg)) != 0) {
+            free(path);
+            *err = strdup(msg);
+            return -1;
+        }
+        free(path);
+    }
     return 0;
 }
 
@@ -334,6 +383,15 @@ ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
 void
 ksv_instance_model_free(ksv_instance_model_t *m)
 {
+    uint32_t  i;
+
+    if (m->labels != NULL) {
+        for (i = 0; i < m->config.noutputs; i++) {
+            ksv_labels_free(&m->labels[i]);
+        }
+        free(m->labels);
+        m->labels = NULL;
+    }
     free(m->config_json);
     free(m->instance_name);
     free(m->model_dir);
@@ -808,6 +866,7 @@ ksv_instance_drain(ksv_instance_t *inst, ksv_frames_t *msg)
             ksv_frames_clear(msg);
             return errno == EAGAIN ? 0 : -1;
         }
+        inst->last_rx_ns = ksv_timer_now();
         if (truncated) {
             ksv_frames_clear(msg);      /* more inputs than any request */
             continue;
@@ -890,6 +949,35 @@ ksv_instance_wait(ksv_instance_t *inst)
 }
 
 
+/* After SIGUSR1: whether nothing is left to do, and nothing has arrived
+ * for a while (nginx may still have sent something before it read the
+ * index that lists this instance as draining). */
+static int
+ksv_instance_drained(ksv_instance_t *inst)
+{
+    uint64_t  now, quiet;
+
+    if (!ksv_instance_drain_asked) {
+        return 0;
+    }
+    now = ksv_timer_now();
+    if (inst->drain_since_ns == 0) {
+        inst->drain_since_ns = now;
+        fprintf(stderr, "%s: %s: draining: serving what it was sent, then "
+                "exiting\n", inst->opts->prog, inst->sched.instance_name);
+    }
+    quiet = KSV_INSTANCE_DRAIN_QUIET_MS * 1000000ULL;
+    if (inst->sched.queued != 0 || now - inst->drain_since_ns < quiet
+        || now - inst->last_rx_ns < quiet)
+    {
+        return 0;
+    }
+    fprintf(stderr, "%s: %s: drained: exiting\n", inst->opts->prog,
+            inst->sched.instance_name);
+    return 1;
+}
+
+
 static void *
 ksv_instance_scheduler(void *arg)
 {
@@ -938,6 +1026,9 @@ ksv_instance_scheduler(void *arg)
                         inst->opts->orphan_grace_s);
                 break;
             }
+            if (ksv_instance_drained(inst)) {
+                break;
+            }
         }
 
         if (ksv_instance_wait(inst) < 0 && errno != EINTR) {
@@ -960,17 +1051,18 @@ ksv_instance_scheduler(void *arg)
 
 
 int
-ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
-    const char *instance_name, const ksv_instance_server_t *s)
+ksv_instance_serve(ksv_instance_t *inst, const ksv_instance_model_t *m,
+    const ksv_instance_server_t *s)
 {
     int                         rc;
     pthread_t                   scheduler;
     const ksv_instance_opts_t  *o = inst->opts;
 
-    inst->sched.config = config;
+    inst->model = m;
+    inst->sched.config = &m->config;
     inst->sched.model_name = o->model;
     inst->sched.model_version = o->version;
-    inst->sched.instance_name = instance_name;
+    inst->sched.instance_name = m->instance_name;
     inst->sched.socket = inst->data;
     inst->sched.timers = &inst->timers;
     inst->sched.stats = inst->stats;
@@ -1122,6 +1214,83 @@ ksv_instance_push_error(ksv_frames_t *reply, uint64_t id, ksv_status_t code,
 }
 
 
+/* The class_count the request asked of output `name`, 0 for none. */
+static uint32_t
+ksv_instance_class_count(const ksv_infer_t *req, ksv_str_t name)
+{
+    uint32_t  i;
+
+    for (i = 0; i < req->noutputs; i++) {
+        if (req->outputs[i].name.len == name.len
+            && memcmp(req->outputs[i].name.data, name.data, name.len) == 0)
+        {
+            return req->outputs[i].class_count;
+        }
+    }
+    return 0;
+}
+
+
+/* The labels of the model's output `name`, NULL when it has none. */
+static const ksv_labels_t *
+ksv_instance_labels(ksv_str_t name)
+{
+    uint32_t                     i;
+    const ksv_instance_model_t  *m;
+
+    m = ksv_instance_current != NULL ? ksv_instance_current->model : NULL;
+    if (m == NULL || m->labels == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < m->config.noutputs; i++) {
+        if (m->config.outputs[i].name.len == name.len
+            && memcmp(m->config.outputs[i].name.data, name.data, name.len)
+               == 0)
+        {
+            return m->labels[i].n > 0 ? &m->labels[i] : NULL;
+        }
+    }
+    return NULL;
+}
+
+
+/* Replaces output j by its classification: *t and frame j. */
+static int
+ksv_instance_classify(ksv_tensor_t *t, zmq_msg_t *frame, uint32_t k,
+    char *err, size_t errlen)
+{
+    int            batched;
+    size_t         len;
+    uint8_t       *bytes;
+    ksv_tensor_t   res;
+    ksv_writer_t   w;
+
+    batched = ksv_instance_current != NULL
+              && ksv_instance_current->model != NULL
+              && ksv_instance_current->model->config.max_batch_size > 0;
+
+    ksv_writer_init(&w);
+    if (ksv_classify(t, zmq_msg_data(frame), k, batched,
+                     ksv_instance_labels(t->name), &w, &res, err, errlen)
+        != 0)
+    {
+        ksv_writer_free(&w);
+        return -1;
+    }
+
+    bytes = ksv_writer_detach(&w, &len);
+    zmq_msg_close(frame);
+    if (zmq_msg_init_data(frame, bytes, len, ksv_writer_free_cb, NULL) != 0) {
+        free(bytes);
+        zmq_msg_init(frame);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *t = res;
+    return 0;
+}
+
+
 /* The request's shared memory ref for output `name`, or NULL. */
 static const ksv_shm_ref_t *
 ksv_instance_output_shm(const ksv_infer_t *in, ksv_str_t name)
@@ -1141,26 +1310,54 @@ ksv_instance_output_shm(const ksv_infer_t *in, ksv_str_t name)
 
 int
 ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_t *in, const ksv_infer_reply_t *ir, zmq_msg_t *frames)
+    const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames)
 {
     char                  err[512];
-    uint32_t              j, nshm, *shm;
+    uint32_t              j, k, nshm, *shm;
     zmq_msg_t            *msg;
     ksv_status_t          code;
     ksv_writer_t          w;
+    ksv_tensor_t         *outs;
     ksv_infer_reply_t     r;
     const ksv_shm_ref_t  *ref;
+
+    r = *ir;
+
+    /* outputs asked to classify: their classification instead */
+    outs = NULL;
+    for (j = 0; req != NULL && j < ir->noutputs; j++) {
+        k = ksv_instance_class_count(req, ir->outputs[j].name);
+        if (k == 0) {
+            continue;
+        }
+        if (outs == NULL) {
+            outs = malloc(ir->noutputs * sizeof(ksv_tensor_t));
+            if (outs == NULL) {
+                return -1;
+            }
+            memcpy(outs, ir->outputs, ir->noutputs * sizeof(ksv_tensor_t));
+            r.outputs = outs;
+        }
+        if (ksv_instance_classify(&outs[j], &frames[j], k, err, sizeof(err))
+            != 0)
+        {
+            free(outs);
+            return ksv_instance_push_error(reply, id, KSV_ERR_INVALID_ARG,
+                                           err);
+        }
+    }
 
     /* outputs asked for in shared memory: written there, sent empty */
     nshm = 0;
     shm = NULL;
-    if (in != NULL && in->nshm > 0 && ir->noutputs > 0) {
+    if (req != NULL && req->nshm > 0 && ir->noutputs > 0) {
         shm = malloc(ir->noutputs * sizeof(uint32_t));
         if (shm == NULL) {
+            free(outs);
             return -1;
         }
         for (j = 0; j < ir->noutputs; j++) {
-            ref = ksv_instance_output_shm(in, ir->outputs[j].name);
+            ref = ksv_instance_output_shm(req, ir->outputs[j].name);
             if (ref == NULL) {
                 continue;
             }
@@ -1171,19 +1368,20 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
                 != 0)
             {
                 free(shm);
+                free(outs);
                 return ksv_instance_push_error(reply, id, code, err);
             }
             shm[nshm++] = j;
         }
     }
 
-    r = *ir;
     r.nshm = nshm;
     r.shm = shm;
 
     ksv_writer_init(&w);
     ksv_encode_infer_reply(&w, id, &r);
     free(shm);
+    free(outs);
     if (ksv_frames_push_writer(reply, &w) != 0) {
         return -1;
     }
@@ -1192,7 +1390,7 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
         if (msg == NULL) {
             return -1;
         }
-        if (nshm > 0 && ksv_instance_output_shm(in, ir->outputs[j].name)
+        if (nshm > 0 && ksv_instance_output_shm(req, ir->outputs[j].name)
                         != NULL)
         {
             continue;           /* an empty frame: the bytes are there */

@@ -46,6 +46,7 @@
 
 #include "ksv_frames.h"
 #include "ksv_proto.h"
+#include "ksv_classify.h"
 #include "ksv_sched.h"
 #include "ksv_stats.h"
 #include "ksv_timer.h"
@@ -80,6 +81,17 @@ typedef struct {
 extern volatile sig_atomic_t  ksv_instance_terminate;
 
 /*
+ * Set by SIGUSR1: the worker took this instance out of its version's set
+ * (a reload replaced it, or its model was unloaded) and lists it as
+ * DRAINING, so nginx sends it nothing new.  It serves what it has and
+ * what is still on its way, and exits once it has been idle (nothing
+ * queued, running or arriving) for KSV_INSTANCE_DRAIN_QUIET_MS.
+ */
+extern volatile sig_atomic_t  ksv_instance_drain_asked;
+
+#define KSV_INSTANCE_DRAIN_QUIET_MS  1000
+
+/*
  * Parses the command line into *o; prints the usage and exits 2 when it
  * is wrong.  need_utils_dir: --utils-dir is required (Python); other
  * backends accept and ignore it, so the daemon starts every instance
@@ -101,6 +113,9 @@ typedef struct {
     char                *instance_name; /* Triton's "<group>_<index>" */
     char                *model_dir;     /* <repo>/<model>, absolute when
                                            it resolves, as in Triton */
+    ksv_labels_t        *labels;        /* per config output (its
+                                           label_filename), for the
+                                           classification extension */
 } ksv_instance_model_t;
 
 /*
@@ -145,7 +160,10 @@ typedef struct {
     int                         lock_fd;    /* the worker's lock, or -1 */
     uint64_t                    orphaned_ns;   /* lock free since; 0 */
     int                         draining;   /* orphaned: finish, exit */
+    uint64_t                    drain_since_ns;  /* SIGUSR1; 0 */
+    uint64_t                    last_rx_ns;      /* the last message */
     ksv_timer_t                 orphan_timer;
+    const ksv_instance_model_t *model;      /* while serving */
 } ksv_instance_t;
 
 /*
@@ -166,12 +184,12 @@ void ksv_instance_load_failed(ksv_instance_t *inst, const char *err);
 /*
  * The serving loop, until SIGTERM (or, orphaned, an empty queue):
  * receives, schedules, runs each batch through s->run, answers.
- * config: the model's (the scheduler's rules).  Returns 0 after SIGTERM
+ * m: the model (its config is the scheduler's rules).  Returns 0 after SIGTERM
  * or an orphan's exit, 1 when a socket broke or memory ran out, or what
  * s->stop returned.
  */
-int ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
-    const char *instance_name, const ksv_instance_server_t *s);
+int ksv_instance_serve(ksv_instance_t *inst, const ksv_instance_model_t *m,
+    const ksv_instance_server_t *s);
 
 /* Whether request `id` of the running batch was cancelled by its client
  * (the scheduler thread applies CANCELs while the model runs). */
@@ -203,14 +221,15 @@ int ksv_instance_push_error(ksv_frames_t *reply, uint64_t id,
     ksv_status_t code, const char *msg);
 
 /*
- * Appends an INFER_REPLY answer for request `id` (whose INFER is in) and
- * moves its ir->noutputs frames after it.  An output the request asked
- * for in a shared memory region is written there and goes as an empty
- * frame (ksv_shm_map.h); when that fails the answer is an ERROR.
+ * Appends an INFER_REPLY answer for request `id` (whose INFER is req)
+ * and moves its ir->noutputs frames after it.  An output req asked to
+ * classify goes as its classification (ksv_classify.h); one the request
+ * asked for in a shared memory region is written there and goes as an
+ * empty frame (ksv_shm_map.h); when either fails the answer is an ERROR.
  * Returns -1 when out of memory.
  */
 int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_t *in, const ksv_infer_reply_t *ir, zmq_msg_t *frames);
+    const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames);
 
 /*
  * Appends an EXECUTE_REPLY header placeholder's final form: encodes the

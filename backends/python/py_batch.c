@@ -341,7 +341,7 @@ ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
         r.noutputs = nout;
         r.outputs = outs;
         rc = ksv_instance_push_infer_reply(reply, s->id, &s->infer, &r,
-                                            frames);
+                                           frames);
     }
 
     for (j = 0; j < nout; j++) {

@@ -50,7 +50,7 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     switch (buf[0] % 4) {
 
     case 0:
-        rc = ksv_shm_route(copy, n, &name, &name_len);
+        rc = ksv_shm_uri(copy, n, &name, &name_len);
         FUZZ_CHECK(rc == -1 || (rc >= KSV_SHM_STATUS
                                 && rc <= KSV_SHM_UNREGISTER));
         if (rc != -1 && name_len > 0) {

@@ -48,12 +48,22 @@ def error(r, status=400):
 def test_server_metadata_lists_what_is_implemented(gateway):
     """Triton's names, in its order; what is not built is not listed."""
     ext = gateway.get("/v2").json()["extensions"]
-    built = ["schedule_policy", "model_configuration",
+    built = ["classification", "model_repository",
+             "model_repository(unload_dependents)",
+             "schedule_policy", "model_configuration",
              "system_shared_memory", "cuda_shared_memory",
              "binary_tensor_data", "parameters", "statistics"]
     assert [e for e in ext if e in built] == built
-    assert "classification" not in ext and "sequence" not in ext
+    assert "sequence" not in ext
     assert len(set(ext)) == len(ext)
+
+
+def test_server_name_is_tritons_unless_configured(gateway):
+    """Triton's clients check the name (simple_http_health_metadata.py);
+    kserve_server_name changes it (the short_port server sets one)."""
+    assert gateway.get("/v2").json()["name"] == "triton"
+    r = requests.get(gateway.short_url + "/v2", timeout=10)
+    assert r.json()["name"] == "ngx_kserve test"
 
 
 # ---- binary_data and binary_data_output ----------------------------------

@@ -488,13 +488,22 @@ def test_disabled_and_cuda(gateway, regions):
     regions.create("off", 64, register=False)
     reg = json.dumps({"key": key("off"), "byte_size": 64})
 
-    # kserve_shared_memory is off on the short server
+    # kserve_shared_memory is off on the short server: no region there,
+    # whatever the others registered (Triton's answer without
+    # --allow-client-shm)
     r = requests.post(gateway.short_url
                       + "/v2/systemsharedmemory/region/off/register",
                       data=reg)
     assert r.status_code == 501
     assert r.json()["error"] == "Client shared memory is disabled. Set " \
         "'kserve_shared_memory on;' to enable."
+    assert gateway.post("/v2/systemsharedmemory/region/off/register",
+                        data=reg).status_code == 200
+    assert requests.get(gateway.short_url
+                        + "/v2/systemsharedmemory/status").json() == []
+    r = requests.get(gateway.short_url
+                     + "/v2/systemsharedmemory/region/off/status")
+    assert r.status_code == 404
 
     # CUDA: the endpoints answer; registering needs GPU support
     handle = {"raw_handle": {"b64": base64.b64encode(bytes(64)).decode()},

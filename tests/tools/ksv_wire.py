@@ -147,12 +147,13 @@ def pparams(params):
 
 def infer(id_, model, version="", inputs=(), request_id="", timeout_ms=0,
           outputs=(), flags=0, params=None):
-    """outputs: names, or (name, flags) for binary_data per output."""
-    outs = [(o, 0) if isinstance(o, str) else o for o in outputs]
+    """outputs: names, or (name, flags[, class_count]) per output."""
+    outs = [(o, 0, 0) if isinstance(o, str) else (tuple(o) + (0,))[:3]
+            for o in outputs]
     return (prefix(INFER, id_) + pstr(model) + pstr(version) +
             pstr(request_id) + struct.pack("<II", timeout_ms, flags) +
             ptensors(inputs) + struct.pack("<I", len(outs)) +
-            b"".join(pstr(n) + struct.pack("<I", f) for n, f in outs) +
+            b"".join(pstr(n) + struct.pack("<II", f, k) for n, f, k in outs) +
             pparams(params))
 
 
@@ -270,11 +271,12 @@ def stats_reply(id_, models):
 # the worker sends for a config.pbtxt that does not mention it).
 
 def io_config(name, datatype, dims, optional=0, allow_ragged_batch=0,
-              reshape=None):
+              reshape=None, format=0, label_filename=""):
     """An input or output; reshape None = no reshape { }."""
     return dict(name=name, datatype=datatype, dims=list(dims),
                 optional=optional, allow_ragged_batch=allow_ragged_batch,
-                reshape=None if reshape is None else list(reshape))
+                reshape=None if reshape is None else list(reshape),
+                format=format, label_filename=label_filename)
 
 
 def group_config(name, count=1, kind=KIND_AUTO, gpus=()):
@@ -324,7 +326,9 @@ def pconfig(c):
                                    t["allow_ragged_batch"]) +
                        pdims(t["dims"]) +
                        struct.pack("<B", reshape is not None) +
-                       pdims(reshape or []))
+                       pdims(reshape or []) +
+                       struct.pack("<B", t.get("format", 0)) +
+                       pstr(t.get("label_filename", "")))
     out.append(struct.pack("<I", len(c["groups"])))
     for g in c["groups"]:
         out.append(pstr(g["name"]) +
@@ -450,8 +454,10 @@ class Reader:
         dims = self.dims()
         has_reshape = self.take("B")
         reshape = self.dims()
+        fmt = self.take("B")
+        labels = self.str()
         return io_config(name, dt, dims, optional, ragged,
-                  reshape if has_reshape else None)
+                         reshape if has_reshape else None, fmt, labels)
 
     def model_config(self):
         c = dict(name=self.str(), platform=self.str(), backend=self.str(),
@@ -509,7 +515,7 @@ def _body(r, kind, m):
         m.update(model=r.str(), version=r.str(), request_id=r.str())
         m["timeout_ms"], m["flags"] = r.take("II")
         m["inputs"] = r.tensors()
-        m["outputs"] = [(r.str(), r.take("I"))
+        m["outputs"] = [(r.str(),) + r.take("II")
                         for _ in range(r.count(MAX_TENSORS))]
         m["params"] = r.params()
     elif kind == INFER_REPLY:

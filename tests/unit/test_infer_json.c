@@ -452,8 +452,11 @@ test_errors(void)
                 "header and 'binary_data_size' when passing inputs in binary "
                 "data format"));
     CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
-                "\"parameters\":{\"classification\":2}}]}",
-                KSV_ERR_UNSUPPORTED, "classification"));
+                "\"parameters\":{\"classification\":\"2\"}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
+    CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
+                "\"parameters\":{\"classification\":-1}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
 }
 
 
@@ -1074,9 +1077,12 @@ test_stats(void)
     ksv_writer_free(&w);
 
     ksv_writer_init(&w);
-    ksv_json_server_metadata(&w);
-    CHECK(strstr(text(), "\"extensions\":[\"schedule_policy\","
-                         "\"model_configuration\","
+    ksv_json_server_metadata(&w, "triton", 6);
+    CHECK(strncmp(text(), "{\"name\":\"triton\",", 16) == 0);
+    CHECK(strstr(text(), "\"extensions\":[\"classification\","
+                         "\"model_repository\","
+                         "\"model_repository(unload_dependents)\","
+                         "\"schedule_policy\",\"model_configuration\","
                          "\"system_shared_memory\",\"cuda_shared_memory\","
                          "\"binary_tensor_data\","
                          "\"parameters\",\"statistics\"") != NULL);

@@ -12,12 +12,12 @@
 
 
 static void
-test_route(void)
+test_uri(void)
 {
     size_t       len;
     const char  *name;
 
-#define ROUTE(s)  ksv_shm_route((s), sizeof(s) - 1, &name, &len)
+#define ROUTE(s)  ksv_shm_uri((s), sizeof(s) - 1, &name, &len)
 
     CHECK(ROUTE("/status") == KSV_SHM_STATUS && len == 0);
     CHECK(ROUTE("/unregister") == KSV_SHM_UNREGISTER && len == 0);
@@ -227,7 +227,7 @@ test_wire_sections(void)
 int
 main(void)
 {
-    test_route();
+    test_uri();
     test_register_body();
     test_keys();
     test_wire_sections();
