@@ -141,7 +141,7 @@ ksv_trace_sample(ksv_trace_table_t *t, const char *name, uint32_t name_len,
 }
 
 
-/* ---- settings JSON -------------------------------------------------------- */
+/* ---- settings JSON ------------------------------------------------------- */
 
 #define ksv_fail(...)                                                        \
     do {                                                                     \
@@ -437,7 +437,7 @@ ksv_trace_settings_json(ksv_writer_t *w, const ksv_trace_table_t *t,
 }
 
 
-/* ---- records -------------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------- */
 
 void
 ksv_trace_record_json(ksv_writer_t *w, const ksv_trace_record_t *rec)

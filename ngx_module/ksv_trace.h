@@ -97,7 +97,7 @@ void ksv_trace_settings_json(ksv_writer_t *w, const ksv_trace_table_t *t,
     const char *name, uint32_t name_len, const char *file);
 
 
-/* ---- records -------------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------- */
 
 typedef enum {
     KSV_TS_HTTP_RECV_START = 0,

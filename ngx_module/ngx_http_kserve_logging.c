@@ -306,7 +306,7 @@ ngx_http_kserve_logging_send(ngx_http_request_t *r)
 }
 
 
-/* ---- the shared settings --------------------------------------------------- */
+/* ---- the shared settings ------------------------------------------------- */
 
 static void
 ngx_http_kserve_logging_get(ksv_log_settings_t *s)
