@@ -51,7 +51,7 @@ mkdir -p "$logs"
 for d in src/python/examples qa/L0_http qa/common; do
     [ -d "$fetched/$d" ] || { echo "missing $fetched/$d" >&2; exit 2; }
 done
-"$py" -c 'import tritonclient.http, tritonclient.grpc, sseclient, attrdict, psutil, PIL' 2>/dev/null || {
+"$py" -c 'import importlib.util as u, tritonclient.http, tritonclient.grpc, sseclient, psutil, PIL; assert u.find_spec("attrdict")' 2>/dev/null || {
     echo "missing Python packages: $py -m pip install -r tests/oracle/requirements.txt" >&2; exit 2; }
 for f in kserve-worker ngx_http_kserve_module.so; do
     [ -e "$build/$f" ] || { echo "missing $build/$f (make BUILD=...)" >&2; exit 2; }
@@ -100,11 +100,13 @@ gw_start() {  # phase body-limit worker-args model...
     redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize no >"$gw/redis.log" 2>&1 &
     echo $! >"$gw/redis.pid"
+    set -f    # "--load-model *" arrives as written
     # shellcheck disable=SC2086
     "$build/kserve-worker" --repository "$gw/models" \
         --listen "ipc://$gw/kserve.sock" --run-dir "$gw/worker" $wargs \
         2>"$gw/worker.log" &
     echo $! >"$gw/worker.pid"
+    set +f
     [ "$(id -u)" = 0 ] && user="user root;"
     # make run's configuration, with one nginx worker (the chunk test
     # watches its RSS), our redis port, no demo route, the phase's limit
@@ -119,12 +121,20 @@ gw_start() {  # phase body-limit worker-args model...
         "$top/conf/nginx.conf" >"$gw/nginx.conf"
     nginx -p "$gw" -c "$gw/nginx.conf" -e "$gw/error.log" &
     echo $! >"$gw/nginx.pid.master"
-    for m; do
-        for i in $(seq 300); do
-            curl -sf "http://$url/v2/models/$m/ready" >/dev/null && break
-            sleep 0.2
-        done
+    for i in $(seq 150); do
+        curl -sf "http://$url/v2/health/live" >/dev/null && break
+        sleep 0.2
     done
+    # explicit mode without --load-model: nothing to wait for
+    if [[ $wargs != *explicit* || $wargs == *--load-model* ]]; then
+        deadline=$((SECONDS + 90))
+        for m; do
+            while [ $SECONDS -lt $deadline ]; do
+                curl -sf "http://$url/v2/models/$m/ready" >/dev/null && break
+                sleep 0.2
+            done
+        done
+    fi
     ready=""
     for m; do
         curl -sf "http://$url/v2/models/$m/ready" >/dev/null \
