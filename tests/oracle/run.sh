@@ -19,7 +19,10 @@
 #
 # Usage (Python packages: tests/oracle/requirements.txt into .venv):
 #   tests/oracle/run.sh FETCHED [OUT]
-#     KSV_BUILD=build-x   build directory with the binaries (default build)
+#     KSV_BUILD=build-x   build directory with the binaries (default build;
+#                         relative to this checkout, or absolute)
+#     ORACLE_CONF=FILE    nginx.conf template (default conf/nginx.conf of this
+#                         checkout; another branch's to preview it with its build)
 #     ORACLE_ONLY=REGEX   run only the groups whose name matches
 #                         (groups: examples curl plugin auth aio control
 #                         http_test generate size64 size128 chunks)
@@ -39,7 +42,9 @@ here=$top/tests/oracle
 fetched=$(cd "$1" && pwd)
 out=${2:-/tmp/ksv-oracle.$$}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
-build=$top/${KSV_BUILD:-build}
+build=${KSV_BUILD:-build}
+[[ $build = /* ]] || build=$top/$build
+conf=${ORACLE_CONF:-$top/conf/nginx.conf}
 py=${ORACLE_PYTHON:-$top/.venv/bin/python}
 only=${ORACLE_ONLY:-.}
 tsv=$out/results.tsv
@@ -118,7 +123,7 @@ gw_start() {  # phase body-limit worker-args model...
         -e '/^    kserve_route fraud {/,/^    }/d' \
         -e "s/^\\( *\\)client_max_body_size .*/\\1client_max_body_size    $body;/" \
         -e "s/^\\( *\\)kserve_max_body_size .*/\\1kserve_max_body_size   $body;/" \
-        "$top/conf/nginx.conf" >"$gw/nginx.conf"
+        "$conf" >"$gw/nginx.conf"
     nginx -p "$gw" -c "$gw/nginx.conf" -e "$gw/error.log" &
     echo $! >"$gw/nginx.pid.master"
     for i in $(seq 150); do
