@@ -150,13 +150,15 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(wildcard ngx_module/*.[ch]) \
 
 # ---- tests ----------------------------------------------------------------
 
-# the instances' pure parts (no sockets): the batcher and the timer heap
+# the instances' pure parts (no sockets): the batcher, the timer heap,
+# the classification extension
 UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
+                          backends/common/ksv_classify.c \
                           backends/common/ksv_timer.c)
 
 $(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS) $(UNIT_INSTC)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Ingx_module -Ibackends/common -o $@ $^ -ljansson -lzmq
+	$(CC) $(CFLAGS) -Ingx_module -Ibackends/common -o $@ $^ -ljansson -lzmq -lz
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
@@ -204,7 +206,7 @@ $(FUZZ_OUT)/obj/%.o: %.c $(COMMON_HDRS) $(wildcard ngx_module/ksv_*.h) \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson -lzmq
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson -lzmq -lz
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -160,8 +160,22 @@ ksv_json_put_dims(ksv_writer_t *w, const int64_t *dims, uint32_t n)
 }
 
 
+/* ModelInput.format, as Triton's JSON names it */
+static const char *
+ksv_io_format_name(uint8_t format)
+{
+    static const char  *names[] = {
+        "FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW"
+    };
+
+    return format < 3 ? names[format] : names[0];
+}
+
+
+/* inputs carry "format", outputs "label_filename", as in Triton's */
 static void
-ksv_json_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n)
+ksv_json_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n,
+    int inputs)
 {
     uint32_t  i;
 
@@ -189,6 +203,15 @@ ksv_json_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n)
         ksv_json_put_bool(w, io[i].optional);
         ksv_json_put_key(w, "allow_ragged_batch", 0);
         ksv_json_put_bool(w, io[i].allow_ragged_batch);
+        if (inputs) {
+            ksv_json_put_key(w, "format", 0);
+            ksv_put_u8(w, '"');
+            ksv_json_put_raw(w, ksv_io_format_name(io[i].format));
+            ksv_put_u8(w, '"');
+        } else {
+            ksv_json_put_key(w, "label_filename", 0);
+            ksv_json_put_str(w, io[i].label_filename);
+        }
         ksv_put_u8(w, '}');
     }
     ksv_put_u8(w, ']');
@@ -323,9 +346,9 @@ ksv_model_config_to_json(ksv_writer_t *w, const ksv_model_config_t *c)
     ksv_json_put_key(w, "max_batch_size", 0);
     ksv_json_put_int(w, c->max_batch_size);
     ksv_json_put_key(w, "input", 0);
-    ksv_json_put_io(w, c->inputs, c->ninputs);
+    ksv_json_put_io(w, c->inputs, c->ninputs, 1);
     ksv_json_put_key(w, "output", 0);
-    ksv_json_put_io(w, c->outputs, c->noutputs);
+    ksv_json_put_io(w, c->outputs, c->noutputs, 0);
     ksv_json_put_key(w, "instance_group", 0);
     ksv_json_put_groups(w, c);
     ksv_json_put_key(w, "default_model_filename", 0);

@@ -982,6 +982,30 @@ pb_data_type_elem(pb_t *p, void *obj)
 }
 
 
+static const char *const  pb_format_names[] = {
+    "FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW", NULL
+};
+
+static const int  pb_format_values[] = {
+    KSV_FORMAT_NONE, KSV_FORMAT_NHWC, KSV_FORMAT_NCHW
+};
+
+
+static int
+pb_format_elem(pb_t *p, void *obj)
+{
+    int  v;
+
+    if (pb_read_enum(p, "input format", pb_format_names, pb_format_values,
+                     &v) != 0)
+    {
+        return -1;
+    }
+    *(uint8_t *) obj = (uint8_t) v;
+    return 0;
+}
+
+
 static int
 pb_io_field(pb_t *p, const pb_tok_t *name, void *obj)
 {
@@ -1015,6 +1039,14 @@ pb_io_field(pb_t *p, const pb_tok_t *name, void *obj)
 
     if (pb_tok_eq(name, "reshape")) {
         return pb_messages(p, pb_reshape_body, io) == 0 ? 1 : -1;
+    }
+
+    if (pb_tok_eq(name, "format")) {
+        return pb_scalars(p, pb_format_elem, &io->format) == 0 ? 1 : -1;
+    }
+
+    if (pb_tok_eq(name, "label_filename")) {
+        return pb_string_field(p, &io->label_filename) == 0 ? 1 : -1;
     }
 
     return 0;

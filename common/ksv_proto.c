@@ -650,6 +650,7 @@ ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m)
     for (i = 0; i < m->noutputs; i++) {
         ksv_put_str(w, m->outputs[i].name);
         ksv_put_u32(w, m->outputs[i].flags);
+        ksv_put_u32(w, m->outputs[i].class_count);
     }
 
     ksv_put_params(w, m->params, m->nparams);
@@ -679,6 +680,7 @@ ksv_decode_infer(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m)
         for (i = 0; i < m->noutputs; i++) {
             m->outputs[i].name = ksv_get_str(r);
             m->outputs[i].flags = ksv_get_u32(r);
+            m->outputs[i].class_count = ksv_get_u32(r);
         }
     }
 
@@ -697,6 +699,22 @@ ksv_encode_infer_reply(ksv_writer_t *w, uint64_t id,
     ksv_put_str(w, m->request_id);
     ksv_put_tensors(w, m->outputs, m->noutputs);
     ksv_put_params(w, m->params, m->nparams);
+    if (m->has_trace) {
+        ksv_put_trace_times(w, &m->trace);
+    }
+}
+
+
+void
+ksv_put_trace_times(ksv_writer_t *w, const ksv_trace_times_t *t)
+{
+    ksv_put_u8(w, KSV_TRACE_TIMES);
+    ksv_put_u64(w, t->queue_start);
+    ksv_put_u64(w, t->compute_start);
+    ksv_put_u64(w, t->compute_input_end);
+    ksv_put_u64(w, t->compute_output_start);
+    ksv_put_u64(w, t->compute_end);
+    ksv_put_u64(w, t->request_end);
 }
 
 
@@ -710,6 +728,24 @@ ksv_decode_infer_reply(ksv_reader_t *r, ksv_alloc_t *a,
     m->request_id = ksv_get_str(r);
     m->outputs = ksv_get_tensors(r, a, &m->noutputs);
     m->params = ksv_get_params(r, a, &m->nparams);
+    if (!r->failed && r->p < r->end) {
+        /* a traced request's timestamps; a later version may add more */
+        uint8_t  n = ksv_get_u8(r);
+
+        if (n < KSV_TRACE_TIMES) {
+            return -1;
+        }
+        m->has_trace = 1;
+        m->trace.queue_start = ksv_get_u64(r);
+        m->trace.compute_start = ksv_get_u64(r);
+        m->trace.compute_input_end = ksv_get_u64(r);
+        m->trace.compute_output_start = ksv_get_u64(r);
+        m->trace.compute_end = ksv_get_u64(r);
+        m->trace.request_end = ksv_get_u64(r);
+        for (n -= KSV_TRACE_TIMES; n > 0; n--) {
+            (void) ksv_get_u64(r);
+        }
+    }
     return r->failed ? -1 : 0;
 }
 
@@ -756,6 +792,8 @@ ksv_put_io(ksv_writer_t *w, const ksv_io_config_t *io, uint32_t n)
         ksv_put_dims(w, io[i].dims, io[i].ndims);
         ksv_put_u8(w, io[i].has_reshape);
         ksv_put_dims(w, io[i].reshape, io[i].reshape_ndims);
+        ksv_put_u8(w, io[i].format);
+        ksv_put_str(w, io[i].label_filename);
     }
 }
 
@@ -783,7 +821,9 @@ ksv_get_io(ksv_reader_t *r, ksv_alloc_t *a, uint32_t *n)
         io[i].ndims = ksv_get_dims(r, io[i].dims);
         io[i].has_reshape = ksv_get_u8(r);
         io[i].reshape_ndims = ksv_get_dims(r, io[i].reshape);
-        if (io[i].datatype >= KSV_TYPE_COUNT) {
+        io[i].format = ksv_get_u8(r);
+        io[i].label_filename = ksv_get_str(r);
+        if (io[i].datatype >= KSV_TYPE_COUNT || io[i].format > 2) {
             r->failed = 1;
         }
     }

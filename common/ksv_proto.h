@@ -18,7 +18,8 @@
  *
  *   nginx worker --INFER / CANCEL--> instance   (the data plane: one hop)
  *   nginx worker <--INFER_REPLY / ERROR-- instance
- *   nginx worker --INDEX / STATS--> kserve-worker --*_REPLY--> (control)
+ *   nginx worker --INDEX / STATS / LOG--> kserve-worker --*_REPLY-->
+ *                                                          (control)
  *   instance --READY--> kserve-worker            (control)
  *
  * EXECUTE / EXECUTE_REPLY no longer cross a socket: they are the form in
@@ -69,6 +70,11 @@ typedef enum {
     KSV_MSG_STATS = 9,          /* module -> worker: statistics */
     KSV_MSG_STATS_REPLY = 10,   /* worker -> module */
     KSV_MSG_CANCEL = 11,        /* module -> instance: client went away */
+
+    /* Triton's logging extension (common/ksv_logset.h); 12-15 are left
+     * to other extensions */
+    KSV_MSG_LOG = 16,           /* module -> worker: log settings */
+    KSV_MSG_LOG_REPLY = 17,     /* worker -> module */
     KSV_MSG_KIND_MAX
 } ksv_msg_kind_t;
 
@@ -191,9 +197,15 @@ typedef struct {
 
 #define KSV_OUTPUT_BINARY  0x1          /* client asked binary_data */
 
+/*
+ * class_count > 0: Triton's classification extension, the output comes
+ * back as BYTES "score:index[:label]", the class_count best per batch
+ * entry (the instance computes it: it has the labels).
+ */
 typedef struct {
     ksv_str_t        name;
     uint32_t         flags;
+    uint32_t         class_count;
 } ksv_output_req_t;
 
 typedef enum {
@@ -215,6 +227,8 @@ typedef struct {
 /* ---- INFER / INFER_REPLY / ERROR ----------------------------------------- */
 
 #define KSV_INFER_ALL_BINARY  0x1       /* binary_data_output: true */
+#define KSV_INFER_TRACE       0x2       /* traced: the INFER_REPLY carries
+                                           the instance's timestamps */
 
 /*
  * INFER: the header frame, then exactly ninputs raw frames, inputs[i]
@@ -235,7 +249,30 @@ typedef struct {
     ksv_param_t       *params;
 } ksv_infer_t;
 
-/* INFER_REPLY: the header frame, then noutputs raw frames. */
+/*
+ * Triton's trace timestamps of a traced request (KSV_INFER_TRACE), as the
+ * instance takes them, CLOCK_MONOTONIC ns: arrival (queue_start), handed
+ * to the backend (compute_start), the batch's compute_input and
+ * compute_output measured from there (compute_input_end,
+ * compute_output_start, compute_end), and the answer (request_end).
+ */
+#define KSV_TRACE_TIMES  6
+
+typedef struct {
+    uint64_t           queue_start;
+    uint64_t           compute_start;
+    uint64_t           compute_input_end;
+    uint64_t           compute_output_start;
+    uint64_t           compute_end;
+    uint64_t           request_end;
+} ksv_trace_times_t;
+
+/*
+ * INFER_REPLY: the header frame, then noutputs raw frames.  The header
+ * of a traced request ends with u8 n (KSV_TRACE_TIMES) and n u64
+ * timestamps in ksv_trace_times_t's order; a header that ends after the
+ * parameters has none (has_trace 0), so the two sides need not agree.
+ */
 typedef struct {
     ksv_str_t          model_name;
     ksv_str_t          model_version;
@@ -244,7 +281,12 @@ typedef struct {
     ksv_tensor_t      *outputs;
     uint32_t           nparams;
     ksv_param_t       *params;
+    uint8_t            has_trace;
+    ksv_trace_times_t  trace;
 } ksv_infer_reply_t;
+
+/* Appends the timestamps to an encoded INFER_REPLY header. */
+void ksv_put_trace_times(ksv_writer_t *w, const ksv_trace_times_t *t);
 
 /* ERROR: the header frame only. */
 typedef struct {
@@ -285,6 +327,13 @@ typedef enum {
     KSV_TIMEOUT_DELAY = 1
 } ksv_timeout_action_t;
 
+/* ModelInput.format, Triton's names in ksv_io_format_name() */
+typedef enum {
+    KSV_FORMAT_NONE = 0,
+    KSV_FORMAT_NHWC = 1,
+    KSV_FORMAT_NCHW = 2
+} ksv_io_format_t;
+
 typedef struct {
     ksv_str_t        name;
     uint8_t          datatype;
@@ -295,6 +344,8 @@ typedef struct {
     uint8_t          has_reshape;
     uint8_t          reshape_ndims;
     int64_t          reshape[KSV_MAX_DIMS];
+    uint8_t          format;            /* ksv_io_format_t (inputs) */
+    ksv_str_t        label_filename;    /* outputs; "" none */
 } ksv_io_config_t;
 
 typedef struct {

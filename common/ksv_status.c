@@ -2,6 +2,8 @@
  * ngx_kserve: error codes and their HTTP statuses (see ksv_status.h).
  */
 
+#include <stdio.h>
+
 #include "ksv_status.h"
 
 
@@ -39,4 +41,36 @@ ksv_status_name(ksv_status_t code)
 {
     return (unsigned) code < KSV_ERR_COUNT ? ksv_statuses[code].name
                                            : "UNKNOWN";
+}
+
+
+size_t
+ksv_unknown_model(char *buf, size_t size, const char *model, size_t mlen,
+    const char *version, size_t vlen)
+{
+    int  n;
+
+    if (mlen > KSV_UNKNOWN_NAME_MAX) {
+        mlen = KSV_UNKNOWN_NAME_MAX;
+    }
+
+    if (vlen > KSV_UNKNOWN_NAME_MAX) {
+        vlen = KSV_UNKNOWN_NAME_MAX;
+    }
+
+    if (vlen == 0) {
+        n = snprintf(buf, size, "Request for unknown model: '%.*s' is not "
+                     "found", (int) mlen, model);
+
+    } else {
+        n = snprintf(buf, size, "Request for unknown model: '%.*s' version "
+                     "%.*s is not found", (int) mlen, model, (int) vlen,
+                     version);
+    }
+
+    if (n < 0 || size == 0) {
+        return 0;
+    }
+
+    return (size_t) n < size ? (size_t) n : size - 1;
 }

@@ -9,6 +9,7 @@
 #ifndef KSV_STATUS_H
 #define KSV_STATUS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 
@@ -30,5 +31,19 @@ int ksv_status_http(ksv_status_t code);
 
 /* "INVALID_ARG" etc., for logs. */
 const char *ksv_status_name(ksv_status_t code);
+
+/*
+ * Triton's NOT_FOUND text for a model that is not there, written once
+ * for every endpoint that names a model: "Request for unknown model:
+ * 'm' is not found", or with a version (vlen > 0) "Request for unknown
+ * model: 'm' version v is not found".  The names are cut at
+ * KSV_UNKNOWN_NAME_MAX bytes, so a buffer of KSV_UNKNOWN_MODEL_LEN holds
+ * the whole text.  Returns the length written, the NUL not counted.
+ */
+#define KSV_UNKNOWN_NAME_MAX   256
+#define KSV_UNKNOWN_MODEL_LEN  (64 + 2 * KSV_UNKNOWN_NAME_MAX)
+
+size_t ksv_unknown_model(char *buf, size_t size, const char *model,
+    size_t mlen, const char *version, size_t vlen);
 
 #endif /* KSV_STATUS_H */

@@ -157,13 +157,60 @@ ksv_json_error(ksv_writer_t *w, const char *message, size_t len)
 }
 
 
+/*
+ * The extensions the server implements, by Triton's names and in its
+ * order (core's server.cc), one line each: a branch that builds one puts
+ * its name on its line.  Not built: "classification" (asked of an
+ * output: UNSUPPORTED), "sequence", "model_repository(unload_dependents)".
+ */
+
+static const char  *ksv_extensions[] = {
+
+    "classification",           /* backends/common/ksv_classify.c */
+
+    /* "model_repository": issue 11 */
+
+    "schedule_policy",          /* priority, timeout (backends/common) */
+
+    "model_configuration",
+
+    /* "system_shared_memory": the shm branch */
+
+    /* "cuda_shared_memory": the shm branch */
+
+    "binary_tensor_data",
+
+    "parameters",               /* request parameters reach the model */
+
+    "statistics",
+
+    "trace",                    /* ngx_http_kserve_trace.c */
+
+    "logging",                  /* ngx_http_kserve_logging.c */
+
+    NULL
+};
+
+
 void
-ksv_json_server_metadata(ksv_writer_t *w)
+ksv_json_server_metadata(ksv_writer_t *w, const char *name, size_t len)
 {
-    ksv_json_lit(w, "{\"name\":\"" KSV_SERVER_NAME "\","
-                    "\"version\":\"" KSV_SERVER_VERSION "\","
-                    "\"extensions\":[\"model_configuration\","
-                    "\"statistics\"]}");
+    const char  **e;
+
+    ksv_json_lit(w, "{\"name\":");
+    ksv_json_string(w, name, len);
+    ksv_json_lit(w, ",\"version\":\"" KSV_SERVER_VERSION "\","
+                    "\"extensions\":[");
+
+    for (e = ksv_extensions; *e != NULL; e++) {
+        if (e != ksv_extensions) {
+            ksv_put_u8(w, ',');
+        }
+
+        ksv_json_cstr(w, *e);
+    }
+
+    ksv_json_lit(w, "]}");
 }
 
 

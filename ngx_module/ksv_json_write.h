@@ -48,7 +48,8 @@ void ksv_json_params(ksv_writer_t *w, const ksv_param_t *params,
 void ksv_json_error(ksv_writer_t *w, const char *message, size_t len);
 
 /* Server metadata: {"name":..,"version":..,"extensions":[..]}. */
-void ksv_json_server_metadata(ksv_writer_t *w);
+void ksv_json_server_metadata(ksv_writer_t *w, const char *name,
+    size_t len);
 
 /*
  * Model metadata as Triton answers GET /v2/models/{m}[/versions/{v}]:
@@ -70,7 +71,9 @@ void ksv_json_model_metadata(ksv_writer_t *w, const ksv_model_status_t *ms);
  */
 void ksv_json_model_stats(ksv_writer_t *w, const ksv_stats_t *st);
 
-#define KSV_SERVER_NAME     "ngx_kserve"
+/* what server metadata's "name" says unless kserve_server_name is set:
+ * Triton's clients and tests check for it */
+#define KSV_SERVER_NAME     "triton"
 #define KSV_SERVER_VERSION  "0.1.0"
 
 #endif /* KSV_JSON_WRITE_H */

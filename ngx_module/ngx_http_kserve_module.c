@@ -14,11 +14,15 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_module.h"
+#include "ngx_http_kserve_gzip.h"
+#include "ngx_http_kserve_logging.h"
+#include "ngx_http_kserve_trace.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json.h"
 #include "ksv_json_write.h"
 
@@ -57,8 +61,6 @@ static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ksv_writer_t *w);
 static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
     ngx_uint_t status);
-static ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ...);
 static void ngx_http_kserve_free(void *data);
 static void *ngx_http_kserve_pool_alloc(void *ctx, size_t size);
 
@@ -174,6 +176,13 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_kserve_loc_conf_t, api_key_header),
       &ngx_http_kserve_lowcase_post },
+
+    { ngx_string("kserve_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, server_name),
+      NULL },
 
     { ngx_string("kserve_api_key_health"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -322,9 +331,13 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                 return rc;
             }
 
-            return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+            /* Triton's 400, in Triton's words */
+
+            return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                          "request body of %O bytes exceeds "
-                                         "kserve_max_body_size %uz",
+                                         "the maximum allowed value of %uz "
+                                         "bytes. Use kserve_max_body_size "
+                                         "to increase the limit.",
                                          r->headers_in.content_length_n,
                                          klcf->max_body_size);
         }
@@ -344,6 +357,16 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         }
 
         return NGX_DONE;
+    }
+
+    /* Triton's logging and trace extensions read their own bodies */
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_LOGGING) {
+        return ngx_http_kserve_logging_handler(r);
+    }
+
+    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_TRACE) {
+        return ngx_http_kserve_trace_handler(r, b, &route);
     }
 
     /* everything else has no body worth reading */
@@ -453,6 +476,16 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_OK;
     }
 
+    if (end - p == 8 && ngx_strncmp(p, "/logging", 8) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_LOGGING;
+        return NGX_OK;
+    }
+
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0) {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        return NGX_OK;
+    }
+
     if (ngx_http_kserve_match("/health/")) {
         if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
             route->endpoint = NGX_HTTP_KSERVE_LIVE;
@@ -520,6 +553,13 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
         return NGX_OK;
     }
 
+    if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0
+        && route->version.len == 0)
+    {
+        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        return NGX_OK;
+    }
+
 #undef ngx_http_kserve_match
 
     return NGX_DECLINED;
@@ -562,10 +602,14 @@ ngx_http_kserve_valid_name(ngx_str_t *name)
 static ngx_int_t
 ngx_http_kserve_server_metadata(ngx_http_request_t *r)
 {
-    ksv_writer_t  w;
+    ksv_writer_t                 w;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
 
     ksv_writer_init(&w);
-    ksv_json_server_metadata(&w);
+    ksv_json_server_metadata(&w, (const char *) klcf->server_name.data,
+                             klcf->server_name.len);
 
     return ngx_http_kserve_send_json(r, NGX_HTTP_OK, &w);
 }
@@ -670,6 +714,7 @@ static ngx_int_t
 ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
     ngx_http_kserve_route_t *route, ksv_model_status_t **model)
 {
+    char                 msg[KSV_UNKNOWN_MODEL_LEN];
     ksv_model_status_t  *ms;
 
     *model = NULL;
@@ -681,19 +726,16 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
 
     ms = ngx_http_kserve_find_model(b, &route->model);
 
-    if (ms == NULL) {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' is "
-                                     "not found", &route->model);
-    }
-
-    if (route->version.len
-        && ngx_http_kserve_find_version(ms, route->version_n) == NULL)
+    if (ms == NULL
+        || (route->version.len
+            && ngx_http_kserve_find_version(ms, route->version_n) == NULL))
     {
-        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND,
-                                     "Request for unknown model: '%V' "
-                                     "version %V is not found",
-                                     &route->model, &route->version);
+        ksv_unknown_model(msg, sizeof(msg), (char *) route->model.data,
+                          route->model.len,
+                          ms ? (char *) route->version.data : NULL,
+                          ms ? route->version.len : 0);
+
+        return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND, "%s", msg);
     }
 
     *model = ms;
@@ -756,7 +798,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     u_char                      *p;
     ngx_int_t                    rc;
     ngx_str_t                    version;
-    ngx_uint_t                   fresh;
     ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_loc_conf_t  *klcf;
 
@@ -792,8 +833,6 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     ctx->pending.request = r;
     ctx->pending.handler = ngx_http_kserve_stats_done;
 
-    fresh = (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_FRESH);
-
     rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
                                     &version, klcf->timeout);
 
@@ -802,9 +841,9 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
     }
 
     if (rc == NGX_AGAIN) {
+        /* no worker connected, though the index may still look fresh */
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     fresh ? "kserve worker busy"
-                                           : "kserve worker unavailable");
+                                     "kserve worker unavailable");
     }
 
     return ngx_http_kserve_wait_reply(r);
@@ -886,11 +925,13 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
+    u_char                       errstr[NGX_MAX_ERROR_STR];
     size_t                       len, header_len;
     u_char                      *body, *p;
     uint32_t                     i;
-    uint64_t                     id;
+    uint64_t                     id, recv_end;
     ngx_int_t                    rc;
+    ngx_str_t                    hvalue;
     zmq_msg_t                   *frames;
     ksv_alloc_t                  alloc;
     ksv_infer_t                  m;
@@ -908,33 +949,64 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
     b = klcf->backend;
+    recv_end = ngx_http_kserve_trace_now();
 
     /* binary tensor data: a JSON header of this length, then tensors */
 
-    rc = ngx_http_kserve_header_length(r, &header_len);
+    rc = ngx_http_kserve_header_length(r, &header_len, &hvalue);
 
     if (rc == NGX_DECLINED) {
         header_len = KSV_INFER_JSON_ONLY;
 
-    } else if (rc != NGX_OK) {
+    } else if (rc == NGX_ABORT) {
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid Inference-Header-Content-Length:"
-                                     " not a non-negative decimal number");
+                                     "Inference-Header-Content-Length is "
+                                     "given twice with different values, "
+                                     "got: %V", &hvalue);
+
+    } else if (rc != NGX_OK) {
+        /* Triton's words (it reads an int, so a sign is a range error) */
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "Unable to parse "
+                                     "Inference-Header-Content-Length, "
+                                     "got: %V", &hvalue);
     }
 
     if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (kb->len > klcf->max_body_size) {
+        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "request body of %uz bytes exceeds the "
+                                     "maximum allowed value of %uz bytes. "
+                                     "Use kserve_max_body_size to increase "
+                                     "the limit.",
+                                     kb->len, klcf->max_body_size);
+    }
+
+    /* Content-Encoding: gzip or deflate, bounded after inflation */
+
+    rc = ngx_http_kserve_gzip_body(r, &kb, klcf->max_body_size, errstr,
+                                   sizeof(errstr), ngx_http_kserve_infer_body);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;            /* inflating: infer_body comes back */
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_kserve_error(r, rc, "%s", errstr);
+    }
+
+    if (ngx_http_kserve_gzip_reply(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     body = kb->data;
     len = kb->len;
-
-    if (len > klcf->max_body_size) {
-        return ngx_http_kserve_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     "request body of %uz bytes exceeds "
-                                     "kserve_max_body_size %uz",
-                                     len, klcf->max_body_size);
-    }
 
     rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
     if (ms == NULL) {
@@ -1007,6 +1079,10 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
+    /* Triton's trace extension: sampled here, timestamps in the reply */
+    m.flags |= ngx_http_kserve_trace_start(r, &ms->config.name, vs->version,
+                                           &m.request_id, recv_end);
+
     id = ngx_http_kserve_next_id();
 
     ksv_writer_init(&w);
@@ -1038,7 +1114,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         } else if (data[i].owned) {
             rc = zmq_msg_init_data(&frames[i + 1], data[i].data,
                                    m.inputs[i].byte_size,
-                                   ksv_infer_json_free_cb, NULL);
+                                   ksv_infer_free_cb, NULL);
 
         } else {
             ngx_http_kserve_body_ref(kb);
@@ -1071,6 +1147,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     ctx->pending.handler = ngx_http_kserve_infer_done;
 
     ngx_http_kserve_route_sending(r, ctx, b, &m, frames, m.ninputs + 1);
+    ngx_http_kserve_trace_mark(r, KSV_TS_REQUEST_START);
 
     rc = ngx_http_kserve_send_infer(b, &ctx->pending, ms, vs, id, frames,
                                     m.ninputs + 1, klcf->timeout);
@@ -1228,6 +1305,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     ksv_infer_reply_t       m;
     ngx_http_kserve_ctx_t  *ctx;
 
+    ngx_http_kserve_trace_mark(r, KSV_TS_HTTP_SEND_START);
+
     ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
     (void) ksv_read_prefix(&rd, &prefix);
 
@@ -1248,6 +1327,8 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     {
         goto malformed;
     }
+
+    ngx_http_kserve_trace_reply(r, &m);
 
     data = ngx_palloc(r->pool, (nframes + 1) * sizeof(void *));
     sizes = ngx_palloc(r->pool, (nframes + 1) * sizeof(size_t));
@@ -1418,7 +1499,7 @@ ngx_http_kserve_send_empty(ngx_http_request_t *r, ngx_uint_t status)
 
 /* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ...)
 {
@@ -1536,6 +1617,8 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header,
                              "authorization");
     ngx_conf_merge_value(conf->api_key_health, prev->api_key_health, 0);
+    ngx_conf_merge_str_value(conf->server_name, prev->server_name,
+                             KSV_SERVER_NAME);
 
     if (conf->max_inputs == 0 || conf->max_inputs > KSV_MAX_TENSORS
         || conf->max_outputs == 0 || conf->max_outputs > KSV_MAX_TENSORS)

@@ -51,6 +51,7 @@ typedef struct {
     ngx_http_kserve_keys_t      *api_keys;
     ngx_str_t                    api_key_header;    /* lower case */
     ngx_flag_t                   api_key_health;    /* health needs one */
+    ngx_str_t                    server_name;   /* kserve_server_name */
 
     unsigned                     metrics:1;     /* kserve_metrics */
 } ngx_http_kserve_loc_conf_t;
@@ -65,7 +66,9 @@ typedef enum {
     NGX_HTTP_KSERVE_MODEL_CONFIG,
     NGX_HTTP_KSERVE_MODEL_STATS,
     NGX_HTTP_KSERVE_INFER,
-    NGX_HTTP_KSERVE_METRICS
+    NGX_HTTP_KSERVE_METRICS,
+    NGX_HTTP_KSERVE_TRACE,          /* [/models/{m}]/trace/setting */
+    NGX_HTTP_KSERVE_LOGGING         /* /v2/logging */
 } ngx_http_kserve_endpoint_e;
 
 
@@ -108,6 +111,13 @@ ngx_int_t ngx_http_kserve_send_writer(ngx_http_request_t *r,
  */
 u_char *ngx_http_kserve_writer_detach(ngx_http_request_t *r,
     ksv_writer_t *w, size_t *len);
+
+/*
+ * Sends {"error": "..."} with the status (fmt is ngx_vslprintf()'s):
+ * the one shape of every error the module answers.
+ */
+ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...);
 
 /*
  * After a message went to kserve-worker: keeps the request open until

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "ngx_http_kserve_module.h"
+#include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_tensor.h"
 
 
@@ -282,21 +283,26 @@ ngx_http_kserve_body_unref(ngx_http_kserve_body_t *body)
 
 
 ngx_int_t
-ngx_http_kserve_header_length(ngx_http_request_t *r, size_t *len)
+ngx_http_kserve_header_length(ngx_http_request_t *r, size_t *len,
+    ngx_str_t *value)
 {
     off_t             n;
+    ngx_int_t         rc;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
+    rc = NGX_DECLINED;
     part = &r->headers_in.headers.part;
     h = part->elts;
+
+    /* every one of them: a second one that differs is refused */
 
     for (i = 0; /* void */; i++) {
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return NGX_DECLINED;
+                return rc;
             }
 
             part = part->next;
@@ -313,6 +319,20 @@ ngx_http_kserve_header_length(ngx_http_request_t *r, size_t *len)
             continue;
         }
 
+        if (rc == NGX_OK) {
+            if (h[i].value.len != value->len
+                || ngx_strncmp(h[i].value.data, value->data, value->len)
+                   != 0)
+            {
+                *value = h[i].value;
+                return NGX_ABORT;
+            }
+
+            continue;
+        }
+
+        *value = h[i].value;
+
         n = ngx_atoof(h[i].value.data, h[i].value.len);
 
         if (n == NGX_ERROR || (uint64_t) n > (size_t) -2) {
@@ -320,8 +340,7 @@ ngx_http_kserve_header_length(ngx_http_request_t *r, size_t *len)
         }
 
         *len = (size_t) n;
-
-        return NGX_OK;
+        rc = NGX_OK;
     }
 }
 
@@ -435,6 +454,12 @@ ngx_http_kserve_send_tensors(ngx_http_request_t *r, ksv_writer_t *w,
     r->headers_out.content_length_n = total;
     r->headers_out.content_type = ngx_http_kserve_octet_type;
     r->headers_out.content_type_len = ngx_http_kserve_octet_type.len;
+
+    /* a routed name says which variant answered, as JSON replies do */
+
+    if (ngx_http_kserve_route_header(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_send_header(r);
 

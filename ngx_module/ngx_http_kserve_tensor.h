@@ -56,11 +56,12 @@ void ngx_http_kserve_body_free_cb(void *data, void *hint);
 
 /*
  * Inference-Header-Content-Length: NGX_OK with *len, NGX_DECLINED when
- * the request has none, NGX_ERROR when its value is not a decimal
- * number of bytes.
+ * the request has none, NGX_ERROR when its value (in *value) is not a
+ * decimal number of bytes, NGX_ABORT when the request has it twice with
+ * different values (*value the second).
  */
 ngx_int_t ngx_http_kserve_header_length(ngx_http_request_t *r,
-    size_t *len);
+    size_t *len, ngx_str_t *value);
 
 /*
  * Sends a reply with binary outputs: the JSON header (w's bytes, freed

@@ -43,6 +43,13 @@
 /* how long a starting nginx worker waits for its first INDEX_REPLY */
 #define NGX_HTTP_KSERVE_INDEX_PRIME  500
 
+/*
+ * Messages the control socket may hold for a connected worker that does
+ * not read them (stopped, stuck): far more than are ever outstanding, so
+ * a send refused (EAGAIN) means no worker is connected, not a full queue.
+ */
+#define NGX_HTTP_KSERVE_CONTROL_HWM  65536
+
 /* how long an instance that left the index stays connected, unused */
 #define NGX_HTTP_KSERVE_PEER_LINGER  10000
 
@@ -147,9 +154,6 @@ static ngx_uint_t ngx_http_kserve_peer_outstanding(
     ngx_http_kserve_peer_t *peer);
 static void ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer,
     ngx_int_t n);
-static ngx_int_t ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
-    ngx_uint_t nframes, ngx_msec_t timeout);
 static void ngx_http_kserve_wait(ngx_http_kserve_pending_t *p, uint64_t id,
     ngx_msec_t timeout, ngx_http_cleanup_t *cln);
 static ngx_int_t ngx_http_kserve_order(ngx_http_kserve_backend_t *b,
@@ -254,7 +258,7 @@ ngx_http_kserve_transport_init(ngx_cycle_t *cycle, ngx_array_t *backends)
 static ngx_int_t
 ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
 {
-    int         one;
+    int         one, hwm;
     u_char      id[NGX_INT64_LEN + 24], *last;
     ngx_str_t  *ep;
     ngx_uint_t  i;
@@ -272,12 +276,14 @@ ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
     }
 
     /*
-     * control: nothing may wait in a queue for a worker that is not there;
-     * data: see the header; the routing id is this socket's alone, among
-     * every nginx worker of every host an instance talks to
+     * control: nothing may wait in a queue for a worker that is not there,
+     * and the queue for one that is never fills; data: see the header;
+     * the routing id is this socket's alone, among every nginx worker of
+     * every host an instance talks to
      */
 
     one = 1;
+    hwm = NGX_HTTP_KSERVE_CONTROL_HWM;
 
     last = ngx_sprintf(id, "n%P.%08xD%08xD", ngx_pid,
                        (uint32_t) ngx_random(),
@@ -285,6 +291,8 @@ ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
 
     if (zmq_setsockopt(b->control.zmq, ZMQ_IMMEDIATE, &one, sizeof(int))
         != 0
+        || zmq_setsockopt(b->control.zmq, ZMQ_SNDHWM, &hwm, sizeof(int))
+           != 0
         || zmq_setsockopt(b->data.zmq, ZMQ_ROUTING_ID, id, last - id) != 0
         || zmq_setsockopt(b->data.zmq, ZMQ_ROUTER_MANDATORY, &one,
                           sizeof(int))
@@ -777,7 +785,7 @@ ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer, ngx_int_t n)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout)
@@ -1268,6 +1276,7 @@ ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
         return;
 
     case KSV_MSG_STATS_REPLY:
+    case KSV_MSG_LOG_REPLY:
     case KSV_MSG_ERROR:
         break;
 
@@ -1493,7 +1502,7 @@ ngx_http_kserve_index_handler(ngx_event_t *ev)
                                            &err)
                == NGX_AGAIN)
     {
-        /* no worker connected (ZMQ_IMMEDIATE), or its queue full */
+        /* no worker connected (ZMQ_IMMEDIATE) */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                        "kserve: INDEX not sent: %s", zmq_strerror(err));
 

@@ -220,10 +220,21 @@ ngx_int_t ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b,
     ngx_uint_t nframes, ngx_log_t *log);
 
 /*
+ * Sends a control message (frames, id in its header frame) to
+ * kserve-worker as p's request; the reply reaches p->handler, or the
+ * deadline after timeout.  The frames are taken either way.  Returns
+ * NGX_OK, NGX_AGAIN when no worker is connected or its queue is full, or
+ * NGX_ERROR.
+ */
+ngx_int_t ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
+    ngx_uint_t nframes, ngx_msec_t timeout);
+
+/*
  * Sends STATS for model and version (empty: all) to kserve-worker as p's
  * request; the reply reaches p->handler like any other.  Returns NGX_OK,
- * NGX_AGAIN when no worker is connected or its queue is full, or
- * NGX_ERROR.
+ * NGX_AGAIN when no worker is connected (the queue to one that is does
+ * not fill: NGX_HTTP_KSERVE_CONTROL_HWM), or NGX_ERROR.
  */
 ngx_int_t ngx_http_kserve_send_stats(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, ngx_str_t *model, ngx_str_t *version,

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "ksv_logset.h"
+
 
 typedef enum {
     KSERVE_LOG_DEBUG = 0,
@@ -35,6 +37,21 @@ void kserve_log(kserve_log_level_t level, const char *fmt, ...)
 #define kserve_info(...)   kserve_log(KSERVE_LOG_INFO, __VA_ARGS__)
 #define kserve_warn(...)   kserve_log(KSERVE_LOG_WARN, __VA_ARGS__)
 #define kserve_error(...)  kserve_log(KSERVE_LOG_ERROR, __VA_ARGS__)
+
+/*
+ * Triton's logging extension, live: the settings kserve-worker logs by
+ * (info, warning, error each on or off; debug lines when verbose >= 1;
+ * "default" lines as above, "ISO8601": "2024-11-21T20:30:00Z I text")
+ * and the page its instances read them from (common/ksv_logset.h).
+ * kserve_log_page_open() maps <run_dir>/log.settings, keeping what a
+ * previous worker left there, and logs by it; kserve_log_apply() changes
+ * both; kserve_log_page_close(1) removes the page (the last worker of
+ * the run directory).
+ */
+int kserve_log_page_open(const char *run_dir);
+void kserve_log_apply(const ksv_log_settings_t *s);
+void kserve_log_settings(ksv_log_settings_t *s);
+void kserve_log_page_close(const char *run_dir, int remove);
 
 /* Monotonic milliseconds: deadlines and backoff never follow the wall
  * clock when an operator (or NTP) moves it. */

@@ -357,9 +357,8 @@ kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
     if (name.len > 0) {
         m = kserve_repository_find(&kserve.repo, name.data, name.len);
         if (m == NULL) {
-            snprintf(msg, sizeof(msg),
-                     "Request for unknown model: '%.*s' is not found",
-                     (int) (name.len < 256 ? name.len : 256), name.data);
+            ksv_unknown_model(msg, sizeof(msg), name.data, name.len,
+                              NULL, 0);
             kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }
@@ -378,10 +377,8 @@ kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
             }
         }
         if (v == NULL) {
-            snprintf(msg, sizeof(msg), "Request for unknown model: '%s' "
-                     "version %.*s is not found", m->name,
-                     (int) (version.len < 64 ? version.len : 64),
-                     version.data);
+            ksv_unknown_model(msg, sizeof(msg), m->name, strlen(m->name),
+                              version.data, version.len);
             kserve_server_error(&in->msgs[0], id, KSV_ERR_NOT_FOUND, msg);
             goto done;
         }
@@ -454,6 +451,32 @@ done:
 }
 
 
+/* Triton's logging extension: apply, answer with what now holds. */
+static void
+kserve_on_log(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
+{
+    ksv_writer_t        w;
+    ksv_log_settings_t  s;
+
+    if (in->n != 2 || ksv_decode_log(rd, &s) != 0) {
+        kserve_server_error(&in->msgs[0], id, KSV_ERR_INVALID_ARG,
+                            "malformed LOG message");
+        return;
+    }
+
+    kserve_log_apply(&s);
+    kserve_log_settings(&s);
+    kserve_debug("log settings: info %d, warning %d, error %d, verbose %u, "
+                 "format %s", s.info, s.warning, s.error, s.verbose,
+                 ksv_log_format_name(s.format));
+
+    ksv_writer_init(&w);
+    ksv_encode_log(&w, KSV_MSG_LOG_REPLY, id, &s);
+    kserve_reply(&in->msgs[0], &w);
+    ksv_writer_free(&w);
+}
+
+
 static void
 kserve_on_client_message(ksv_frames_t *in)
 {
@@ -508,6 +531,10 @@ kserve_on_client_message(ksv_frames_t *in)
 
     case KSV_MSG_STATS:
         kserve_on_stats(in, &rd, prefix.id);
+        break;
+
+    case KSV_MSG_LOG:
+        kserve_on_log(in, &rd, prefix.id);
         break;
 
     default:

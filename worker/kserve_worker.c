@@ -549,6 +549,7 @@ kserve_cleanup(void)
         snprintf(path, sizeof(path), "%s/instances.tab", kserve.run_dir);
         unlink(path);
     }
+    kserve_log_page_close(kserve.run_dir, kserve.shutting_down);
     if (kserve.lock_fd >= 0) {
         /* instances hold it open: a new file would be a new lock */
         if (kserve.run_dir_created && kserve.shutting_down) {
@@ -587,6 +588,11 @@ main(int argc, char **argv)
     }
 
     if (kserve_lock() != 0) {
+        return 1;
+    }
+
+    /* the log settings instances read (Triton's logging extension) */
+    if (kserve_log_page_open(kserve.run_dir) != 0) {
         return 1;
     }
 

@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "ksv_instance.h"
+#include "ksv_logset.h"
 #include "ksv_json.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
@@ -152,6 +153,15 @@ ksv_instance_parse_args(int argc, char **argv, const char *prog,
     {
         ksv_instance_usage(prog, need_utils_dir);
     }
+
+    /* the worker's log settings page: the backend's logger reads it
+     * (common/ksv_logset.h); set before any thread or interpreter */
+    if (o->run_dir != NULL) {
+        char  page[4200];
+
+        snprintf(page, sizeof(page), "%s/" KSV_LOG_PAGE_FILE, o->run_dir);
+        (void) setenv(KSV_LOG_PAGE_ENV, page, 1);
+    }
 }
 
 
@@ -283,6 +293,9 @@ ksv_instance_name(const ksv_model_config_t *c, const ksv_instance_opts_t *o)
 }
 
 
+static int ksv_instance_load_labels(ksv_instance_model_t *m, char **err);
+
+
 int
 ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
     ksv_instance_model_t *m, char **err)
@@ -316,6 +329,47 @@ ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
         free(m->model_dir);
         m->model_dir = abs;
     }
+    return ksv_instance_load_labels(m, err);
+}
+
+
+/* Each output's label_filename (relative to the model's directory), as
+ * Triton loads them at model load: a missing file fails the load. */
+static int
+ksv_instance_load_labels(ksv_instance_model_t *m, char **err)
+{
+    char                    msg[512], *path;
+    uint32_t                i;
+    const ksv_io_config_t  *out;
+
+    if (m->config.noutputs == 0) {
+        return 0;
+    }
+    m->labels = calloc(m->config.noutputs, sizeof(ksv_labels_t));
+    if (m->labels == NULL) {
+        *err = strdup("out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < m->config.noutputs; i++) {
+        out = &m->config.outputs[i];
+        if (out->label_filename.len == 0) {
+            continue;
+        }
+        if (asprintf(&path, "%s/%.*s", m->model_dir,
+                     (int) out->label_filename.len,
+                     out->label_filename.data) < 0)
+        {
+            *err = strdup("out of memory");
+            return -1;
+        }
+        if (ksv_labels_load(path, &m->labels[i], msg, sizeof(msg)) != 0) {
+            free(path);
+            *err = strdup(msg);
+            return -1;
+        }
+        free(path);
+    }
     return 0;
 }
 
@@ -323,6 +377,15 @@ ksv_instance_load_model(const ksv_instance_opts_t *o, ksv_arena_t *arena,
 void
 ksv_instance_model_free(ksv_instance_model_t *m)
 {
+    uint32_t  i;
+
+    if (m->labels != NULL) {
+        for (i = 0; i < m->config.noutputs; i++) {
+            ksv_labels_free(&m->labels[i]);
+        }
+        free(m->labels);
+        m->labels = NULL;
+    }
     free(m->config_json);
     free(m->instance_name);
     free(m->model_dir);
@@ -949,17 +1012,18 @@ ksv_instance_scheduler(void *arg)
 
 
 int
-ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
-    const char *instance_name, const ksv_instance_server_t *s)
+ksv_instance_serve(ksv_instance_t *inst, const ksv_instance_model_t *m,
+    const ksv_instance_server_t *s)
 {
     int                         rc;
     pthread_t                   scheduler;
     const ksv_instance_opts_t  *o = inst->opts;
 
-    inst->sched.config = config;
+    inst->model = m;
+    inst->sched.config = &m->config;
     inst->sched.model_name = o->model;
     inst->sched.model_version = o->version;
-    inst->sched.instance_name = instance_name;
+    inst->sched.instance_name = m->instance_name;
     inst->sched.socket = inst->data;
     inst->sched.timers = &inst->timers;
     inst->sched.stats = inst->stats;
@@ -1111,16 +1175,122 @@ ksv_instance_push_error(ksv_frames_t *reply, uint64_t id, ksv_status_t code,
 }
 
 
-int
-ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_reply_t *ir, zmq_msg_t *frames)
+/* The class_count the request asked of output `name`, 0 for none. */
+static uint32_t
+ksv_instance_class_count(const ksv_infer_t *req, ksv_str_t name)
 {
-    uint32_t      j;
-    zmq_msg_t    *msg;
-    ksv_writer_t  w;
+    uint32_t  i;
+
+    for (i = 0; i < req->noutputs; i++) {
+        if (req->outputs[i].name.len == name.len
+            && memcmp(req->outputs[i].name.data, name.data, name.len) == 0)
+        {
+            return req->outputs[i].class_count;
+        }
+    }
+    return 0;
+}
+
+
+/* The labels of the model's output `name`, NULL when it has none. */
+static const ksv_labels_t *
+ksv_instance_labels(ksv_str_t name)
+{
+    uint32_t                     i;
+    const ksv_instance_model_t  *m;
+
+    m = ksv_instance_current != NULL ? ksv_instance_current->model : NULL;
+    if (m == NULL || m->labels == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < m->config.noutputs; i++) {
+        if (m->config.outputs[i].name.len == name.len
+            && memcmp(m->config.outputs[i].name.data, name.data, name.len)
+               == 0)
+        {
+            return m->labels[i].n > 0 ? &m->labels[i] : NULL;
+        }
+    }
+    return NULL;
+}
+
+
+/* Replaces output j by its classification: *t and frame j. */
+static int
+ksv_instance_classify(ksv_tensor_t *t, zmq_msg_t *frame, uint32_t k,
+    char *err, size_t errlen)
+{
+    int            batched;
+    size_t         len;
+    uint8_t       *bytes;
+    ksv_tensor_t   res;
+    ksv_writer_t   w;
+
+    batched = ksv_instance_current != NULL
+              && ksv_instance_current->model != NULL
+              && ksv_instance_current->model->config.max_batch_size > 0;
 
     ksv_writer_init(&w);
-    ksv_encode_infer_reply(&w, id, ir);
+    if (ksv_classify(t, zmq_msg_data(frame), k, batched,
+                     ksv_instance_labels(t->name), &w, &res, err, errlen)
+        != 0)
+    {
+        ksv_writer_free(&w);
+        return -1;
+    }
+
+    bytes = ksv_writer_detach(&w, &len);
+    zmq_msg_close(frame);
+    if (zmq_msg_init_data(frame, bytes, len, ksv_writer_free_cb, NULL) != 0) {
+        free(bytes);
+        zmq_msg_init(frame);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *t = res;
+    return 0;
+}
+
+
+int
+ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
+    const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames)
+{
+    char               err[256];
+    uint32_t           j, k;
+    zmq_msg_t         *msg;
+    ksv_writer_t       w;
+    ksv_tensor_t      *outs;
+    ksv_infer_reply_t  cr;
+
+    cr = *ir;
+    outs = NULL;
+    for (j = 0; j < ir->noutputs; j++) {
+        k = ksv_instance_class_count(req, ir->outputs[j].name);
+        if (k == 0) {
+            continue;
+        }
+        if (outs == NULL) {
+            outs = malloc(ir->noutputs * sizeof(ksv_tensor_t));
+            if (outs == NULL) {
+                return ksv_instance_push_error(reply, id, KSV_ERR_INTERNAL,
+                                               NULL);
+            }
+            memcpy(outs, ir->outputs, ir->noutputs * sizeof(ksv_tensor_t));
+            cr.outputs = outs;
+        }
+        if (ksv_instance_classify(&outs[j], &frames[j], k, err, sizeof(err))
+            != 0)
+        {
+            free(outs);
+            return ksv_instance_push_error(reply, id, KSV_ERR_INVALID_ARG,
+                                           err);
+        }
+    }
+
+    ksv_writer_init(&w);
+    ksv_encode_infer_reply(&w, id, &cr);
+    free(outs);
     if (ksv_frames_push_writer(reply, &w) != 0) {
         return -1;
     }

@@ -46,6 +46,7 @@
 
 #include "ksv_frames.h"
 #include "ksv_proto.h"
+#include "ksv_classify.h"
 #include "ksv_sched.h"
 #include "ksv_stats.h"
 #include "ksv_timer.h"
@@ -101,6 +102,9 @@ typedef struct {
     char                *instance_name; /* Triton's "<group>_<index>" */
     char                *model_dir;     /* <repo>/<model>, absolute when
                                            it resolves, as in Triton */
+    ksv_labels_t        *labels;        /* per config output (its
+                                           label_filename), for the
+                                           classification extension */
 } ksv_instance_model_t;
 
 /*
@@ -146,6 +150,7 @@ typedef struct {
     uint64_t                    orphaned_ns;   /* lock free since; 0 */
     int                         draining;   /* orphaned: finish, exit */
     ksv_timer_t                 orphan_timer;
+    const ksv_instance_model_t *model;      /* while serving */
 } ksv_instance_t;
 
 /*
@@ -166,12 +171,12 @@ void ksv_instance_load_failed(ksv_instance_t *inst, const char *err);
 /*
  * The serving loop, until SIGTERM (or, orphaned, an empty queue):
  * receives, schedules, runs each batch through s->run, answers.
- * config: the model's (the scheduler's rules).  Returns 0 after SIGTERM
+ * m: the model (its config is the scheduler's rules).  Returns 0 after SIGTERM
  * or an orphan's exit, 1 when a socket broke or memory ran out, or what
  * s->stop returned.
  */
-int ksv_instance_serve(ksv_instance_t *inst, const ksv_model_config_t *config,
-    const char *instance_name, const ksv_instance_server_t *s);
+int ksv_instance_serve(ksv_instance_t *inst, const ksv_instance_model_t *m,
+    const ksv_instance_server_t *s);
 
 /* Whether request `id` of the running batch was cancelled by its client
  * (the scheduler thread applies CANCELs while the model runs). */
@@ -202,10 +207,14 @@ int ksv_instance_output_wanted(const ksv_infer_t *in, ksv_str_t name);
 int ksv_instance_push_error(ksv_frames_t *reply, uint64_t id,
     ksv_status_t code, const char *msg);
 
-/* Appends an INFER_REPLY answer for request `id` and moves its
- * ir->noutputs frames after it.  Returns -1 when out of memory. */
+/*
+ * Appends an INFER_REPLY answer for request `id` (its INFER: req) and
+ * moves its ir->noutputs frames after it; an output req asked to
+ * classify goes as its classification (ksv_classify.h), or the request
+ * fails with why.  Returns -1 when out of memory.
+ */
 int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
-    const ksv_infer_reply_t *ir, zmq_msg_t *frames);
+    const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames);
 
 /*
  * Appends an EXECUTE_REPLY header placeholder's final form: encodes the

@@ -636,6 +636,7 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
 
     r->id = ++s->next_id;
     r->client_id = client_id;
+    r->traced = (m.flags & KSV_INFER_TRACE) ? 1 : 0;
     zmq_msg_move(&r->identity, &msg->msgs[0]);
     zmq_msg_move(&r->header, &msg->msgs[1]);
     for (i = 0; i < m.ninputs; i++) {
@@ -892,6 +893,57 @@ failed:
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* A traced request's INFER_REPLY header gets the timestamps appended
+ * (ksv_trace_times_t); the batch's durations place the compute stages
+ * from the moment it was handed over.  Left as it is when it cannot. */
+static void
+ksv_sched_trace(ksv_request_t *r, zmq_msg_t *header,
+    const ksv_exec_times_t *t, uint64_t now)
+{
+    size_t             len;
+    uint8_t           *buf;
+    ksv_reader_t       rd;
+    ksv_prefix_t       prefix;
+    ksv_writer_t       w;
+    ksv_trace_times_t  tt;
+
+    ksv_reader_init(&rd, zmq_msg_data(header), zmq_msg_size(header));
+    if (ksv_read_prefix(&rd, &prefix) != 0
+        || prefix.kind != KSV_MSG_INFER_REPLY)
+    {
+        return;
+    }
+
+    tt.queue_start = r->arrived_ns;
+    tt.compute_start = r->started_ns;
+    tt.compute_end = now;
+    if (t != NULL && t->compute_input_ns + t->compute_infer_ns
+                     + t->compute_output_ns > 0)
+    {
+        tt.compute_end = r->started_ns + t->compute_input_ns
+                         + t->compute_infer_ns + t->compute_output_ns;
+    }
+    tt.compute_input_end = r->started_ns + (t ? t->compute_input_ns : 0);
+    tt.compute_output_start = tt.compute_end - (t ? t->compute_output_ns : 0);
+    tt.request_end = now;
+
+    ksv_writer_init(&w);
+    ksv_put_bytes(&w, zmq_msg_data(header), zmq_msg_size(header));
+    ksv_put_trace_times(&w, &tt);
+    if (w.failed) {
+        ksv_writer_free(&w);
+        return;
+    }
+
+    buf = ksv_writer_detach(&w, &len);
+    zmq_msg_close(header);
+    if (zmq_msg_init_data(header, buf, len, ksv_writer_free_cb, NULL) != 0) {
+        free(buf);
+        zmq_msg_init(header);
+    }
+}
+
+
 /* The one exit of a request that was accepted: `out` is [answer with the
  * client's id][outputs...] (empty: nothing can be sent).  Counts the
  * statistics, then sends [identity][out...]. */
@@ -911,6 +963,10 @@ ksv_sched_answer(ksv_sched_t *s, ksv_request_t *r, ksv_frames_t *out, int ok,
     if (s->stats != NULL) {
         ksv_stats_request(s->stats, ok, now - r->arrived_ns,
                           ok ? r->started_ns - r->arrived_ns : 0, t);
+    }
+
+    if (r->traced && ok && out->n > 0) {
+        ksv_sched_trace(r, &out->msgs[0], t, now);
     }
 
     ksv_frames_init(&msg);

@@ -110,6 +110,8 @@ struct ksv_request_s {
     unsigned            queued:1;
     unsigned            running:1;
     unsigned            outstanding:1;  /* counted in the arrivals */
+    unsigned            traced:1;       /* KSV_INFER_TRACE: timestamps in
+                                           the answer */
     uint8_t             cancelled;      /* atomic: the executor reads it */
     uint64_t            arrived_ns;
     uint64_t            started_ns;     /* handed to the backend */

@@ -970,7 +970,8 @@ ksv_cuda_batch_reply(ksv_cuda_batch_t *b, ksv_frames_t *reply)
         ir.request_id = r->infer.request_id;
         ir.noutputs = r->nout;
         ir.outputs = r->outs;
-        if (ksv_instance_push_infer_reply(reply, r->id, &ir, r->out_frames)
+        if (ksv_instance_push_infer_reply(reply, r->id, &r->infer, &ir,
+                                          r->out_frames)
             != 0)
         {
             return -1;

@@ -302,8 +302,7 @@ main(int argc, char **argv)
         server.idle = NULL;
         server.stop = ksv_cuda_stop;
         server.data = &engine;
-        rc = ksv_instance_serve(inst, &m.config, m.instance_name,
-                                &server);
+        rc = ksv_instance_serve(inst, &m, &server);
     }
     goto done;
 

@@ -130,8 +130,7 @@ main(int argc, char **argv)
         server.idle = ksv_py_idle;
         server.stop = NULL;
         server.data = &ctx;
-        rc = ksv_instance_serve(inst, &m.config, m.instance_name,
-                                &server);
+        rc = ksv_instance_serve(inst, &m, &server);
     }
 
     ksv_py_model_finalize(&model);

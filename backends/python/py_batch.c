@@ -340,7 +340,8 @@ ksv_py_slot_reply(ksv_py_batch_ctx_t *ctx, ksv_py_slot_t *s, PyObject *resp,
         r.request_id = s->infer.request_id;
         r.noutputs = nout;
         r.outputs = outs;
-        rc = ksv_instance_push_infer_reply(reply, s->id, &r, frames);
+        rc = ksv_instance_push_infer_reply(reply, s->id, &s->infer, &r,
+                                           frames);
     }
 
     for (j = 0; j < nout; j++) {

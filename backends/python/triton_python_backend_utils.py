@@ -17,6 +17,8 @@ load/unload from a model, custom metrics.
 """
 
 import json
+import mmap
+import os
 import struct
 import sys
 import time
@@ -449,8 +451,42 @@ class InferenceResponse:
 
 # ---- logging ----------------------------------------------------------------
 
+class _LogSettings:
+    """The worker's log settings page (common/ksv_logset.h), mapped
+    read-only: POST /v2/logging changes what the next log() call does.
+    Without a page (an instance started by hand) everything but verbose
+    is logged, as Triton's defaults say."""
+
+    _page = None
+    _tried = False
+
+    @classmethod
+    def get(cls):
+        """(info, warning, error, verbose, iso8601)"""
+        if not cls._tried:
+            cls._tried = True
+            path = os.environ.get("KSV_LOG_SETTINGS")
+            if path:
+                try:
+                    with open(path, "rb") as f:
+                        page = mmap.mmap(f.fileno(), 32,
+                                         access=mmap.ACCESS_READ)
+                    if struct.unpack_from("<I", page, 0)[0] == 0x474c534b:
+                        cls._page = page
+                except (OSError, ValueError):
+                    cls._page = None
+        if cls._page is None:
+            return (1, 1, 1, 0, 0)
+        info, warning, error, verbose, fmt = \
+            struct.unpack_from("<5I", cls._page, 12)
+        return (info, warning, error, verbose, fmt)
+
+
 class Logger:
-    """Model logging to the instance's stderr (collected by the worker)."""
+    """Model logging to the instance's stderr (collected by the worker),
+    by the log settings of Triton's logging extension (POST /v2/logging):
+    each level on or off, log_verbose() when log_verbose_level >= 1,
+    log_format "default" or "ISO8601"."""
 
     INFO = 0
     WARNING = 1
@@ -461,15 +497,27 @@ class Logger:
 
     @staticmethod
     def log(message, level=0):
+        info, warning, error, verbose, iso = _LogSettings.get()
+        if not (info, warning, error, verbose > 0)[level
+                                                  if level in (0, 1, 2, 3)
+                                                  else 0]:
+            return
         caller = sys._getframe(1)
         if caller.f_code.co_name.startswith("log_"):
             caller = caller.f_back
         t = time.time()
-        stamp = time.strftime("%m%d %H:%M:%S", time.localtime(t))
-        sys.stderr.write("%s%s.%06d %s:%d] %s\n" % (
-            Logger._LEVELS.get(level, "I"), stamp, int(t % 1 * 1e6),
-            caller.f_code.co_filename.rsplit("/", 1)[-1], caller.f_lineno,
-            message))
+        where = "%s:%d" % (caller.f_code.co_filename.rsplit("/", 1)[-1],
+                           caller.f_lineno)
+        letter = Logger._LEVELS.get(level, "I")
+        if iso:
+            line = "%s %s %s] %s\n" % (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), letter,
+                where, message)
+        else:
+            line = "%s%s.%06d %s] %s\n" % (
+                letter, time.strftime("%m%d %H:%M:%S", time.localtime(t)),
+                int(t % 1 * 1e6), where, message)
+        sys.stderr.write(line)
         sys.stderr.flush()
 
     @staticmethod

@@ -22,13 +22,13 @@ def test_prefix_layout():
 
 def test_infer_layout():
     frame = w.infer(7, "m", "2", [("X", "FP32", [1, 3], 12)], "r", 5,
-                    [("Y", w.OUTPUT_BINARY)], w.INFER_ALL_BINARY,
+                    [("Y", w.OUTPUT_BINARY, 3)], w.INFER_ALL_BINARY,
                     {"k": 1.5})
     body = (b"\x01\x00m" b"\x01\x002" b"\x01\x00r" +
             struct.pack("<II", 5, 1) +
             struct.pack("<I", 1) + b"\x01\x00X" + b"\x0b" +
             b"\x02" + struct.pack("<qq", 1, 3) + struct.pack("<Q", 12) +
-            struct.pack("<I", 1) + b"\x01\x00Y" + struct.pack("<I", 1) +
+            struct.pack("<I", 1) + b"\x01\x00Y" + struct.pack("<II", 1, 3) +
             struct.pack("<I", 1) + b"\x01\x00k" + b"\x04" +
             struct.pack("<d", 1.5))
     assert frame == w.prefix(w.INFER, 7) + body
@@ -54,7 +54,7 @@ def test_every_kind_round_trips():
         (w.infer(1, "m", "", [("X", "BOOL", [], 1)], "r", 0, ["Y"], 0,
                  {"b": True, "i": -3, "s": "x"}),
          dict(model="m", inputs=[("X", "BOOL", [], 1)],
-              outputs=[("Y", 0)], params={"b": True, "i": -3, "s": "x"})),
+              outputs=[("Y", 0, 0)], params={"b": True, "i": -3, "s": "x"})),
         (w.infer_reply(2, "m", "1", "r", [("Y", "INT64", [2], 16)]),
          dict(version="1", outputs=[("Y", "INT64", [2], 16)], params={})),
         (w.error(3, w.CANCELLED, "gone"), dict(code=7, message="gone")),

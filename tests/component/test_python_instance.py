@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import zmq
 
+import ksv_log_page
 import ksv_stats_page
 import ksv_wire as w
 from peers import IDS, DataClient
@@ -973,3 +974,50 @@ def test_instance_without_its_worker_finishes_its_queue_and_exits(
         assert not os.path.exists(str(run / ("%d.stats" % inst.pid)))
     finally:
         os.close(lock)
+
+
+# ---- Triton's trace and logging extensions --------------------------------
+
+def test_a_traced_request_gets_the_instance_timestamps(start):
+    """INFER flag KSV_INFER_TRACE: the INFER_REPLY header ends with the
+    six timestamps, in order, on the clock this process reads; an
+    untraced request's has none."""
+    inst = start(CONF_MODELS, "simple")
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = [("INPUT0", "INT32", a), ("INPUT1", "INT32", a)]
+    before = time.monotonic_ns()
+    traced = inst.infer(inputs, flags=w.INFER_TRACE)
+    plain = inst.infer(inputs)
+    got = inst.data.answers([traced, plain])
+    after = time.monotonic_ns()
+    assert got[plain]["trace"] is None
+    t = got[traced]["trace"]
+    assert t is not None, got[traced]
+    assert list(t) == sorted(t), dict(zip(w.TRACE_TIMES, t))
+    assert before <= t[0] and t[-1] <= after
+    assert inst.stop() == 0
+
+
+def test_the_model_logger_follows_the_log_settings_page(start, tmp_path):
+    """pb_utils.Logger reads <run-dir>/log.settings (the worker writes
+    it; here the test does) each time it logs."""
+    d = tmp_path / "0"
+    d.mkdir()
+    page = str(d / "log.settings")
+    ksv_log_page.write(page, info=1, warning=0, error=1, verbose=1,
+                       fmt=1)
+    inst = start(TEST_MODELS, "log_echo")
+    x = np.ones(1, dtype=np.float32)
+    assert inst.run([dict(inputs=[("INPUT0", "FP32", x)],
+                          params={"marker": "c-1"})])[0][0] == "reply"
+    ksv_log_page.write(page, info=0, warning=1, error=0, verbose=0, fmt=0)
+    assert inst.run([dict(inputs=[("INPUT0", "FP32", x)],
+                          params={"marker": "c-2"})])[0][0] == "reply"
+    inst.stop()
+    lines = [l for l in inst.log().splitlines()
+             if l.endswith((" c-1", " c-2"))]
+    assert len(lines) == 4, lines
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ I .*info c-1$", lines[0])
+    assert " E " in lines[1] and lines[1].endswith("error c-1")
+    assert " V " in lines[2] and lines[2].endswith("verbose c-1")
+    assert re.match(r"W\d{4} \d\d:\d\d:\d\d\.\d{6} .*warning c-2$", lines[3])

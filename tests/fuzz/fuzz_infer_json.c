@@ -1,5 +1,6 @@
 /*
- * libFuzzer target for ngx_module/ksv_infer_json.c, the code that reads
+ * libFuzzer target for ngx_module/ksv_infer_request.c and
+ * ksv_infer_reply.c, the code that reads
  * what an HTTP client and the worker send the nginx module.
  *
  * An input that starts with the frame magic ("VK", 0x4B56 little-endian,
@@ -37,7 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json_write.h"
 #include "ksv_pbtxt.h"
 
@@ -221,8 +223,8 @@ fuzz_reply(const uint8_t *buf, size_t len)
     free(binary);
 
     ksv_writer_init(&w);
-    if (ksv_infer_json_reply(&w, &m, (const void *const *) frames, sizes,
-                             m.noutputs, err, sizeof(err))
+    if (ksv_infer_reply_header(&w, &m, (const void *const *) frames, sizes,
+                               m.noutputs, NULL, err, sizeof(err))
         == 0)
     {
         FUZZ_CHECK(!w.failed);
@@ -372,6 +374,36 @@ same_values(ksv_datatype_t dt, const uint8_t *a, const uint8_t *b, size_t n)
 
 
 /*
+ * A JSON-only request: ksv_infer_parse() without binary data, its buffers
+ * also as a plain array (*data, calloc()ed) for the checks.
+ */
+static int
+parse_json(const uint8_t *buf, size_t len, const ksv_model_config_t *config,
+    ksv_alloc_t *a, ksv_infer_t *m, ksv_infer_buf_t **bufs, uint8_t ***data,
+    ksv_infer_error_t *err)
+{
+    uint32_t  i;
+
+    if (ksv_infer_parse(buf, len, KSV_INFER_JSON_ONLY, config, NULL, a, m,
+                        bufs, err)
+        != 0)
+    {
+        return -1;
+    }
+
+    *data = calloc(m->ninputs + 1, sizeof(uint8_t *));
+    FUZZ_CHECK(*data != NULL);
+
+    for (i = 0; i < m->ninputs; i++) {
+        FUZZ_CHECK((*bufs)[i].owned || (*bufs)[i].data == NULL);
+        (*data)[i] = (*bufs)[i].data;
+    }
+
+    return 0;
+}
+
+
+/*
  * Renders the parsed inputs as an identity model's reply and parses that
  * JSON again as a request: same tensors, same bytes.
  */
@@ -389,6 +421,7 @@ check_round_trip(const ksv_model_config_t *config, const ksv_infer_t *m,
     ksv_arena_t        arena;
     ksv_writer_t       w;
     ksv_infer_t        m2;
+    ksv_infer_buf_t   *bufs2;
     ksv_infer_reply_t  reply;
     ksv_infer_error_t  perr;
 
@@ -409,8 +442,8 @@ check_round_trip(const ksv_model_config_t *config, const ksv_infer_t *m,
     }
 
     ksv_writer_init(&w);
-    rc = ksv_infer_json_reply(&w, &reply, frames, sizes, m->ninputs, err,
-                              sizeof(err));
+    rc = ksv_infer_reply_header(&w, &reply, frames, sizes, m->ninputs, NULL,
+                                err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "accepted request renders as no reply: %s\n", err);
         abort();
@@ -444,7 +477,7 @@ check_round_trip(const ksv_model_config_t *config, const ksv_infer_t *m,
     ksv_arena_init(&arena);
     a = ksv_arena_allocator(&arena);
 
-    if (ksv_infer_json_parse(req, len, config, &a, &m2, &data2, &perr) != 0) {
+    if (parse_json(req, len, config, &a, &m2, &bufs2, &data2, &perr) != 0) {
         fprintf(stderr, "rendered request refused: %s\n%s\n", perr.message,
                 (char *) req);
         abort();
@@ -470,7 +503,8 @@ check_round_trip(const ksv_model_config_t *config, const ksv_infer_t *m,
         }
     }
 
-    ksv_infer_json_free_data(data2, m2.ninputs);
+    ksv_infer_free_bufs(bufs2, m2.ninputs);
+    free(data2);
     ksv_arena_free(&arena);
     free(req);
     free(json);
@@ -537,6 +571,7 @@ static void
 fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
 {
     uint8_t           **data;
+    ksv_infer_buf_t    *bufs;
     ksv_alloc_t         a;
     ksv_arena_t         arena;
     ksv_infer_t         m;
@@ -545,7 +580,7 @@ fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
     ksv_arena_init(&arena);
     a = ksv_arena_allocator(&arena);
 
-    if (ksv_infer_json_parse(buf, len, config, &a, &m, &data, &err) != 0) {
+    if (parse_json(buf, len, config, &a, &m, &bufs, &data, &err) != 0) {
         check_refused(config, &err);
         ksv_arena_free(&arena);
         return;
@@ -558,7 +593,8 @@ fuzz_request(const uint8_t *buf, size_t len, const ksv_model_config_t *config)
     check_accepted(config, &m, data);
     check_round_trip(config, &m, data);
 
-    ksv_infer_json_free_data(data, m.ninputs);
+    ksv_infer_free_bufs(bufs, m.ninputs);
+    free(data);
     ksv_arena_free(&arena);
 }
 

@@ -8,6 +8,9 @@ Seeds are small real examples, one file each, named for what they are:
                     plus a few that use the syntax those do not;
   fuzz_codec/       one header frame of every message kind, encoded by
                     tests/tools/ksv_wire.py (the protocol as documented);
+  fuzz_gzip/        compressed request bodies (gzip, zlib), one that
+                    inflates past the target's limit, an Accept-Encoding;
+  fuzz_settings/    trace and logging settings bodies;
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
                     frames followed by their output frames.
@@ -228,14 +231,46 @@ def infer_json_seeds():
     binary("raw_bytes", None, [b"hello world"], raw=True)
 
 
+def gzip_seeds():
+    """A first byte (how the body is cut, which limit), then a body as a
+    client compresses it; and an Accept-Encoding value."""
+    import gzip
+    import zlib
+    doc = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 3],
+                                  "datatype": "FP32",
+                                  "data": [1, 2, 3]}]}).encode()
+    write("fuzz_gzip", "gzip-json", b"\x05" + gzip.compress(doc, mtime=0))
+    write("fuzz_gzip", "zlib-json", b"\x45" + zlib.compress(doc))
+    write("fuzz_gzip", "gzip-zeros-over-limit",
+          b"\x41" + gzip.compress(b"\0" * 100000, 9, mtime=0))
+    write("fuzz_gzip", "accept-encoding",
+          b"gzip;q=0.5, deflate;q=1.0, identity;q=0")
+
+
+def settings_seeds():
+    """A first byte (0: trace for every model, 1: for one, 2: logging),
+    then a POST body as tritonclient sends it."""
+    write("fuzz_settings", "trace-global", b"\x00" + json.dumps({
+        "trace_level": ["TIMESTAMPS"], "trace_rate": "10",
+        "trace_count": "-1", "log_frequency": "0"}).encode())
+    write("fuzz_settings", "trace-model", b"\x01" + json.dumps({
+        "trace_rate": "2", "trace_level": None}).encode())
+    write("fuzz_settings", "logging", b"\x02" + json.dumps({
+        "log_info": False, "log_verbose_level": 1,
+        "log_format": "ISO8601"}).encode())
+
+
 def main():
-    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json"):
+    for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
+                   "fuzz_gzip", "fuzz_settings"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
     pbtxt_seeds()
     codec_seeds()
     infer_json_seeds()
+    gzip_seeds()
+    settings_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
 

@@ -92,6 +92,7 @@ http {{
             kserve_pass {endpoint};
             kserve_timeout 1s;
             kserve_index_interval 200ms;
+            kserve_server_name "ngx_kserve test";
         }}
     }}
     # API keys, tight limits, big bodies spooled to files (test_binary,
@@ -408,3 +409,70 @@ def client(gateway):
                                          concurrency=4)
     yield c
     c.close()
+
+
+# ---- a second nginx with a configuration of its own -----------------------
+
+OWN_NGINX_CONF = """
+load_module {build}/ngx_http_kserve_module.so;
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{http}
+}}
+"""
+
+
+class OwnNginx:
+    """An nginx of a test module's own beside the session's, on the same
+    kserve-worker: `http` is the body of its http{} block, with {port},
+    {port2}, {endpoint} and {dir} filled in."""
+
+    def __init__(self, gateway, http, workers=1):
+        self.dir = tempfile.mkdtemp(prefix="ksv-own-")
+        self.port = free_port()
+        self.port2 = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.url2 = "http://127.0.0.1:%d" % self.port2
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        fill = dict(port=self.port, port2=self.port2,
+                    endpoint=gateway.endpoint, dir=self.dir)
+        with open(self.conf, "w") as f:
+            f.write(OWN_NGINX_CONF.format(
+                build=BUILD, dir=self.dir, workers=workers,
+                user="user root;" if os.getuid() == 0 else "",
+                http=http.format(**fill)))
+        self.cmd = ["nginx", "-p", self.dir, "-c", self.conf,
+                    "-e", os.path.join(self.dir, "error.log")]
+        self.proc = subprocess.Popen(self.cmd, env=nginx_env())
+        assert wait_for(lambda: requests.get(
+            self.url + "/v2/health/live").status_code == 200), \
+            self.error_log()[-3000:]
+
+    def error_log(self):
+        path = os.path.join(self.dir, "error.log")
+        return open(path, errors="replace").read() \
+            if os.path.exists(path) else ""
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        bad = [line for line in self.error_log().splitlines()
+               if "[alert]" in line or "[crit]" in line or "[emerg]" in line
+               or SANITIZER_REPORT.search(line)]
+        assert not bad, bad
+        shutil.rmtree(self.dir, ignore_errors=True)

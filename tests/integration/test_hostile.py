@@ -169,19 +169,25 @@ CASES = [
           "parameters": {"binary_data_size": 4}}], b"\0" * 4), 400, ""),
     # -- binary sizes that lie -----------------------------------------------
     ("binary-short", IDENT, *binreq([fp32_bin(12)], b"\0" * 12), 400,
-     "need 16 bytes"),
+     "input byte size mismatch for input 'INPUT0' for model "
+     "'identity_fp32'. Expected 16, got 12"),
     ("binary-long", IDENT, *binreq([fp32_bin(20)], b"\0" * 20), 400,
-     "need 16 bytes"),
+     "Expected 16, got 20"),
     ("binary-beyond-body", IDENT, *binreq([fp32_bin(16)], b"\0" * 8), 400,
-     "beyond the end"),
+     "unexpected size for input 'INPUT0', expecting 8 additional bytes "
+     "for model 'identity_fp32'"),
     ("binary-trailing-bytes", IDENT, *binreq([fp32_bin(16)], b"\0" * 20),
-     400, "add up to"),
+     400, "unexpected additional input data for model 'identity_fp32'"),
     ("binary-huge-size", IDENT, *binreq([fp32_bin(2 ** 62)], b"\0" * 16),
-     400, "beyond the end"),
+     400, "unexpected size for input 'INPUT0'"),
     ("binary-without-header", IDENT, doc(fp32_bin(16)), None, 400,
-     HICL),
+     "must specify valid 'Infer-Header-Content-Length' in request header "
+     "and 'binary_data_size' when passing inputs in binary data format"),
     ("binary-and-data", IDENT, *binreq([dict(fp32_bin(16), data=[1] * 4)],
-                                       b"\0" * 16), 400, "both"),
+                                       b"\0" * 16), 400,
+     "Input must set only one of the following fields: 'data', "
+     "'binary_data_size' in 'parameters', 'shared_memory_region' in "
+     "'parameters'. But set 'data' 'binary_data_size'"),
     ("binary-bytes-elem-beyond", TYPES, *binreq(
         [{"name": "IN_BYTES", "shape": [1, 1], "datatype": "BYTES",
           "parameters": {"binary_data_size": 6}}],
@@ -189,15 +195,18 @@ CASES = [
     ("binary-bytes-count", TYPES, *binreq(
         [{"name": "IN_BYTES", "shape": [1, 3], "datatype": "BYTES",
           "parameters": {"binary_data_size": 10}}],
-        bytes_elems(b"ab", b"")), 400, "holds 2"),
+        bytes_elems(b"ab", b"")), 400,
+     "expected 3 string elements for inference input 'IN_BYTES' for model "
+     "'all_types', got 2"),
     ("binary-bytes-truncated-prefix", TYPES, *binreq(
         [{"name": "IN_BYTES", "shape": [1, 2], "datatype": "BYTES",
           "parameters": {"binary_data_size": 8}}],
-        bytes_elems(b"ab") + b"\1\0"), 400, "truncated"),
+        bytes_elems(b"ab") + b"\1\0"), 400,
+     "incomplete string length indicator for inference input 'IN_BYTES'"),
     ("binary-fp16-odd", TYPES, *binreq(
         [{"name": "IN_FP16", "shape": [1, 2], "datatype": "FP16",
           "parameters": {"binary_data_size": 3}}], b"\0" * 3), 400,
-     "need 4"),
+     "Expected 4, got 3"),
     # -- bad Inference-Header-Content-Length ---------------------------------
     ("hicl-negative", IDENT, doc(inp(datatype="FP32", shape=(1, 1),
                                      data=[1.0])), {HICL: "-1"}, 400,
@@ -208,17 +217,20 @@ CASES = [
     ("hicl-suffix", IDENT, "{}", {HICL: "2abc"}, 400, HICL),
     ("hicl-overflow", IDENT, "{}", {HICL: "99999999999999999999999"}, 400,
      HICL),
-    ("hicl-beyond-body", IDENT, "{}", {HICL: "3"}, 400, "beyond the end"),
+    ("hicl-beyond-body", IDENT, "{}", {HICL: "3"}, 400,
+     "inference header size should be in range (0, 2), got: 3"),
     ("hicl-cuts-json", IDENT, *binreq([fp32_bin(16)], b"\0" * 16,
                                       header_len=10), 400, "parse"),
     ("hicl-zero-partial-element", IDENT, "abcdef", {HICL: "0"}, 400,
-     "whole FP32"),
+     "input byte size mismatch for input 'INPUT0' for model "
+     "'identity_fp32'. Expected 4, got 6"),
     # -- duplicates, unknown names -------------------------------------------
     ("duplicate-binary-input", IDENT, *binreq(
-        [fp32_bin(16), fp32_bin(16)], b"\0" * 32), 400, "more than once"),
+        [fp32_bin(16), fp32_bin(16)], b"\0" * 32), 400,
+     "input 'INPUT0' already exists in request"),
     ("duplicate-output", SIMPLE, doc(inp(), inp("INPUT1"), outputs=[
         {"name": "OUTPUT1"}, {"name": "OUTPUT1"}]), None, 400,
-     "more than once"),
+     "output 'OUTPUT1' already exists in request"),
     ("unknown-output-binary", IDENT, *binreq(
         [fp32_bin(16)], b"\0" * 16, outputs=[
             {"name": "OUTPUT9", "parameters": {"binary_data": True}}]),
@@ -280,7 +292,7 @@ LIMIT_CASES = [
     ("max-outputs", SIMPLE, doc(inp(), inp("INPUT1"), outputs=[
         {"name": "OUTPUT0"}, {"name": "OUTPUT1"}]), KEY, "too many outputs"),
     ("max-json-depth", SIMPLE, pair(data=[[[[1] * 16]]]), KEY,
-     "deeper than 4"),
+     "JSON nesting depth exceeds maximum allowed limit (4)"),
     ("max-tensor-elements", SIMPLE,
      doc(inp(shape=(2, 16), data=[1] * 32),
          inp("INPUT1", shape=(2, 16), data=[1] * 32)), KEY,

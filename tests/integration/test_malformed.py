@@ -109,7 +109,7 @@ CASES = [
     ("unknown-endpoint", "GET", "/v2/models/simple/bogus", None, 404, ""),
     ("unknown-root", "GET", "/v2/nothing", None, 404, ""),
     ("body-too-large", "POST", "/v2/models/identity_fp32/infer",
-     "x" * (5 * 1024 * 1024), 413, ""),
+     "x" * (5 * 1024 * 1024), 400, "exceeds the maximum allowed value"),
 ]
 
 

@@ -407,3 +407,39 @@ def test_orphans_exit_after_the_grace_period():
             except ProcessLookupError:
                 pass
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_no_busy_while_the_worker_is_down(gateway):
+    """kill -9 of kserve-worker: inference goes on (one hop), the worker's
+    own answers (statistics) say it is unavailable, never "busy" (which
+    a request got in the moment before the next index poll, issue 15;
+    here, not in test_conformance: later files count the worker's
+    children, and a restarted worker adopts them)."""
+    assert gateway.wait_model_ready("simple")
+    body = json.dumps({"inputs": [
+        {"name": n, "shape": [1, 16], "datatype": "INT32",
+         "data": list(range(16))} for n in ("INPUT0", "INPUT1")]})
+    answers = []
+    gateway.stop_worker(signal.SIGKILL)
+    try:
+        stop = time.monotonic() + 1.5
+        while time.monotonic() < stop:
+            # short_url: a STATS lost with the dying worker is a 504 in 1 s
+            r = requests.get(gateway.short_url + "/v2/models/simple/stats",
+                             headers={"Connection": "close"}, timeout=10)
+            answers.append(("stats", r.status_code, r.text))
+            r = requests.post(gateway.url + "/v2/models/simple/infer", data=body,
+                              headers={"Connection": "close"}, timeout=10)
+            answers.append(("infer", r.status_code, r.text))
+    finally:
+        gateway.start_worker()
+    assert wait_for(lambda: gateway.get("/v2/models/simple/stats").ok,
+                    timeout=20)
+    assert not [a for a in answers if "busy" in a[2]], \
+        [a for a in answers if "busy" in a[2]][:3]
+    assert all(s == 200 for what, s, _ in answers if what == "infer"), \
+        [a for a in answers if a[0] == "infer" and a[1] != 200][:3]
+    assert all((s == 503 and "kserve worker unavailable" in t)
+               or (s == 504 and "Deadline exceeded" in t)
+               for what, s, t in answers if what == "stats"), \
+        [a for a in answers if a[0] == "stats"][:3]

@@ -29,10 +29,18 @@ PREFIX_SIZE = 16
 # ksv_msg_kind_t
 INFER, INFER_REPLY, ERROR, INDEX, INDEX_REPLY, EXECUTE, EXECUTE_REPLY, \
     READY, STATS, STATS_REPLY, CANCEL = range(1, 12)
+LOG, LOG_REPLY = 16, 17             # Triton's logging extension
 KIND_NAMES = {INFER: "INFER", INFER_REPLY: "INFER_REPLY", ERROR: "ERROR",
               INDEX: "INDEX", INDEX_REPLY: "INDEX_REPLY", EXECUTE: "EXECUTE",
               EXECUTE_REPLY: "EXECUTE_REPLY", READY: "READY",
-              STATS: "STATS", STATS_REPLY: "STATS_REPLY", CANCEL: "CANCEL"}
+              STATS: "STATS", STATS_REPLY: "STATS_REPLY", CANCEL: "CANCEL",
+              LOG: "LOG", LOG_REPLY: "LOG_REPLY"}
+
+# INFER flags
+INFER_ALL_BINARY = 0x1
+INFER_TRACE = 0x2                   # the reply carries trace timestamps
+TRACE_TIMES = ("queue_start", "compute_start", "compute_input_end",
+               "compute_output_start", "compute_end", "request_end")
 
 # KSV_MAX_*: a larger count is a decode error on both sides
 MAX_DIMS = 16
@@ -139,18 +147,29 @@ def pparams(params):
 
 def infer(id_, model, version="", inputs=(), request_id="", timeout_ms=0,
           outputs=(), flags=0, params=None):
-    """outputs: names, or (name, flags) for binary_data per output."""
-    outs = [(o, 0) if isinstance(o, str) else o for o in outputs]
+    """outputs: names, or (name, flags[, class_count]) per output."""
+    outs = [(o, 0, 0) if isinstance(o, str) else (tuple(o) + (0,))[:3]
+            for o in outputs]
     return (prefix(INFER, id_) + pstr(model) + pstr(version) +
             pstr(request_id) + struct.pack("<II", timeout_ms, flags) +
             ptensors(inputs) + struct.pack("<I", len(outs)) +
-            b"".join(pstr(n) + struct.pack("<I", f) for n, f in outs) +
+            b"".join(pstr(n) + struct.pack("<II", f, k) for n, f, k in outs) +
             pparams(params))
 
 
-def infer_reply(id_, model, version, request_id, outputs, params=None):
+def infer_reply(id_, model, version, request_id, outputs, params=None,
+                trace=None):
+    """trace: the 6 timestamps of a traced request (TRACE_TIMES)."""
+    tail = b"" if trace is None else \
+        struct.pack("<B6Q", len(TRACE_TIMES), *trace)
     return (prefix(INFER_REPLY, id_) + pstr(model) + pstr(version) +
-            pstr(request_id) + ptensors(outputs) + pparams(params))
+            pstr(request_id) + ptensors(outputs) + pparams(params) + tail)
+
+
+def log(id_, info=1, warning=1, error=1, fmt=0, verbose=0, kind=LOG):
+    """LOG / LOG_REPLY: the log settings (fmt 0 default, 1 ISO8601)."""
+    return prefix(kind, id_) + struct.pack("<4BI", info, warning, error,
+                                           fmt, verbose)
 
 
 def error(id_, code, message):
@@ -247,11 +266,12 @@ def stats_reply(id_, models):
 # the worker sends for a config.pbtxt that does not mention it).
 
 def io_config(name, datatype, dims, optional=0, allow_ragged_batch=0,
-              reshape=None):
+              reshape=None, format=0, label_filename=""):
     """An input or output; reshape None = no reshape { }."""
     return dict(name=name, datatype=datatype, dims=list(dims),
                 optional=optional, allow_ragged_batch=allow_ragged_batch,
-                reshape=None if reshape is None else list(reshape))
+                reshape=None if reshape is None else list(reshape),
+                format=format, label_filename=label_filename)
 
 
 def group_config(name, count=1, kind=KIND_AUTO, gpus=()):
@@ -301,7 +321,9 @@ def pconfig(c):
                                    t["allow_ragged_batch"]) +
                        pdims(t["dims"]) +
                        struct.pack("<B", reshape is not None) +
-                       pdims(reshape or []))
+                       pdims(reshape or []) +
+                       struct.pack("<B", t.get("format", 0)) +
+                       pstr(t.get("label_filename", "")))
     out.append(struct.pack("<I", len(c["groups"])))
     for g in c["groups"]:
         out.append(pstr(g["name"]) +
@@ -427,8 +449,10 @@ class Reader:
         dims = self.dims()
         has_reshape = self.take("B")
         reshape = self.dims()
+        fmt = self.take("B")
+        labels = self.str()
         return io_config(name, dt, dims, optional, ragged,
-                  reshape if has_reshape else None)
+                         reshape if has_reshape else None, fmt, labels)
 
     def model_config(self):
         c = dict(name=self.str(), platform=self.str(), backend=self.str(),
@@ -486,12 +510,21 @@ def _body(r, kind, m):
         m.update(model=r.str(), version=r.str(), request_id=r.str())
         m["timeout_ms"], m["flags"] = r.take("II")
         m["inputs"] = r.tensors()
-        m["outputs"] = [(r.str(), r.take("I"))
+        m["outputs"] = [(r.str(),) + r.take("II")
                         for _ in range(r.count(MAX_TENSORS))]
         m["params"] = r.params()
     elif kind == INFER_REPLY:
         m.update(model=r.str(), version=r.str(), request_id=r.str(),
                  outputs=r.tensors(), params=r.params())
+        m["trace"] = None
+        if r.pos < len(r.buf):
+            n = r.take("B")
+            if n < len(TRACE_TIMES):
+                raise WireError("INFER_REPLY with %d trace timestamps" % n)
+            m["trace"] = r.takes("%dQ" % n)[:len(TRACE_TIMES)]
+    elif kind in (LOG, LOG_REPLY):
+        (m["info"], m["warning"], m["error"], m["format"],
+         m["verbose"]) = r.take("4BI")
     elif kind == ERROR:
         m.update(code=r.take("H"), message=r.str())
     elif kind == INDEX:

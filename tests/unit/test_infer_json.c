@@ -1,7 +1,8 @@
 /*
- * Unit tests for ngx_module/ksv_infer_json.c and ksv_json_write.c: JSON
- * inference requests checked against a model configuration, and the JSON
- * answers rendered from worker replies (inference, metadata, statistics).
+ * Unit tests for ngx_module/ksv_infer_request.c, ksv_infer_reply.c and
+ * ksv_json_write.c: JSON inference requests checked against a model
+ * configuration, and the JSON answers rendered from instance replies
+ * (inference, metadata, statistics).
  */
 
 #include <float.h>
@@ -10,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ksv_infer_json.h"
+#include "ksv_infer_reply.h"
+#include "ksv_infer_request.h"
 #include "ksv_json_write.h"
 #include "ksv_test.h"
 
@@ -83,13 +85,15 @@ setup(void)
 
 static ksv_arena_t         arena;
 static ksv_infer_t         m;
-static uint8_t           **data;
+static ksv_infer_buf_t    *json_bufs;
+static uint8_t            *data[KSV_MAX_TENSORS];
 static ksv_infer_error_t   err;
 
 
 static int
 parse(const ksv_model_config_t *config, const char *body)
 {
+    uint32_t     i;
     ksv_alloc_t  a;
 
     ksv_arena_free(&arena);
@@ -97,16 +101,27 @@ parse(const ksv_model_config_t *config, const char *body)
     a = ksv_arena_allocator(&arena);
 
     memset(&err, 0, sizeof(err));
+    memset(data, 0, sizeof(data));
 
-    return ksv_infer_json_parse(body, strlen(body), config, &a, &m, &data,
-                                &err);
+    if (ksv_infer_parse(body, strlen(body), KSV_INFER_JSON_ONLY, config,
+                        NULL, &a, &m, &json_bufs, &err)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < m.ninputs; i++) {
+        data[i] = json_bufs[i].data;
+    }
+
+    return 0;
 }
 
 
 static void
 release(void)
 {
-    ksv_infer_json_free_data(data, m.ninputs);
+    ksv_infer_free_bufs(json_bufs, m.ninputs);
 }
 
 
@@ -302,13 +317,26 @@ test_errors(void)
     CHECK(fails(&simple, "{\"parameters\":{\"a\":[1]},\"inputs\":[]}",
                 KSV_ERR_INVALID_ARG, "parameter 'a'"));
 
+    /* Triton's words, lists included */
     CHECK(fails(&simple, "{\"inputs\":[" IN0 "]}", KSV_ERR_INVALID_ARG,
-                "expected 2 inputs but got 1 inputs for model 'simple'"));
-    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 ",{\"name\":\"X\"}]}",
+                "expected 2 inputs but got 1 inputs for model 'simple'. "
+                "Got input(s) ['INPUT0'], but missing required input(s) "
+                "['INPUT1']. Please provide all required input(s)."));
+    CHECK(fails(&simple, "{\"inputs\":[]}", KSV_ERR_INVALID_ARG,
+                "Got input(s) [], but missing required input(s) "
+                "['INPUT0','INPUT1']."));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 ",{\"name\":\"X\","
+                "\"shape\":[1],\"datatype\":\"INT32\",\"data\":[1]}]}",
                 KSV_ERR_INVALID_ARG,
                 "unexpected inference input 'X' for model 'simple'"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 ",{\"name\":\"X\"}]}",
+                KSV_ERR_INVALID_ARG,
+                "Input must set only one of the following fields: 'data', "
+                "'binary_data_size' in 'parameters', 'shared_memory_region' "
+                "in 'parameters'. But no field is set"));
     CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN0 "]}",
-                KSV_ERR_INVALID_ARG, "more than once"));
+                KSV_ERR_INVALID_ARG,
+                "input 'INPUT0' already exists in request"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[1,16],\"datatype\":\"FP32\",\"data\":" ONES16
                 "}]}", KSV_ERR_INVALID_ARG,
@@ -318,23 +346,48 @@ test_errors(void)
                 "\"shape\":[1,16],\"datatype\":\"INT33\",\"data\":[]}]}",
                 KSV_ERR_INVALID_ARG, "invalid datatype 'INT33'"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
-                "\"shape\":[1,8],\"datatype\":\"INT32\",\"data\":[1]}]}",
-                KSV_ERR_INVALID_ARG,
+                "\"shape\":[1,8],\"datatype\":\"INT32\",\"data\":"
+                "[1,1,1,1,1,1,1,1]}]}", KSV_ERR_INVALID_ARG,
                 "unexpected shape for input 'INPUT0' for model 'simple'. "
-                "Expected [-1,16], got [1,8]"));
+                "Expected [-1,16], got [1,8]. NOTE: Setting a non-zero "
+                "max_batch_size in the model config requires a batch "
+                "dimension to be prepended to each input shape."));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,16,1],\"datatype\":\"INT32\",\"data\":"
+                ONES16 "}]}", KSV_ERR_INVALID_ARG, "unexpected shape"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[16],\"datatype\":\"INT32\",\"data\":" ONES16
-                "}]}", KSV_ERR_INVALID_ARG, "unexpected shape"));
-    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
-                "\"shape\":[9,16],\"datatype\":\"INT32\",\"data\":[]}]}",
-                KSV_ERR_INVALID_ARG, "batch-size must be <= 8"));
+                "}]}", KSV_ERR_INVALID_ARG,
+                "input 'INPUT0' batch size does not match other inputs for "
+                "'simple'"));
+    CHECK(fails(&simple, "{\"inputs\":[{\"name\":\"INPUT1\","
+                "\"shape\":[9,0],\"datatype\":\"INT32\",\"data\":[]},"
+                "{\"name\":\"INPUT0\",\"shape\":[9,0],\"datatype\":"
+                "\"INT32\",\"data\":[]}]}", KSV_ERR_INVALID_ARG,
+                "inference request batch-size must be <= 8 for 'simple'"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[2,16],\"datatype\":\"INT32\",\"data\":["
                 ONES16 "," ONES16 "]}]}", KSV_ERR_INVALID_ARG,
-                "batch size"));
+                "batch size does not match"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[-1,16],\"datatype\":\"INT32\",\"data\":[]}]}",
-                KSV_ERR_INVALID_ARG, "non-negative"));
+                KSV_ERR_INVALID_ARG,
+                "Unable to parse 'shape': attempt to access JSON "
+                "non-unsigned-integer as unsigned-integer"));
+
+    /* Triton's order: the data against the request's own shape first,
+     * then the count of inputs, then the model's shapes */
+    CHECK(fails(&simple, "{\"inputs\":[{\"name\":\"INPUT0\","
+                "\"shape\":[1,16],\"datatype\":\"INT32\",\"data\":[1]}]}",
+                KSV_ERR_INVALID_ARG, "got 1, which does not match"));
+    CHECK(fails(&simple, "{\"inputs\":[{\"name\":\"INPUT0\","
+                "\"shape\":[1,8],\"datatype\":\"INT32\",\"data\":"
+                "[1,1,1,1,1,1,1,1]}]}", KSV_ERR_INVALID_ARG,
+                "expected 2 inputs but got 1 inputs"));
+    CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
+                "\"shape\":[1,8],\"datatype\":\"FP32\",\"data\":"
+                "[1,1,1,1,1,1,1,1]}]}", KSV_ERR_INVALID_ARG,
+                "data-type is 'FP32'"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[1,16],\"datatype\":\"INT32\","
                 "\"data\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}",
@@ -349,20 +402,30 @@ test_errors(void)
                 KSV_ERR_INVALID_ARG, "not a valid INT32"));
     CHECK(fails(&simple, "{\"inputs\":[" IN1 ",{\"name\":\"INPUT0\","
                 "\"shape\":[1,16],\"datatype\":\"INT32\"}]}",
-                KSV_ERR_INVALID_ARG, "no 'data'"));
+                KSV_ERR_INVALID_ARG, "But no field is set"));
     CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":"
                 "[{\"name\":\"OUTPUT9\"}]}", KSV_ERR_INVALID_ARG,
                 "unexpected inference output 'OUTPUT9'"));
     CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":"
                 "[{\"name\":\"OUTPUT0\"},{\"name\":\"OUTPUT0\"}]}",
-                KSV_ERR_INVALID_ARG, "more than once"));
+                KSV_ERR_INVALID_ARG,
+                "output 'OUTPUT0' already exists in request"));
     CHECK(fails(&simple, "{\"inputs\":[" IN0 "," IN1 "],\"outputs\":\"x\"}",
                 KSV_ERR_INVALID_ARG, "'outputs'"));
 
     /* overflowing shapes never allocate */
     CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT16\",\"shape\":"
                 "[4294967296,4294967296,4294967296],\"datatype\":\"INT16\","
-                "\"data\":[1]}]}", KSV_ERR_INVALID_ARG, "elements"));
+                "\"data\":[1]}]}", KSV_ERR_INVALID_ARG,
+                "invalid shape for input 'IN_INT16': shape "
+                "[4294967296,4294967296,4294967296] causes total element "
+                "count to exceed maximum size of 9223372036854775807"));
+    CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT16\",\"shape\":"
+                "[4,1152921504606846978,1],\"datatype\":\"INT16\","
+                "\"data\":[1]}]}", KSV_ERR_INVALID_ARG,
+                "byte size overflow for input 'IN_INT16': element count "
+                "(4611686018427387912) * data type size (2) exceeds maximum "
+                "allowed size (9223372036854775807)"));
 
     CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_BOOL\",\"shape\":[1],"
                 "\"datatype\":\"BOOL\",\"data\":[1]}]}", KSV_ERR_INVALID_ARG,
@@ -378,14 +441,22 @@ test_errors(void)
                 KSV_ERR_INVALID_ARG, "not a valid INT8"));
     CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":[1],"
                 "\"datatype\":\"FP16\",\"data\":[1.0]}]}",
-                KSV_ERR_INVALID_ARG, "binary tensor data"));
+                KSV_ERR_INVALID_ARG,
+                "receiving FP16 data via JSON is not supported. Please use "
+                "the binary data format for input IN_FP16"));
     CHECK(fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP32\",\"shape\":[1],"
                 "\"datatype\":\"FP32\",\"parameters\":"
                 "{\"binary_data_size\":4}}]}",
-                KSV_ERR_INVALID_ARG, "Inference-Header-Content-Length"));
+                KSV_ERR_INVALID_ARG,
+                "must specify valid 'Infer-Header-Content-Length' in request "
+                "header and 'binary_data_size' when passing inputs in binary "
+                "data format"));
     CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
-                "\"parameters\":{\"classification\":2}}]}",
-                KSV_ERR_UNSUPPORTED, "classification"));
+                "\"parameters\":{\"classification\":\"2\"}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
+    CHECK(fails(&typed, "{\"inputs\":[],\"outputs\":[{\"name\":\"OUT\","
+                "\"parameters\":{\"classification\":-1}}]}",
+                KSV_ERR_INVALID_ARG, "Unable to set 'classification'"));
 }
 
 
@@ -494,8 +565,17 @@ test_binary(void)
     CHECK(bufs[0].owned == 1 && bufs[0].data[1] == 2);
     CHECK(bufs[1].owned == 0 && m.inputs[1].byte_size == 4);
     CHECK(m.flags & KSV_INFER_ALL_BINARY);
-    CHECK(m.noutputs == 1 && (m.outputs[0].flags & KSV_OUTPUT_BINARY));
     ksv_infer_free_bufs(bufs, m.ninputs);
+
+    /* a listed output is JSON unless its binary_data says so, whatever
+     * binary_data_output says (Triton: that one is for unlisted ones) */
+    CHECK(m.noutputs == 1 && !(m.outputs[0].flags & KSV_OUTPUT_BINARY));
+
+    snprintf(hdr, sizeof(hdr), "{\"inputs\":[],\"outputs\":[{\"name\":"
+             "\"OUT\",\"parameters\":{\"binary_data\":true}}]}");
+    CHECK(parse_bin(&typed, hdr, "", 0, strlen(hdr), NULL, body) == 0);
+    CHECK(m.outputs[0].flags & KSV_OUTPUT_BINARY);
+    CHECK(!(m.flags & KSV_INFER_ALL_BINARY));
 
     /* binary_data: false wins over binary_data_output */
     snprintf(hdr, sizeof(hdr), "{\"inputs\":[],\"outputs\":[{\"name\":"
@@ -507,15 +587,17 @@ test_binary(void)
     /* sizes that lie */
 
     CHECK(bin_fails(&typed, BIN_FP16, fp16, 3, strlen(BIN_FP16), NULL,
-                    "beyond the end"));
+                    "unexpected size for input 'IN_FP16', expecting 1 "
+                    "additional bytes for model 'typed'"));
     CHECK(bin_fails(&typed, BIN_FP16, strs, 6, strlen(BIN_FP16), NULL,
-                    "add up to 4"));
+                    "unexpected additional input data for model 'typed'"));
     CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
                     "[2],\"datatype\":\"FP16\",\"parameters\":"
                     "{\"binary_data_size\":2}}]}", fp16, 2, HDR_LEN, NULL,
-                    "need 4 bytes"));
+                    "input byte size mismatch for input 'IN_FP16' for model "
+                    "'typed'. Expected 4, got 2"));
     CHECK(bin_fails(&typed, BIN_FP16, fp16, 4, 4000, NULL,
-                    "beyond the end"));
+                    "inference header size should be in range (0, "));
     CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
                     "[2],\"datatype\":\"FP16\",\"parameters\":"
                     "{\"binary_data_size\":-4}}]}", fp16, 4, HDR_LEN, NULL,
@@ -523,22 +605,26 @@ test_binary(void)
     CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_FP16\",\"shape\":"
                     "[2],\"datatype\":\"FP16\",\"data\":[1,2],\"parameters\":"
                     "{\"binary_data_size\":4}}]}", fp16, 4, HDR_LEN, NULL,
-                    "both"));
+                    "But set 'data' 'binary_data_size'"));
 
     snprintf(hdr, sizeof(hdr), BIN_STR, 12);
     CHECK(bin_fails(&typed, hdr, strs, 12, strlen(hdr), NULL,
                     "beyond its binary_data_size"));
     snprintf(hdr, sizeof(hdr), BIN_STR, 6);
     CHECK(bin_fails(&typed, hdr, strs, 6, strlen(hdr), NULL,
-                    "holds 1 BYTES elements"));
+                    "expected 2 string elements for inference input "
+                    "'IN_BYTES' for model 'typed', got 1"));
     snprintf(hdr, sizeof(hdr), BIN_STR, 8);
     CHECK(bin_fails(&typed, hdr, strs, 8, strlen(hdr), NULL,
-                    "truncated length"));
+                    "incomplete string length indicator for inference input "
+                    "'IN_BYTES' for model 'typed', expecting 4 bytes but only "
+                    "2 bytes available."));
     snprintf(hdr, sizeof(hdr), "{\"inputs\":[{\"name\":\"IN_BYTES\","
              "\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":"
              "{\"binary_data_size\":13}}]}");
     CHECK(bin_fails(&typed, hdr, strs, 13, strlen(hdr), NULL,
-                    "more than the 1 BYTES"));
+                    "unexpected number of string elements 2 for inference "
+                    "input 'IN_BYTES' for model 'typed', expecting 1"));
 
     /* limits */
 
@@ -570,11 +656,15 @@ test_binary(void)
     lim.max_depth = 3;
     CHECK(bin_fails(&typed, "{\"inputs\":[{\"name\":\"IN_INT8\",\"shape\":"
                     "[1],\"datatype\":\"INT8\",\"data\":[[1]]}]}", "", 0,
-                    KSV_INFER_JSON_ONLY, &lim, "deeper than 3"));
+                    KSV_INFER_JSON_ONLY, &lim,
+                    "JSON nesting depth exceeds maximum allowed limit (3)"));
 
     /* raw: the body is the only input; BYTES is one element */
 
-    CHECK(bin_fails(&typed, "", fp16, 4, 0, NULL, "only have 1 input"));
+    CHECK(bin_fails(&typed, "", fp16, 4, 0, NULL,
+                    "Raw request must only have 1 input (found 1) to be "
+                    "deduced but got 14 inputs in 'typed' model "
+                    "configuration"));
     CHECK(parse_bin(&simple, "", "", 0, 0, NULL, body) != 0);
 
     {
@@ -598,9 +688,17 @@ test_binary(void)
         CHECK(m.flags & KSV_INFER_ALL_BINARY);
         ksv_infer_free_bufs(bufs, m.ninputs);
 
-        CHECK(bin_fails(&raw, "", strs, 13, 0, NULL, "whole FP32"));
+        CHECK(bin_fails(&raw, "", strs, 13, 0, NULL,
+                        "input byte size mismatch for input 'X' for model "
+                        "'raw'. Expected 12, got 13"));
 
+        /* Triton: a raw BYTES input needs the shape [1] */
         rin.datatype = KSV_TYPE_BYTES;
+        CHECK(bin_fails(&raw, "", "hello", 5, 0, NULL,
+                        "For BYTE datatype raw input 'X', the model must "
+                        "have input shape [1]"));
+
+        rin.dims[0] = 1;
         CHECK(parse_bin(&raw, "", "hello", 5, 0, NULL, body) == 0);
         CHECK(m.inputs[0].byte_size == 9 && bufs[0].owned == 1
               && memcmp(bufs[0].data, "\5\0\0\0hello", 9) == 0);
@@ -766,8 +864,8 @@ test_reply(void)
     r.params = &param;
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 3, err, sizeof(err))
-          == 0);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 3, NULL, err,
+                                 sizeof(err)) == 0);
     CHECK(strcmp(text(),
           "{\"model_name\":\"m\",\"model_version\":\"1\",\"id\":\"id-7\","
           "\"parameters\":{\"sequence_end\":true},\"outputs\":["
@@ -792,8 +890,8 @@ test_reply(void)
     r.request_id = ksv_str_c("");
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == 0);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == 0);
     CHECK(strcmp(text(),
           "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":["
           "{\"name\":\"H\",\"datatype\":\"FP16\",\"shape\":[3],"
@@ -804,20 +902,20 @@ test_reply(void)
     sizes[0] = 5;
     out[0].byte_size = 5;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     CHECK(strstr(err, "output 'H'") != NULL);
     ksv_writer_free(&w);
 
     sizes[0] = 6;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 2, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 2, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 
     /* BYTES whose lengths run past the frame */
@@ -827,8 +925,8 @@ test_reply(void)
     frames[0] = "\3\0\0\0abc\0";
     sizes[0] = 8;
     ksv_writer_init(&w);
-    CHECK(ksv_infer_json_reply(&w, &r, frames, sizes, 1, err, sizeof(err))
-          == -1);
+    CHECK(ksv_infer_reply_header(&w, &r, frames, sizes, 1, NULL, err,
+                                 sizeof(err)) == -1);
     ksv_writer_free(&w);
 }
 
@@ -979,8 +1077,12 @@ test_stats(void)
     ksv_writer_free(&w);
 
     ksv_writer_init(&w);
-    ksv_json_server_metadata(&w);
-    CHECK(strstr(text(), "\"statistics\"") != NULL);
+    ksv_json_server_metadata(&w, "triton", 6);
+    CHECK(strncmp(text(), "{\"name\":\"triton\",", 16) == 0);
+    CHECK(strstr(text(), "\"extensions\":[\"classification\","
+                         "\"schedule_policy\","
+                         "\"model_configuration\",\"binary_tensor_data\","
+                         "\"parameters\",\"statistics\"") != NULL);
     ksv_writer_free(&w);
 }
 

@@ -292,15 +292,18 @@ test_syntax_details(void)
                 "input { name: \"x\" format: FORMAT_NCHW data_type: TYPE_FP32"
                 " dims: 3 }\n"
                 "cc_model_filenames: [ \"a\", \"b\" ] ratio: -1.5e-3\n") == 0);
-    CHECK(warns.count == 5);
+    CHECK(warns.count == 4);
     CHECK(strcmp(warns.last, "config.pbtxt:9:34: unknown field 'ratio' "
                              "ignored") == 0);
     CHECK_STR(cfg.name, "m");
     CHECK(cfg.ninputs == 1 && cfg.inputs[0].ndims == 1);
     CHECK(cfg.inputs[0].datatype == KSV_TYPE_FP32);
-    CHECK(parse("input { name: \"x\" format: FORMAT_NCHW }") == 0);
-    CHECK(strcmp(warns.last, "config.pbtxt:1:19: unknown field "
-                             "'input.format' ignored") == 0);
+    CHECK(cfg.inputs[0].format == KSV_FORMAT_NCHW);
+    CHECK(parse("input { name: \"x\" format: FORMAT_NHWC }\n"
+                "output { name: \"y\" label_filename: \"l.txt\" }") == 0);
+    CHECK(cfg.inputs[0].format == KSV_FORMAT_NHWC);
+    CHECK_STR(cfg.outputs[0].label_filename, "l.txt");
+    CHECK(parse("input { name: \"x\" format: FORMAT_NCWH }") == -1);
 }
 
 
