@@ -321,8 +321,12 @@ test-gpu: all $(VENV_STAMP)
 
 # ---- running ----------------------------------------------------------------
 
+# explicit model control with every model loaded: Triton's model-control
+# clients (load, unload, the repository index) work against it
+KSV_WORKER_ARGS ?= --model-control-mode explicit --load-model *
+
 run: all
-	@KSV_BUILD=$(BUILD) conf/run.sh
+	@KSV_BUILD=$(BUILD) KSV_WORKER_ARGS='$(KSV_WORKER_ARGS)' conf/run.sh
 
 stop:
 	@KSV_BUILD=$(BUILD) conf/run.sh stop

@@ -1351,6 +1351,143 @@ pb_param_body(pb_t *p, void *obj)
 }
 
 
+/* ---- model_warmup --------------------------------------------------------- */
+
+static int
+pb_winput_value_field(pb_t *p, const pb_tok_t *name, void *obj)
+{
+    uint8_t              on;
+    uint32_t             n;
+    ksv_warmup_input_t  *in = obj;
+
+    if (pb_tok_eq(name, "data_type")) {
+        return pb_scalars(p, pb_data_type_elem, &in->tensor) == 0 ? 1 : -1;
+    }
+
+    if (pb_tok_eq(name, "dims")) {
+        n = in->tensor.ndims;
+        if (pb_int_list(p, in->tensor.dims, &n, KSV_MAX_DIMS, 0, "dims")
+            != 0)
+        {
+            return -1;
+        }
+        in->tensor.ndims = (uint8_t) n;
+        return 1;
+    }
+
+    if (pb_tok_eq(name, "zero_data") || pb_tok_eq(name, "random_data")) {
+        if (pb_bool_field(p, &on) != 0) {
+            return -1;
+        }
+        if (on) {
+            in->source = pb_tok_eq(name, "zero_data") ? KSV_WARMUP_ZERO
+                                                      : KSV_WARMUP_RANDOM;
+        }
+        return 1;
+    }
+
+    if (pb_tok_eq(name, "input_data_file")) {
+        in->source = KSV_WARMUP_FILE;
+        return pb_string_field(p, &in->file) == 0 ? 1 : -1;
+    }
+
+    return 0;
+}
+
+
+static int
+pb_winput_value_body(pb_t *p, void *obj)
+{
+    return pb_open_body(p, pb_winput_value_field, obj,
+                        "model_warmup.inputs.value");
+}
+
+
+static int
+pb_winput_field(pb_t *p, const pb_tok_t *name, void *obj)
+{
+    ksv_warmup_input_t  *in = obj;
+
+    if (pb_tok_eq(name, "key")) {
+        return pb_string_field(p, &in->tensor.name) == 0 ? 1 : -1;
+    }
+
+    if (pb_tok_eq(name, "value")) {
+        return pb_messages(p, pb_winput_value_body, in) == 0 ? 1 : -1;
+    }
+
+    return 0;
+}
+
+
+static int
+pb_winput_body(pb_t *p, void *obj)
+{
+    ksv_warmup_t        *w = obj;
+    ksv_warmup_input_t  *na;
+
+    na = pb_grow(p, w->inputs, w->ninputs, sizeof(ksv_warmup_input_t),
+                 KSV_MAX_TENSORS, "model_warmup inputs");
+    if (na == NULL) {
+        return -1;
+    }
+    w->inputs = na;
+    memset(&na[w->ninputs], 0, sizeof(ksv_warmup_input_t));
+
+    return pb_open_body(p, pb_winput_field, &na[w->ninputs++],
+                        "model_warmup.inputs");
+}
+
+
+static int
+pb_warmup_field(pb_t *p, const pb_tok_t *name, void *obj)
+{
+    int64_t        v;
+    ksv_warmup_t  *w = obj;
+
+    if (pb_tok_eq(name, "name")) {
+        return pb_string_field(p, &w->name) == 0 ? 1 : -1;
+    }
+
+    if (pb_tok_eq(name, "batch_size") || pb_tok_eq(name, "count")) {
+        if (pb_int_field(p, 0, KSV_MAX_BATCH_REQUESTS, &v) != 0) {
+            return -1;
+        }
+        if (pb_tok_eq(name, "count")) {
+            w->count = (uint32_t) v;
+        } else {
+            w->batch_size = (uint32_t) v;
+        }
+        return 1;
+    }
+
+    if (pb_tok_eq(name, "inputs")) {
+        return pb_messages(p, pb_winput_body, w) == 0 ? 1 : -1;
+    }
+
+    return 0;
+}
+
+
+static int
+pb_warmup_body(pb_t *p, void *obj)
+{
+    ksv_model_config_t  *c = obj;
+    ksv_warmup_t        *na;
+
+    na = pb_grow(p, c->warmup, c->nwarmup, sizeof(ksv_warmup_t),
+                 KSV_MAX_LIST, "model_warmup");
+    if (na == NULL) {
+        return -1;
+    }
+    c->warmup = na;
+    memset(&na[c->nwarmup], 0, sizeof(ksv_warmup_t));
+
+    return pb_open_body(p, pb_warmup_field, &na[c->nwarmup++],
+                        "model_warmup");
+}
+
+
 /* ---- version_policy ------------------------------------------------------ */
 
 static int
@@ -1511,6 +1648,10 @@ pb_model_field(pb_t *p, const pb_tok_t *name, void *obj)
                ? 1 : -1;
     }
 
+    if (pb_tok_eq(name, "model_warmup")) {
+        return pb_messages(p, pb_warmup_body, c) == 0 ? 1 : -1;
+    }
+
     return 0;
 }
 
@@ -1595,6 +1736,54 @@ pb_check_io(const ksv_io_config_t *io, uint32_t n, const char *what,
 }
 
 
+/* Every warmup input is named and typed; batch_size 0 is 1, and more
+ * than 1 needs a model that batches (Triton's rules). */
+static int
+pb_check_warmup(ksv_model_config_t *c, const char *model_name, char *err,
+    size_t errlen)
+{
+    uint32_t             i, k;
+    ksv_warmup_t        *w;
+    ksv_warmup_input_t  *in;
+
+    for (i = 0; i < c->nwarmup; i++) {
+        w = &c->warmup[i];
+        if (w->batch_size == 0) {
+            w->batch_size = 1;
+        }
+        if (w->batch_size > 1 && c->max_batch_size == 0) {
+            snprintf(err, errlen, "model_warmup '%.*s' of model '%s' has "
+                     "batch_size %u, but the model does not batch "
+                     "(max_batch_size 0)", (int) w->name.len, w->name.data,
+                     model_name, w->batch_size);
+            return -1;
+        }
+        for (k = 0; k < w->ninputs; k++) {
+            in = &w->inputs[k];
+            if (in->tensor.name.len == 0
+                || in->tensor.datatype == KSV_TYPE_INVALID)
+            {
+                snprintf(err, errlen, "model_warmup '%.*s' of model '%s': "
+                         "input %u needs a key and a data_type",
+                         (int) w->name.len, w->name.data, model_name, k);
+                return -1;
+            }
+            if (in->source == KSV_WARMUP_FILE
+                && (in->file.len == 0
+                    || memchr(in->file.data, '/', in->file.len) != NULL))
+            {
+                snprintf(err, errlen, "model_warmup '%.*s' of model '%s': "
+                         "input_data_file must name a file in the model's "
+                         "warmup directory", (int) w->name.len,
+                         w->name.data, model_name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+
 int
 ksv_pbtxt_defaults(ksv_model_config_t *c, const char *model_name,
     ksv_arena_t *arena, char *err, size_t errlen)
@@ -1670,6 +1859,10 @@ ksv_pbtxt_defaults(ksv_model_config_t *c, const char *model_name,
 
     if (c->default_model_filename.len == 0) {
         c->default_model_filename = ksv_str_lit("model.py");
+    }
+
+    if (pb_check_warmup(c, model_name, err, errlen) != 0) {
+        return -1;
     }
 
     return 0;

@@ -17,7 +17,7 @@
  *   separators            optional ',' or ';' after any field
  *
  * Unknown fields (Triton has many we do not use: optimization,
- * model_warmup, sequence_batching, ...) are skipped whatever their
+ * sequence_batching, ...) are skipped whatever their
  * nesting, with one warning each through the callback.  Malformed text
  * is an error "file:line:col: message".  Everything is bounded: nesting
  * depth (KSV_PBTXT_MAX_DEPTH), list lengths (KSV_MAX_LIST), dims

@@ -1088,6 +1088,99 @@ ksv_decode_index_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_index_t *m)
 }
 
 
+/* ---- REPOSITORY / REPOSITORY_REPLY ------------------------------------- */
+
+void
+ksv_encode_repository(ksv_writer_t *w, uint64_t id, const ksv_repository_t *m)
+{
+    ksv_put_prefix(w, KSV_MSG_REPOSITORY, id);
+    ksv_put_u8(w, m->action);
+    ksv_put_u8(w, m->flags);
+    ksv_put_str(w, m->model);
+}
+
+
+int
+ksv_decode_repository(ksv_reader_t *r, ksv_repository_t *m)
+{
+    m->action = ksv_get_u8(r);
+    m->flags = ksv_get_u8(r);
+    m->model = ksv_get_str(r);
+    if (r->failed || m->action < KSV_REPO_INDEX
+        || m->action > KSV_REPO_UNLOAD)
+    {
+        return -1;
+    }
+    return 0;
+}
+
+
+void
+ksv_encode_repository_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_reply_t *m)
+{
+    uint32_t                 i;
+    const ksv_repo_entry_t  *e;
+
+    ksv_put_prefix(w, KSV_MSG_REPOSITORY_REPLY, id);
+    ksv_put_u32(w, m->nentries);
+    for (i = 0; i < m->nentries; i++) {
+        e = &m->entries[i];
+        ksv_put_str(w, e->name);
+        ksv_put_i64(w, e->version);
+        ksv_put_u8(w, e->state);
+        ksv_put_str(w, e->reason);
+    }
+}
+
+
+int
+ksv_decode_repository_reply(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_repository_reply_t *m)
+{
+    uint32_t           i;
+    ksv_repo_entry_t  *e;
+
+    memset(m, 0, sizeof(*m));
+    m->nentries = ksv_get_count(r, KSV_MAX_STATS);
+    if (!r->failed && m->nentries > 0) {
+        m->entries = ksv_alloc_array(a, m->nentries, sizeof(*m->entries));
+        if (m->entries == NULL) {
+            return -1;
+        }
+    }
+    for (i = 0; i < m->nentries && !r->failed; i++) {
+        e = &m->entries[i];
+        e->name = ksv_get_str(r);
+        e->version = ksv_get_i64(r);
+        e->state = ksv_get_u8(r);
+        e->reason = ksv_get_str(r);
+        if (e->state > KSV_REPO_UNLOADING && e->state != KSV_REPO_NAME_ONLY) {
+            r->failed = 1;
+        }
+    }
+    return r->failed ? -1 : 0;
+}
+
+
+const char *
+ksv_repo_state_name(uint8_t state)
+{
+    switch (state) {
+    case KSV_VERSION_UNAVAILABLE:
+        return "UNAVAILABLE";
+    case KSV_VERSION_LOADING:
+        return "LOADING";
+    case KSV_VERSION_READY:
+        return "READY";
+    case KSV_REPO_UNLOADING:
+        return "UNLOADING";
+    default:
+        return "";
+    }
+}
+
+
 /* ---- EXECUTE / READY ---------------------------------------------------- */
 
 void

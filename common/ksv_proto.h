@@ -75,6 +75,11 @@ typedef enum {
      * to other extensions */
     KSV_MSG_LOG = 16,           /* module -> worker: log settings */
     KSV_MSG_LOG_REPLY = 17,     /* worker -> module */
+
+    /* Triton's repository extension, module -> worker (numbered from 20
+     * so kinds added meanwhile elsewhere keep their numbers) */
+    KSV_MSG_REPOSITORY = 20,        /* index, load or unload */
+    KSV_MSG_REPOSITORY_REPLY = 21,  /* worker -> module */
     KSV_MSG_KIND_MAX
 } ksv_msg_kind_t;
 
@@ -386,6 +391,32 @@ typedef struct {
     ksv_str_t        value;             /* parameters { value { string_value } } */
 } ksv_kv_t;
 
+/*
+ * model_warmup (Triton's ModelWarmup): samples an instance runs through
+ * its model before it says it is ready.  Read by the instances only:
+ * not part of the wire encoding below.
+ */
+typedef enum {
+    KSV_WARMUP_ZERO = 0,                /* zero_data */
+    KSV_WARMUP_RANDOM = 1,              /* random_data */
+    KSV_WARMUP_FILE = 2                 /* input_data_file */
+} ksv_warmup_source_t;
+
+typedef struct {
+    ksv_io_config_t  tensor;            /* name (the inputs map's key),
+                                           data_type, dims */
+    uint8_t          source;            /* ksv_warmup_source_t */
+    ksv_str_t        file;              /* <model dir>/warmup/<file> */
+} ksv_warmup_input_t;
+
+typedef struct {
+    ksv_str_t            name;
+    uint32_t             batch_size;    /* requests in the batch, >= 1 */
+    uint32_t             count;         /* runs; 0 runs it once */
+    uint32_t             ninputs;
+    ksv_warmup_input_t  *inputs;
+} ksv_warmup_t;
+
 typedef struct {
     ksv_str_t               name;
     ksv_str_t               platform;
@@ -402,6 +433,8 @@ typedef struct {
     ksv_dynamic_batching_t  dynamic_batching;
     uint32_t                nparameters;
     ksv_kv_t               *parameters;
+    uint32_t                nwarmup;    /* instances only (above) */
+    ksv_warmup_t           *warmup;
 } ksv_model_config_t;
 
 void ksv_encode_model_config(ksv_writer_t *w, const ksv_model_config_t *c);
@@ -414,7 +447,10 @@ int ksv_decode_model_config(ksv_reader_t *r, ksv_alloc_t *a,
 typedef enum {
     KSV_VERSION_UNAVAILABLE = 0,        /* failed or not loaded */
     KSV_VERSION_LOADING = 1,
-    KSV_VERSION_READY = 2
+    KSV_VERSION_READY = 2,
+    KSV_VERSION_DRAINING = 3            /* instances only: replaced or
+                                           unloaded, finishing what it was
+                                           sent; nothing new goes there */
 } ksv_version_state_t;
 
 /*
@@ -613,6 +649,61 @@ int ksv_decode_stats(ksv_reader_t *r, ksv_str_t *model, ksv_str_t *version);
 void ksv_encode_stats_reply(ksv_writer_t *w, uint64_t id,
     const ksv_stats_t *m);
 int ksv_decode_stats_reply(ksv_reader_t *r, ksv_alloc_t *a, ksv_stats_t *m);
+
+
+/* ---- REPOSITORY / REPOSITORY_REPLY (Triton's repository extension) ----- */
+
+typedef enum {
+    KSV_REPO_INDEX = 1,                 /* flags: KSV_REPO_READY_ONLY */
+    KSV_REPO_LOAD = 2,                  /* a second frame: the HTTP body */
+    KSV_REPO_UNLOAD = 3                 /* flags: KSV_REPO_DEPENDENTS */
+} ksv_repo_action_t;
+
+#define KSV_REPO_READY_ONLY   0x1
+#define KSV_REPO_DEPENDENTS   0x1
+
+/* the state of an index entry: a ksv_version_state_t, UNLOADING, or
+ * none (a model of the repository that was never loaded: name only) */
+#define KSV_REPO_UNLOADING    3
+#define KSV_REPO_NAME_ONLY    255
+
+/*
+ * REPOSITORY: u8 action, u8 flags, string model ("" for INDEX), then
+ * optionally one raw frame, the request body as the client sent it
+ * ({"ready": true}; {"parameters": {"config": ..., "file:<path>":
+ * <base64>}}; {"parameters": {"unload_dependents": true}}; a LOAD always
+ * has it, possibly empty), which the worker parses.  The worker answers REPOSITORY_REPLY
+ * (the index entries; none for load and unload) once a load has settled,
+ * or ERROR with Triton's code and message.
+ */
+typedef struct {
+    uint8_t          action;            /* ksv_repo_action_t */
+    uint8_t          flags;
+    ksv_str_t        model;
+} ksv_repository_t;
+
+typedef struct {
+    ksv_str_t        name;
+    int64_t          version;           /* -1: none */
+    uint8_t          state;             /* see KSV_REPO_NAME_ONLY */
+    ksv_str_t        reason;
+} ksv_repo_entry_t;
+
+typedef struct {
+    uint32_t           nentries;
+    ksv_repo_entry_t  *entries;
+} ksv_repository_reply_t;
+
+void ksv_encode_repository(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_t *m);
+int ksv_decode_repository(ksv_reader_t *r, ksv_repository_t *m);
+void ksv_encode_repository_reply(ksv_writer_t *w, uint64_t id,
+    const ksv_repository_reply_t *m);
+int ksv_decode_repository_reply(ksv_reader_t *r, ksv_alloc_t *a,
+    ksv_repository_reply_t *m);
+
+/* Triton's name of an entry state ("READY", ...); "" for NAME_ONLY. */
+const char *ksv_repo_state_name(uint8_t state);
 
 
 /* ---- shape helpers ----------------------------------------------------- */

@@ -6,6 +6,11 @@
 #   KSV_BUILD   build directory holding the binaries (default: build)
 #   KSV_PORT    nginx port (default: 8000)
 #   KSV_MODELS  model repository (default: conf/models)
+#   KSV_WORKER_ARGS  more kserve-worker options, split on spaces (never
+#               globbed: --load-model * arrives as written), e.g.
+#               "--model-control-mode poll --repository-poll-secs 2";
+#               `make run` passes "--model-control-mode explicit
+#               --load-model *" so Triton's model-control clients work
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,8 +48,17 @@ redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no >"$run/redis.log" 2>&1 &
 echo $! >"$run/redis.pid"
 
+# split on spaces only, no globbing: "--load-model *" stays "*"
+worker_args=()
+if [ -n "${KSV_WORKER_ARGS:-}" ]; then
+    set -f
+    IFS=' ' read -r -a worker_args <<<"$KSV_WORKER_ARGS"
+    set +f
+fi
+
 "$build/kserve-worker" --repository "$models" --listen "$endpoint" \
-    --run-dir "$run/worker" 2>"$run/worker.log" &
+    --run-dir "$run/worker" ${worker_args[@]+"${worker_args[@]}"} \
+    2>"$run/worker.log" &
 echo $! >"$run/worker.pid"
 
 user=""

@@ -98,11 +98,62 @@ ksv_route_weighted(const ksv_route_peer_t *p, size_t n, uint32_t point)
 }
 
 
+/*
+ * The key's range is laid out over every variant with a weight, usable
+ * or not, so a variant that goes away takes only its own keys with it.
+ * Those keys then take a second point, a function of the same hash,
+ * among the usable variants by weight: the same key always moves to the
+ * same place while the set of usable variants stays the same, and comes
+ * back when its variant does.
+ */
+
 int
 ksv_route_sticky(const ksv_route_peer_t *p, size_t n, const void *key,
     size_t len)
 {
-    return ksv_route_weighted(p, n, ksv_murmur2(key, len));
+    int       i;
+    size_t    k;
+    uint32_t  h;
+    uint64_t  total, target, sum;
+
+    h = ksv_murmur2(key, len);
+
+    total = 0;
+
+    for (k = 0; k < n; k++) {
+        total += p[k].weight;
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    target = ((uint64_t) h * total) >> 32;
+    sum = 0;
+    i = -1;
+
+    for (k = 0; k < n; k++) {
+        sum += p[k].weight;
+
+        if (target < sum) {
+            i = (int) k;
+            break;
+        }
+    }
+
+    if (i >= 0 && p[i].usable) {
+        return i;
+    }
+
+    /* murmur2's finalizer once more: a point apart from the first */
+
+    h ^= 0x9e3779b9;
+    h *= 0x5bd1e995;
+    h ^= h >> 13;
+    h *= 0x5bd1e995;
+    h ^= h >> 15;
+
+    return ksv_route_weighted(p, n, h);
 }
 
 
@@ -301,4 +352,40 @@ ksv_route_bucket(uint64_t us)
     }
 
     return i;
+}
+
+
+double
+ksv_route_quantile(const uint64_t *counts, double q)
+{
+    size_t    b;
+    double    rank, lower, upper;
+    uint64_t  total, below;
+
+    total = 0;
+
+    for (b = 0; b <= KSV_ROUTE_NBUCKETS; b++) {
+        total += counts[b];
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    rank = q * (double) total;
+    below = 0;
+
+    for (b = 0; b < KSV_ROUTE_NBUCKETS; b++) {
+        if ((double) (below + counts[b]) >= rank && counts[b] > 0) {
+            lower = b ? ksv_route_buckets_ms[b - 1] : 0;
+            upper = ksv_route_buckets_ms[b];
+
+            return lower + (upper - lower) * (rank - (double) below)
+                           / (double) counts[b];
+        }
+
+        below += counts[b];
+    }
+
+    return ksv_route_buckets_ms[KSV_ROUTE_NBUCKETS - 1];
 }

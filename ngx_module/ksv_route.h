@@ -1,7 +1,8 @@
 /*
  * ngx_kserve: choosing a variant of a routed model name (nginx-free, so
- * it can be unit-tested on its own; ngx_http_kserve_route.c holds the
- * configuration, the health state and the request hooks).
+ * it can be unit-tested on its own; ngx_http_kserve_route*.c hold the
+ * configuration, the health state and the request hooks, see
+ * ngx_http_kserve_route.h).
  *
  * The caller describes each variant as a ksv_route_peer_t and asks one
  * of the strategies below for an index.  A peer takes part when its
@@ -13,7 +14,9 @@
  * out in the peers' order.  A uniform random point gives the weighted
  * random split; a hash of a sticky key gives split_clients' behaviour: the
  * same key always lands in the same range, and when the weights change
- * only keys near a moved boundary change variant.
+ * only keys near a moved boundary change variant.  A sticky key's ranges
+ * cover every peer with a weight, usable or not, so while one is ejected
+ * only its own keys move (and come back after).
  */
 
 #ifndef KSV_ROUTE_H
@@ -38,7 +41,11 @@ uint32_t ksv_murmur2(const void *data, size_t len);
 /* The peer whose cumulative weight range holds point (0 .. 2^32-1). */
 int ksv_route_weighted(const ksv_route_peer_t *p, size_t n, uint32_t point);
 
-/* The same, with the point a MurmurHash2 of the sticky key. */
+/*
+ * The same, with the point a MurmurHash2 of the sticky key, over the
+ * ranges of every peer with a weight; a key whose peer is not usable
+ * takes a second point (a function of the first) among the usable ones.
+ */
 int ksv_route_sticky(const ksv_route_peer_t *p, size_t n, const void *key,
     size_t len);
 
@@ -89,5 +96,14 @@ extern const uint32_t  ksv_route_buckets_ms[KSV_ROUTE_NBUCKETS];
 
 /* The bucket of a latency in microseconds: 0 .. KSV_ROUTE_NBUCKETS. */
 size_t ksv_route_bucket(uint64_t us);
+
+/*
+ * The q-quantile (0 < q <= 1) in milliseconds of counts per bucket
+ * (KSV_ROUTE_NBUCKETS + 1 of them, not cumulative), interpolated
+ * linearly inside its bucket as Prometheus' histogram_quantile() does;
+ * in the last, unbounded bucket: the largest bound.  -1 when every
+ * count is 0.
+ */
+double ksv_route_quantile(const uint64_t *counts, double q);
 
 #endif /* KSV_ROUTE_H */

@@ -61,6 +61,11 @@ static ngx_int_t ngx_http_kserve_metrics_send(ngx_http_request_t *r,
     ksv_stats_t *stats);
 static void ngx_http_kserve_metrics_gateway(ngx_http_request_t *r,
     ksv_writer_t *w);
+static void ngx_http_kserve_metrics_routes(ngx_http_request_t *r,
+    ksv_writer_t *w);
+static void ngx_http_kserve_route_labels(ksv_writer_t *w,
+    const char *family, ngx_http_kserve_routed_t *rt,
+    ngx_http_kserve_variant_t *v);
 static u_char *ngx_http_kserve_seconds(u_char *buf, ngx_atomic_uint_t ms);
 
 
@@ -241,7 +246,7 @@ ngx_http_kserve_metrics_log(ngx_http_request_t *r)
 
     (void) ngx_atomic_fetch_add(&counters->requests[status], 1);
 
-    if (ctx == NULL || ctx->route.endpoint != NGX_HTTP_KSERVE_INFER) {
+    if (ctx == NULL || ctx->uri.endpoint != NGX_HTTP_KSERVE_INFER) {
         return NGX_OK;
     }
 
@@ -311,7 +316,7 @@ ngx_http_kserve_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->route.endpoint = NGX_HTTP_KSERVE_METRICS;
+    ctx->uri.endpoint = NGX_HTTP_KSERVE_METRICS;
     ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
     ctx->pending.request = r;
@@ -504,7 +509,177 @@ ngx_http_kserve_metrics_gateway(ngx_http_request_t *r, ksv_writer_t *w)
 
     /* routed names: per variant (kserve_route) */
 
-    ngx_http_kserve_route_metrics(r, w);
+    ngx_http_kserve_metrics_routes(r, w);
+}
+
+
+/*
+ * Routed names (kserve_route), per variant: the counters of the shared
+ * zone "kserve_route" (ngx_http_kserve_route_health.c adds to them).
+ */
+
+static void
+ngx_http_kserve_route_labels(ksv_writer_t *w, const char *family,
+    ngx_http_kserve_routed_t *rt, ngx_http_kserve_variant_t *v)
+{
+    ksv_put_bytes(w, family, ngx_strlen(family));
+    ksv_json_lit(w, "{route=");
+    ksv_prom_label_value(w, rt->name.data, rt->name.len);
+    ksv_json_lit(w, ",variant=");
+    ksv_prom_label_value(w, v->name.data, v->name.len);
+}
+
+
+static void
+ngx_http_kserve_metrics_routes(ngx_http_request_t *r, ksv_writer_t *w)
+{
+    u_char                        buf[NGX_ATOMIC_T_LEN + 8], *p;
+    ngx_uint_t                    f, i, k, b;
+    ngx_msec_t                    now;
+    ngx_atomic_uint_t             n, total;
+    ngx_http_kserve_routed_t    **rt;
+    ngx_http_kserve_variant_t    *v;
+    ngx_http_kserve_routing_t    *routing;
+    ngx_http_kserve_main_conf_t  *kmcf;
+
+    static const char  *outcomes[] = { "success", "failure", "client_error" };
+
+    static struct {
+        const char  *name;
+        const char  *type;
+        const char  *help;
+        size_t       offset;
+    } simple[] = {
+        { "ngx_kserve_route_outstanding", "gauge",
+          "Requests of a routed name in flight to the variant",
+          offsetof(ngx_http_kserve_variant_shm_t, outstanding) },
+        { "ngx_kserve_route_ejections_total", "counter",
+          "Times the variant was ejected after max_fails failures in a row",
+          offsetof(ngx_http_kserve_variant_shm_t, ejections) },
+        { "ngx_kserve_route_retries_total", "counter",
+          "Failed requests of the variant sent again to the fallback",
+          offsetof(ngx_http_kserve_variant_shm_t, retries) },
+        { "ngx_kserve_route_mirrored_total", "counter",
+          "Shadow copies sent to the variant as a mirror",
+          offsetof(ngx_http_kserve_variant_shm_t, mirrored) }
+    };
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kserve_module);
+    routing = kmcf->routing;
+
+    if (routing == NULL || routing->zone == NULL) {
+        return;
+    }
+
+    rt = routing->routes.elts;
+
+#define ngx_http_kserve_each_variant                                         \
+    for (i = 0; i < routing->routes.nelts; i++)                              \
+        for (k = 0, v = rt[i]->variants.elts; k < rt[i]->variants.nelts;     \
+             k++)
+
+    ksv_prom_family(w, "ngx_kserve_route_requests_total", "counter",
+                    "Inference requests of a routed name answered by the "
+                    "variant (failure: 5xx, unavailable or deadline; "
+                    "client_error: 4xx from the model)");
+
+    ngx_http_kserve_each_variant {
+        for (f = 0; f < 3; f++) {
+            n = f == 0 ? v[k].shm->success
+                       : f == 1 ? v[k].shm->failure : v[k].shm->client_error;
+
+            ngx_http_kserve_route_labels(w, "ngx_kserve_route_requests_total",
+                                         rt[i], &v[k]);
+            ksv_json_lit(w, ",outcome=\"");
+            ksv_put_bytes(w, outcomes[f], ngx_strlen(outcomes[f]));
+            ksv_json_lit(w, "\"} ");
+            ksv_json_u64(w, n);
+            ksv_put_u8(w, '\n');
+        }
+    }
+
+    ksv_prom_family(w, "ngx_kserve_route_duration_seconds", "histogram",
+                    "Time from sending a routed request to the variant to "
+                    "its reply");
+
+    ngx_http_kserve_each_variant {
+        total = 0;
+
+        for (b = 0; b <= KSV_ROUTE_NBUCKETS; b++) {
+            total += v[k].shm->buckets[b];
+
+            p = b == KSV_ROUTE_NBUCKETS
+                ? ngx_cpymem(buf, "+Inf", 4)
+                : ngx_http_kserve_seconds(buf, ksv_route_buckets_ms[b]);
+
+            ngx_http_kserve_route_labels(w,
+                                  "ngx_kserve_route_duration_seconds_bucket",
+                                  rt[i], &v[k]);
+            ksv_json_lit(w, ",le=\"");
+            ksv_put_bytes(w, buf, p - buf);
+            ksv_json_lit(w, "\"} ");
+            ksv_json_u64(w, total);
+            ksv_put_u8(w, '\n');
+        }
+
+        n = v[k].shm->latency_us;
+        p = ngx_sprintf(buf, "%uA.%06uA", n / 1000000, n % 1000000);
+
+        ngx_http_kserve_route_labels(w, "ngx_kserve_route_duration_seconds_sum",
+                                     rt[i], &v[k]);
+        ksv_json_lit(w, "} ");
+        ksv_put_bytes(w, buf, p - buf);
+        ksv_put_u8(w, '\n');
+
+        ngx_http_kserve_route_labels(w,
+                                     "ngx_kserve_route_duration_seconds_count",
+                                     rt[i], &v[k]);
+        ksv_json_lit(w, "} ");
+        ksv_json_u64(w, total);
+        ksv_put_u8(w, '\n');
+    }
+
+    for (f = 0; f < sizeof(simple) / sizeof(simple[0]); f++) {
+        ksv_prom_family(w, simple[f].name, simple[f].type, simple[f].help);
+
+        ngx_http_kserve_each_variant {
+            n = *(ngx_atomic_t *) ((u_char *) v[k].shm + simple[f].offset);
+
+            ngx_http_kserve_route_labels(w, simple[f].name, rt[i], &v[k]);
+            ksv_json_lit(w, "} ");
+            ksv_json_u64(w, n);
+            ksv_put_u8(w, '\n');
+        }
+    }
+
+    now = ngx_current_msec;
+
+    ksv_prom_family(w, "ngx_kserve_route_ejected", "gauge",
+                    "Whether the variant is ejected now (1) or not (0)");
+
+    ngx_http_kserve_each_variant {
+        ngx_http_kserve_route_labels(w, "ngx_kserve_route_ejected",
+                                     rt[i], &v[k]);
+        ksv_json_lit(w, "} ");
+        ksv_put_u8(w, ngx_http_kserve_variant_in_service(&v[k], now)
+                      ? '0' : '1');
+        ksv_put_u8(w, '\n');
+    }
+
+    ksv_prom_family(w, "ngx_kserve_route_weight", "gauge",
+                    "The variant's weight in effect in the nginx worker "
+                    "that answered the scrape (nginx.conf or Redis; "
+                    "fallback and mirror only: 0)");
+
+    ngx_http_kserve_each_variant {
+        ngx_http_kserve_route_labels(w, "ngx_kserve_route_weight",
+                                     rt[i], &v[k]);
+        ksv_json_lit(w, "} ");
+        ksv_json_u64(w, v[k].weight);
+        ksv_put_u8(w, '\n');
+    }
+
+#undef ngx_http_kserve_each_variant
 }
 
 

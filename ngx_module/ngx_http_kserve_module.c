@@ -19,6 +19,7 @@
 #include "ngx_http_kserve_trace.h"
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_variables.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
 #include "ksv_infer_reply.h"
@@ -30,20 +31,22 @@
 static ngx_int_t ngx_http_kserve_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_segment(u_char **p, u_char *end,
     ngx_str_t *seg);
-static ngx_int_t ngx_http_kserve_route(ngx_http_request_t *r,
-    ngx_http_kserve_route_t *route);
+static ngx_int_t ngx_http_kserve_parse_repository(u_char *p, u_char *end,
+    ngx_http_kserve_uri_t *uri);
+static ngx_int_t ngx_http_kserve_parse_uri(ngx_http_request_t *r,
+    ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_server_metadata(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kserve_health_ready(ngx_http_request_t *r,
     ngx_http_kserve_backend_t *b);
 static ngx_int_t ngx_http_kserve_model_ready(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_find(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route,
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri,
     ksv_model_status_t **model);
 static ngx_int_t ngx_http_kserve_model_json(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static ngx_int_t ngx_http_kserve_model_stats(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 static void ngx_http_kserve_stats_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static void ngx_http_kserve_infer_body(ngx_http_request_t *r);
@@ -57,8 +60,6 @@ static void ngx_http_kserve_infer_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes);
 static ngx_int_t ngx_http_kserve_infer_reply(ngx_http_request_t *r,
     zmq_msg_t *frames, ngx_uint_t nframes);
-static ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, ksv_writer_t *w);
 static ngx_int_t ngx_http_kserve_send_empty(ngx_http_request_t *r,
     ngx_uint_t status);
 static void ngx_http_kserve_free(void *data);
@@ -210,7 +211,7 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_kserve_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_kserve_variables_add,         /* preconfiguration */
     ngx_http_kserve_postconfiguration,     /* postconfiguration */
 
     ngx_http_kserve_create_main_conf,      /* create main configuration */
@@ -248,23 +249,23 @@ static ngx_int_t
 ngx_http_kserve_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
+    ngx_http_kserve_uri_t        uri;
     ngx_http_kserve_ctx_t       *ctx;
     ngx_http_kserve_pick_t      *pick;
-    ngx_http_kserve_route_t      route;
     ngx_http_kserve_backend_t   *b;
     ngx_http_kserve_loc_conf_t  *klcf;
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     b = klcf->backend;
 
-    rc = ngx_http_kserve_route(r, &route);
+    rc = ngx_http_kserve_parse_uri(r, &uri);
 
     /* API key first: nothing about the server for a client without one */
 
     if (klcf->api_keys != NULL
         && (klcf->api_key_health || rc != NGX_OK
-            || (route.endpoint != NGX_HTTP_KSERVE_LIVE
-                && route.endpoint != NGX_HTTP_KSERVE_READY))
+            || (uri.endpoint != NGX_HTTP_KSERVE_LIVE
+                && uri.endpoint != NGX_HTTP_KSERVE_READY))
         && ngx_http_kserve_keys_check(r, klcf->api_keys,
                                       &klcf->api_key_header)
            != NGX_OK)
@@ -299,8 +300,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 
     /* model names are names, never paths */
 
-    if (rc == NGX_OK && route.model.len
-        && ngx_http_kserve_valid_name(&route.model) != NGX_OK)
+    if (rc == NGX_OK && uri.model.len
+        && ngx_http_kserve_valid_name(&uri.model) != NGX_OK)
     {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -312,17 +313,25 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      "and it may not start with '.'");
     }
 
-    /* a routed name (kserve_route) becomes one of its variants */
+    /*
+     * A routed name (kserve_route) becomes one of its variants: here, or
+     * for an inference request once its body is read (its rules and
+     * sticky key may use the request's own content, $kserve_param_...).
+     */
 
     pick = NULL;
 
-    if (rc == NGX_OK
-        && ngx_http_kserve_route_resolve(r, &route, &pick) == NGX_ERROR)
+    if (rc == NGX_OK && uri.endpoint != NGX_HTTP_KSERVE_INFER
+        && ngx_http_kserve_route_resolve(r, &uri, &pick) == NGX_ERROR)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_INFER
+    if (rc == NGX_OK && uri.endpoint >= NGX_HTTP_KSERVE_REPOSITORY_INDEX) {
+        return ngx_http_kserve_repository(r, &uri);
+    }
+
+    if (rc == NGX_OK && uri.endpoint == NGX_HTTP_KSERVE_INFER
         && (r->method & NGX_HTTP_POST))
     {
         if (r->headers_in.content_length_n > (off_t) klcf->max_body_size) {
@@ -347,8 +356,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->route = route;
-        ctx->pick = pick;
+        ctx->uri = uri;
         ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
         rc = ngx_http_read_client_request_body(r, ngx_http_kserve_infer_body);
@@ -361,12 +369,12 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
 
     /* Triton's logging and trace extensions read their own bodies */
 
-    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_LOGGING) {
+    if (rc == NGX_OK && uri.endpoint == NGX_HTTP_KSERVE_LOGGING) {
         return ngx_http_kserve_logging_handler(r);
     }
 
-    if (rc == NGX_OK && route.endpoint == NGX_HTTP_KSERVE_TRACE) {
-        return ngx_http_kserve_trace_handler(r, b, &route);
+    if (rc == NGX_OK && uri.endpoint == NGX_HTTP_KSERVE_TRACE) {
+        return ngx_http_kserve_trace_handler(r, b, &uri);
     }
 
     /* everything else has no body worth reading */
@@ -387,7 +395,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      &r->uri);
     }
 
-    if (route.endpoint == NGX_HTTP_KSERVE_INFER) {
+    if (uri.endpoint == NGX_HTTP_KSERVE_INFER) {
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_ALLOWED,
                                      "Method Not Allowed: %V needs POST",
                                      &r->uri);
@@ -399,7 +407,7 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
                                      &r->uri);
     }
 
-    switch (route.endpoint) {
+    switch (uri.endpoint) {
 
     case NGX_HTTP_KSERVE_LIVE:
         return ngx_http_kserve_send_empty(r, NGX_HTTP_OK);
@@ -408,14 +416,17 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return ngx_http_kserve_health_ready(r, b);
 
     case NGX_HTTP_KSERVE_MODEL_READY:
-        return ngx_http_kserve_model_ready(r, b, &route);
+        return ngx_http_kserve_model_ready(r, b, &uri);
 
     case NGX_HTTP_KSERVE_MODEL_METADATA:
     case NGX_HTTP_KSERVE_MODEL_CONFIG:
-        return ngx_http_kserve_model_json(r, b, &route);
+        return ngx_http_kserve_model_json(r, b, &uri);
 
     case NGX_HTTP_KSERVE_MODEL_STATS:
-        return ngx_http_kserve_model_stats(r, b, &route);
+        return ngx_http_kserve_model_stats(r, b, &uri);
+
+    case NGX_HTTP_KSERVE_ROUTES:
+        return ngx_http_kserve_route_status(r, &uri.model);
 
     default: /* NGX_HTTP_KSERVE_SERVER_METADATA */
         return ngx_http_kserve_server_metadata(r);
@@ -428,6 +439,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * /v2/health/live, /v2/health/ready
  * /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
  * /v2/models/stats
+ * /v2/routes[/{name}]
+ * /v2/repository/index, /v2/repository/models/{m}/load|unload
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -451,13 +464,70 @@ ngx_http_kserve_segment(u_char **p, u_char *end, ngx_str_t *seg)
 }
 
 
+/*
+ * After "/v2/repository/": "index", "models/{m}/load|unload", and the same
+ * under a repository name ("{r}/index", ...), which Triton refuses.
+ */
+
 static ngx_int_t
-ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
+ngx_http_kserve_parse_repository(u_char *p, u_char *end,
+    ngx_http_kserve_uri_t *uri)
+{
+    ngx_str_t  seg;
+    ngx_uint_t named;
+
+    named = 0;
+
+    for ( ;; ) {
+        if (end - p == 5 && ngx_strncmp(p, "index", 5) == 0) {
+            uri->endpoint = named ? NGX_HTTP_KSERVE_REPOSITORY_NAMED
+                                  : NGX_HTTP_KSERVE_REPOSITORY_INDEX;
+            return NGX_OK;
+        }
+
+        if (end - p > 7 && ngx_strncmp(p, "models/", 7) == 0) {
+            p += 7;
+
+            if (ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+            if (end - p == 5 && ngx_strncmp(p, "/load", 5) == 0) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_LOAD;
+
+            } else if (end - p == 7 && ngx_strncmp(p, "/unload", 7) == 0) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_UNLOAD;
+
+            } else {
+                return NGX_DECLINED;
+            }
+
+            if (named) {
+                uri->endpoint = NGX_HTTP_KSERVE_REPOSITORY_NAMED;
+            }
+
+            return NGX_OK;
+        }
+
+        if (named || ngx_http_kserve_segment(&p, end, &seg) != NGX_OK
+            || p == end)
+        {
+            return NGX_DECLINED;
+        }
+
+        p++;
+        named = 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
 {
     off_t    v;
     u_char  *p, *end;
 
-    ngx_memzero(route, sizeof(ngx_http_kserve_route_t));
+    ngx_memzero(uri, sizeof(ngx_http_kserve_uri_t));
 
     p = r->uri.data;
     end = p + r->uri.len;
@@ -472,32 +542,55 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
     }
 
     if (p == end || (p + 1 == end && *p == '/')) {
-        route->endpoint = NGX_HTTP_KSERVE_SERVER_METADATA;
+        uri->endpoint = NGX_HTTP_KSERVE_SERVER_METADATA;
         return NGX_OK;
     }
 
     if (end - p == 8 && ngx_strncmp(p, "/logging", 8) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_LOGGING;
+        uri->endpoint = NGX_HTTP_KSERVE_LOGGING;
         return NGX_OK;
     }
 
     if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        uri->endpoint = NGX_HTTP_KSERVE_TRACE;
         return NGX_OK;
     }
 
     if (ngx_http_kserve_match("/health/")) {
         if (end - p == 4 && ngx_strncmp(p, "live", 4) == 0) {
-            route->endpoint = NGX_HTTP_KSERVE_LIVE;
+            uri->endpoint = NGX_HTTP_KSERVE_LIVE;
             return NGX_OK;
         }
 
         if (end - p == 5 && ngx_strncmp(p, "ready", 5) == 0) {
-            route->endpoint = NGX_HTTP_KSERVE_READY;
+            uri->endpoint = NGX_HTTP_KSERVE_READY;
             return NGX_OK;
         }
 
         return NGX_DECLINED;
+    }
+
+    /* routed names' status: /v2/routes, /v2/routes/NAME */
+
+    if (ngx_http_kserve_match("/routes")) {
+        uri->endpoint = NGX_HTTP_KSERVE_ROUTES;
+
+        if (p == end || (p + 1 == end && *p == '/')) {
+            return NGX_OK;
+        }
+
+        if (*p++ != '/'
+            || ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK
+            || p != end)
+        {
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_kserve_match("/repository/")) {
+        return ngx_http_kserve_parse_repository(p, end, uri);
     }
 
     if (!ngx_http_kserve_match("/models/")) {
@@ -507,56 +600,56 @@ ngx_http_kserve_route(ngx_http_request_t *r, ngx_http_kserve_route_t *route)
     /* every model's statistics: a model named "stats" needs a version */
 
     if (end - p == 5 && ngx_strncmp(p, "stats", 5) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
         return NGX_OK;
     }
 
-    if (ngx_http_kserve_segment(&p, end, &route->model) != NGX_OK) {
+    if (ngx_http_kserve_segment(&p, end, &uri->model) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     if (ngx_http_kserve_match("/versions/")) {
-        if (ngx_http_kserve_segment(&p, end, &route->version) != NGX_OK) {
+        if (ngx_http_kserve_segment(&p, end, &uri->version) != NGX_OK) {
             return NGX_DECLINED;
         }
 
-        v = ngx_atoof(route->version.data, route->version.len);
+        v = ngx_atoof(uri->version.data, uri->version.len);
         if (v == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        route->version_n = v;
+        uri->version_n = v;
     }
 
     if (p == end) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_METADATA;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_METADATA;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/ready", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_READY;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_READY;
         return NGX_OK;
     }
 
     if (end - p == 7 && ngx_strncmp(p, "/config", 7) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_CONFIG;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/stats", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
+        uri->endpoint = NGX_HTTP_KSERVE_MODEL_STATS;
         return NGX_OK;
     }
 
     if (end - p == 6 && ngx_strncmp(p, "/infer", 6) == 0) {
-        route->endpoint = NGX_HTTP_KSERVE_INFER;
+        uri->endpoint = NGX_HTTP_KSERVE_INFER;
         return NGX_OK;
     }
 
     if (end - p == 14 && ngx_strncmp(p, "/trace/setting", 14) == 0
-        && route->version.len == 0)
+        && uri->version.len == 0)
     {
-        route->endpoint = NGX_HTTP_KSERVE_TRACE;
+        uri->endpoint = NGX_HTTP_KSERVE_TRACE;
         return NGX_OK;
     }
 
@@ -671,7 +764,7 @@ ngx_http_kserve_health_ready(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_model_ready(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     ksv_model_status_t    *ms;
     ksv_version_status_t  *vs;
@@ -682,14 +775,14 @@ ngx_http_kserve_model_ready(ngx_http_request_t *r,
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
-    ms = ngx_http_kserve_find_model(b, &route->model);
+    ms = ngx_http_kserve_find_model(b, &uri->model);
 
     if (ms == NULL) {
         return ngx_http_kserve_send_empty(r, NGX_HTTP_BAD_REQUEST);
     }
 
-    if (route->version.len) {
-        vs = ngx_http_kserve_find_version(ms, route->version_n);
+    if (uri->version.len) {
+        vs = ngx_http_kserve_find_version(ms, uri->version_n);
 
         if (vs == NULL || vs->state != KSV_VERSION_READY) {
             vs = NULL;
@@ -712,7 +805,7 @@ ngx_http_kserve_model_ready(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_route_t *route, ksv_model_status_t **model)
+    ngx_http_kserve_uri_t *uri, ksv_model_status_t **model)
 {
     char                 msg[KSV_UNKNOWN_MODEL_LEN];
     ksv_model_status_t  *ms;
@@ -724,16 +817,16 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
                                      "kserve worker unavailable");
     }
 
-    ms = ngx_http_kserve_find_model(b, &route->model);
+    ms = ngx_http_kserve_find_model(b, &uri->model);
 
     if (ms == NULL
-        || (route->version.len
-            && ngx_http_kserve_find_version(ms, route->version_n) == NULL))
+        || (uri->version.len
+            && ngx_http_kserve_find_version(ms, uri->version_n) == NULL))
     {
-        ksv_unknown_model(msg, sizeof(msg), (char *) route->model.data,
-                          route->model.len,
-                          ms ? (char *) route->version.data : NULL,
-                          ms ? route->version.len : 0);
+        ksv_unknown_model(msg, sizeof(msg), (char *) uri->model.data,
+                          uri->model.len,
+                          ms ? (char *) uri->version.data : NULL,
+                          ms ? uri->version.len : 0);
 
         return ngx_http_kserve_error(r, NGX_HTTP_NOT_FOUND, "%s", msg);
     }
@@ -751,28 +844,28 @@ ngx_http_kserve_find(ngx_http_request_t *r, ngx_http_kserve_backend_t *b,
 
 static ngx_int_t
 ngx_http_kserve_model_json(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     ngx_int_t            rc;
     ksv_writer_t         w;
     ksv_model_status_t  *ms, alias;
 
-    rc = ngx_http_kserve_find(r, b, route, &ms);
+    rc = ngx_http_kserve_find(r, b, uri, &ms);
     if (ms == NULL) {
         return rc;
     }
 
-    if (route->alias.len) {
+    if (uri->alias.len) {
         /* a routed name: its first variant, under the name asked for */
         alias = *ms;
-        alias.config.name.data = (char *) route->alias.data;
-        alias.config.name.len = (uint32_t) route->alias.len;
+        alias.config.name.data = (char *) uri->alias.data;
+        alias.config.name.len = (uint32_t) uri->alias.len;
         ms = &alias;
     }
 
     ksv_writer_init(&w);
 
-    if (route->endpoint == NGX_HTTP_KSERVE_MODEL_CONFIG) {
+    if (uri->endpoint == NGX_HTTP_KSERVE_MODEL_CONFIG) {
         ksv_model_config_to_json(&w, &ms->config);
 
     } else {
@@ -793,7 +886,7 @@ ngx_http_kserve_model_json(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_kserve_model_stats(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     u_char                      *p;
     ngx_int_t                    rc;
@@ -813,27 +906,28 @@ ngx_http_kserve_model_stats(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->route = *route;
+    ctx->uri = *uri;
     ngx_http_set_ctx(r, ctx, ngx_http_kserve_module);
 
     /* the version as the worker spells it: "01" is version 1 */
 
     ngx_str_null(&version);
 
-    if (route->version.len) {
+    if (uri->version.len) {
         p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         version.data = p;
-        version.len = ngx_sprintf(p, "%L", route->version_n) - p;
+        version.len = ngx_sprintf(p, "%L", uri->version_n) - p;
     }
 
     ctx->pending.request = r;
     ctx->pending.handler = ngx_http_kserve_stats_done;
 
-    rc = ngx_http_kserve_send_stats(b, &ctx->pending, &route->model,
+
+    rc = ngx_http_kserve_send_stats(b, &ctx->pending, &uri->model,
                                     &version, klcf->timeout);
 
     if (rc == NGX_ERROR) {
@@ -909,7 +1003,60 @@ done:
 static void
 ngx_http_kserve_infer_body(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
+    u_char                       errstr[NGX_MAX_ERROR_STR];
+    ngx_int_t                    rc;
+    ngx_http_kserve_ctx_t       *ctx;
+    ngx_http_kserve_body_t      *kb;
+    ngx_http_kserve_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kserve_module);
+
+    /* the body in one piece, kept for a retry and for the variables */
+
+    if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (kb->len > klcf->max_body_size) {
+        ngx_http_finalize_request(r,
+            ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "request body of %uz bytes exceeds the "
+                                  "maximum allowed value of %uz bytes. "
+                                  "Use kserve_max_body_size to increase "
+                                  "the limit.",
+                                  kb->len, klcf->max_body_size));
+        return;
+    }
+
+    /* Content-Encoding: gzip or deflate, bounded after inflation; this
+     * handler is called again once the body is inflated */
+
+    rc = ngx_http_kserve_gzip_body(r, &kb, klcf->max_body_size, errstr,
+                                   sizeof(errstr), ngx_http_kserve_infer_body);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc == NGX_ERROR
+                                     ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                     : ngx_http_kserve_error(r, rc, "%s",
+                                                             errstr));
+        return;
+    }
+
+    ctx->body = kb;
+
+    if (ngx_http_kserve_gzip_reply(r) != NGX_OK
+        || ngx_http_kserve_route_resolve(r, &ctx->uri, &ctx->pick)
+           == NGX_ERROR)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     rc = ngx_http_kserve_infer(r);
 
@@ -925,7 +1072,6 @@ ngx_http_kserve_infer_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_kserve_infer(ngx_http_request_t *r)
 {
-    u_char                       errstr[NGX_MAX_ERROR_STR];
     size_t                       len, header_len;
     u_char                      *body, *p;
     uint32_t                     i;
@@ -972,58 +1118,26 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                      "got: %V", &hvalue);
     }
 
-    if (ngx_http_kserve_body_get(r, &kb) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (kb->len > klcf->max_body_size) {
-        return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
-                                     "request body of %uz bytes exceeds the "
-                                     "maximum allowed value of %uz bytes. "
-                                     "Use kserve_max_body_size to increase "
-                                     "the limit.",
-                                     kb->len, klcf->max_body_size);
-    }
-
-    /* Content-Encoding: gzip or deflate, bounded after inflation */
-
-    rc = ngx_http_kserve_gzip_body(r, &kb, klcf->max_body_size, errstr,
-                                   sizeof(errstr), ngx_http_kserve_infer_body);
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_AGAIN) {
-        return NGX_DONE;            /* inflating: infer_body comes back */
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_kserve_error(r, rc, "%s", errstr);
-    }
-
-    if (ngx_http_kserve_gzip_reply(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    kb = ctx->body;
     body = kb->data;
     len = kb->len;
 
-    rc = ngx_http_kserve_find(r, b, &ctx->route, &ms);
+    rc = ngx_http_kserve_find(r, b, &ctx->uri, &ms);
     if (ms == NULL) {
         return rc;
     }
 
     /* the version is chosen here, and named in the INFER: */
 
-    if (ctx->route.version.len) {
-        vs = ngx_http_kserve_find_version(ms, ctx->route.version_n);
+    if (ctx->uri.version.len) {
+        vs = ngx_http_kserve_find_version(ms, ctx->uri.version_n);
 
         if (vs->state != KSV_VERSION_READY) {
             return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Request for unavailable model: "
                                          "'%V' version %V is not ready: %*s",
-                                         &ctx->route.model,
-                                         &ctx->route.version,
+                                         &ctx->uri.model,
+                                         &ctx->uri.version,
                                          (size_t) vs->reason.len,
                                          vs->reason.data);
         }
@@ -1037,7 +1151,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
             return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Request for unavailable model: "
                                          "'%V' has no ready version%s%*s",
-                                         &ctx->route.model,
+                                         &ctx->uri.model,
                                          (vs && vs->reason.len) ? ": " : "",
                                          (size_t) (vs ? vs->reason.len : 0),
                                          vs ? vs->reason.data : "");
@@ -1077,6 +1191,8 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     m.model_name = ms->config.name;
     m.model_version.data = (char *) p;
     m.model_version.len = (uint32_t) (ngx_sprintf(p, "%L", vs->version) - p);
+    ctx->model_version.data = p;
+    ctx->model_version.len = m.model_version.len;
     m.timeout_ms = (uint32_t) ngx_min(klcf->timeout, (ngx_msec_t) UINT32_MAX);
 
     /* Triton's trace extension: sampled here, timestamps in the reply */
@@ -1160,7 +1276,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "kserve instance busy: the queue to "
                                      "every instance of model '%V' version "
-                                     "%L is full", &ctx->route.model,
+                                     "%L is full", &ctx->uri.model,
                                      vs->version);
     }
 
@@ -1168,7 +1284,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
         return ngx_http_kserve_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "Request for unavailable model: '%V' "
                                      "version %L has no ready instance",
-                                     &ctx->route.model, vs->version);
+                                     &ctx->uri.model, vs->version);
     }
 
     ngx_http_kserve_metrics_inflight(r, ctx);
@@ -1400,7 +1516,7 @@ ngx_http_kserve_wait_reply(ngx_http_request_t *r)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kserve_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ksv_writer_t *w)
 {

@@ -14,6 +14,8 @@
 
 #include "ngx_http_kserve_transport.h"
 #include "ngx_http_kserve_auth.h"
+#include "ngx_http_kserve_tensor.h"
+#include "ksv_request_fields.h"
 
 
 /*
@@ -68,9 +70,17 @@ typedef enum {
     NGX_HTTP_KSERVE_INFER,
     NGX_HTTP_KSERVE_METRICS,
     NGX_HTTP_KSERVE_TRACE,          /* [/models/{m}]/trace/setting */
-    NGX_HTTP_KSERVE_LOGGING         /* /v2/logging */
+    NGX_HTTP_KSERVE_LOGGING,        /* /v2/logging */
+    NGX_HTTP_KSERVE_ROUTES,         /* model: the routed name, or none */
+    NGX_HTTP_KSERVE_REPOSITORY_INDEX,     /* ngx_http_kserve_repository.c */
+    NGX_HTTP_KSERVE_REPOSITORY_LOAD,
+    NGX_HTTP_KSERVE_REPOSITORY_UNLOAD,
+    NGX_HTTP_KSERVE_REPOSITORY_NAMED      /* /v2/repository/{r}/...: Triton
+                                             does not support these */
 } ngx_http_kserve_endpoint_e;
 
+
+/* what a request's URI names (ngx_http_kserve_parse_uri) */
 
 typedef struct {
     ngx_http_kserve_endpoint_e   endpoint;
@@ -78,15 +88,20 @@ typedef struct {
     ngx_str_t                    version;   /* empty: none in the URI */
     int64_t                      version_n;
     ngx_str_t                    alias;     /* routed name resolved */
-} ngx_http_kserve_route_t;
+} ngx_http_kserve_uri_t;
 
 
 /* Only requests that wait for a reply (or read a body) have one. */
 
 typedef struct {
     ngx_http_kserve_pending_t    pending;
-    ngx_http_kserve_route_t      route;
+    ngx_http_kserve_uri_t        uri;
     ngx_http_kserve_pick_t      *pick;          /* routed name's variant */
+    ngx_http_kserve_body_t      *body;          /* once read */
+    ngx_str_t                    model_version; /* once the INFER is sent */
+
+    /* "id", "parameters": ngx_http_kserve_variables.c, when asked */
+    ksv_request_fields_t         fields;
 
     /* outputs asked for, to answer binary_data (binary tensor data) */
     ngx_uint_t                   noutputs;      /* 0: all of them */
@@ -95,6 +110,8 @@ typedef struct {
 
     unsigned                     inflight:1;    /* counted in the gauge */
     unsigned                     all_binary:1;  /* binary_data_output, raw */
+    unsigned                     fields_scanned:1;
+    unsigned                     fields_ok:1;
 } ngx_http_kserve_ctx_t;
 
 
@@ -125,6 +142,22 @@ ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
  * for a client that goes away.  Returns NGX_DONE.
  */
 ngx_int_t ngx_http_kserve_wait_reply(ngx_http_request_t *r);
+
+/* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
+ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...);
+
+/* The writer's JSON as the response, with status. */
+ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ksv_writer_t *w);
+
+/*
+ * POST /v2/repository/index, /v2/repository/models/{m}/load|unload
+ * (Triton's repository extension), from the content handler: reads the
+ * body and forwards it to kserve-worker (ngx_http_kserve_repository.c).
+ */
+ngx_int_t ngx_http_kserve_repository(ngx_http_request_t *r,
+    ngx_http_kserve_uri_t *uri);
 
 
 extern ngx_module_t  ngx_http_kserve_module;

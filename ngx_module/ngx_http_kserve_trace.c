@@ -425,7 +425,7 @@ ngx_http_kserve_trace_flush(ngx_log_t *log)
 
 ngx_int_t
 ngx_http_kserve_trace_handler(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route)
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri)
 {
     ngx_int_t  rc;
 
@@ -444,9 +444,9 @@ ngx_http_kserve_trace_handler(ngx_http_request_t *r,
 
     /* a model's settings: a model the index knows (Triton's words) */
 
-    if (route->model.len
+    if (uri->model.len
         && (ngx_http_kserve_index_state(b) == NGX_HTTP_KSERVE_INDEX_NONE
-            || ngx_http_kserve_find_model(b, &route->model) == NULL))
+            || ngx_http_kserve_find_model(b, &uri->model) == NULL))
     {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -454,7 +454,7 @@ ngx_http_kserve_trace_handler(ngx_http_request_t *r,
 
         return ngx_http_kserve_error(r, NGX_HTTP_BAD_REQUEST,
                                      "Request for unknown model : %V",
-                                     &route->model);
+                                     &uri->model);
     }
 
     if (!(r->method & NGX_HTTP_POST)) {
@@ -462,7 +462,7 @@ ngx_http_kserve_trace_handler(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_kserve_trace_send(r, &route->model);
+        return ngx_http_kserve_trace_send(r, &uri->model);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_kserve_trace_body);

@@ -39,7 +39,7 @@ uint64_t ngx_http_kserve_trace_now(void);
 
 /* GET / POST /v2[/models/{m}]/trace/setting */
 ngx_int_t ngx_http_kserve_trace_handler(ngx_http_request_t *r,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_route_t *route);
+    ngx_http_kserve_backend_t *b, ngx_http_kserve_uri_t *uri);
 
 
 extern ngx_module_t  ngx_http_kserve_trace_module;

@@ -1277,6 +1277,7 @@ ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
 
     case KSV_MSG_STATS_REPLY:
     case KSV_MSG_LOG_REPLY:
+    case KSV_MSG_REPOSITORY_REPLY:
     case KSV_MSG_ERROR:
         break;
 
@@ -1463,6 +1464,80 @@ ngx_http_kserve_stats_reply(ngx_pool_t *pool, zmq_msg_t *frames,
 
     if (prefix.kind != KSV_MSG_STATS_REPLY || nframes != 1
         || ksv_decode_stats_reply(&rd, &alloc, stats) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- the repository extension ----------------------------------------- */
+
+ngx_int_t
+ngx_http_kserve_send_repository(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, ksv_repository_t *req, u_char *body,
+    size_t len, ngx_msec_t timeout)
+{
+    uint64_t      id;
+    zmq_msg_t     frames[2];
+    ngx_uint_t    n;
+    ksv_writer_t  w;
+
+    id = ngx_http_kserve_next_id();
+
+    ksv_writer_init(&w);
+    ksv_encode_repository(&w, id, req);
+
+    if (ngx_http_kserve_writer_frame(&frames[0], &w) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    n = 1;
+
+    if (req->action == KSV_REPO_LOAD || len > 0) {
+        /* the body as the client sent it: the worker reads it */
+
+        if (zmq_msg_init_size(&frames[1], len) != 0) {
+            zmq_msg_close(&frames[0]);
+            return NGX_ERROR;
+        }
+
+        if (len) {
+            ngx_memcpy(zmq_msg_data(&frames[1]), body, len);
+        }
+
+        n = 2;
+    }
+
+    return ngx_http_kserve_send_control(b, p, id, frames, n, timeout);
+}
+
+
+ngx_int_t
+ngx_http_kserve_repository_reply(ngx_pool_t *pool, zmq_msg_t *frames,
+    ngx_uint_t nframes, ksv_repository_reply_t *reply, ksv_error_t *error)
+{
+    ksv_alloc_t   alloc;
+    ksv_prefix_t  prefix;
+    ksv_reader_t  rd;
+
+    ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    (void) ksv_read_prefix(&rd, &prefix);
+
+    if (prefix.kind == KSV_MSG_ERROR) {
+        if (nframes != 1 || ksv_decode_error(&rd, error) != 0) {
+            return NGX_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = pool;
+
+    if (prefix.kind != KSV_MSG_REPOSITORY_REPLY || nframes != 1
+        || ksv_decode_repository_reply(&rd, &alloc, reply) != 0)
     {
         return NGX_ERROR;
     }
@@ -1870,8 +1945,13 @@ ngx_http_kserve_peer_set(ngx_http_kserve_backend_t *b,
 
     log = b->data.connection->log;
 
-    state = (is->state <= KSV_VERSION_READY) ? is->state
-                                             : KSV_VERSION_UNAVAILABLE;
+    /*
+     * DRAINING: replaced by a reload or unloaded; it answers what it was
+     * sent (its requests stay out there) and gets nothing new.
+     */
+
+    state = (is->state <= KSV_VERSION_DRAINING) ? is->state
+                                                : KSV_VERSION_UNAVAILABLE;
 
     /* what was out on an instance that died, or was replaced, fails now */
 
@@ -1908,7 +1988,8 @@ ngx_http_kserve_peer_set(ngx_http_kserve_backend_t *b,
                       vs->version, &peer->sn.str,
                       state == KSV_VERSION_READY ? "ready"
                       : state == KSV_VERSION_LOADING ? "loading"
-                                                     : "unavailable",
+                      : state == KSV_VERSION_DRAINING ? "draining"
+                                                      : "unavailable",
                       is->reason.len ? ": " : "", (size_t) is->reason.len,
                       is->reason.data);
     }

@@ -249,6 +249,20 @@ ngx_int_t ngx_http_kserve_stats_reply(ngx_pool_t *pool, zmq_msg_t *frames,
     ngx_uint_t nframes, ksv_stats_t *stats, ksv_error_t *error);
 
 /*
+ * Sends REPOSITORY (Triton's repository extension) to kserve-worker as
+ * p's request, with the client's body as its second frame (a load
+ * always has one, possibly empty).  Returns as ngx_http_kserve_send_stats.
+ */
+ngx_int_t ngx_http_kserve_send_repository(ngx_http_kserve_backend_t *b,
+    ngx_http_kserve_pending_t *p, ksv_repository_t *req, u_char *body,
+    size_t len, ngx_msec_t timeout);
+
+/* Decodes the reply to REPOSITORY as ngx_http_kserve_stats_reply. */
+ngx_int_t ngx_http_kserve_repository_reply(ngx_pool_t *pool,
+    zmq_msg_t *frames, ngx_uint_t nframes, ksv_repository_reply_t *reply,
+    ksv_error_t *error);
+
+/*
  * How current b's index is: STALE means kserve-worker did not answer
  * lately.  The index is still what nginx serves by: the instances it
  * lists keep taking requests while the worker is away.

@@ -16,6 +16,7 @@
 #include "ksv_pbtxt.h"
 #include "kserve_log.h"
 #include "kserve_repository.h"
+#include "kserve_supervisor.h"
 #include "kserve_worker.h"
 
 
@@ -232,114 +233,245 @@ kserve_check_backend(kserve_model_t *m, int64_t highest)
 }
 
 
-static void
-kserve_model_load(kserve_model_t *m, const char *root, const char *name)
+/* ---- fingerprints: what changed on disk -------------------------------- */
+
+#define KSERVE_FNV_OFFSET  0xcbf29ce484222325ULL
+#define KSERVE_FNV_PRIME   0x100000001b3ULL
+
+static uint64_t
+kserve_fnv(uint64_t h, const void *data, size_t len)
 {
-    char               path[PATH_MAX], err[KSERVE_REASON_MAX];
+    size_t          i;
+    const uint8_t  *p = data;
+
+    for (i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= KSERVE_FNV_PRIME;
+    }
+    return h;
+}
+
+
+/* Names, sizes and mtimes under dir, in directory order sorted away by
+ * xor-ing each entry's own hash (order-free), depth-bounded. */
+static uint64_t
+kserve_dir_fingerprint(const char *dir, int depth)
+{
+    DIR            *d;
+    char            path[PATH_MAX];
+    uint64_t        h, e;
+    struct stat     st;
+    struct dirent  *de;
+
+    h = 0;
+    d = opendir(dir);
+    if (d == NULL) {
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+            || strcmp(de->d_name, "__pycache__") == 0)
+        {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0) {
+            continue;
+        }
+        e = kserve_fnv(KSERVE_FNV_OFFSET, de->d_name, strlen(de->d_name));
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < 8) {
+                e ^= kserve_dir_fingerprint(path, depth + 1) * 31;
+            }
+        } else {
+            e = kserve_fnv(e, &st.st_size, sizeof(st.st_size));
+            e = kserve_fnv(e, &st.st_mtim, sizeof(st.st_mtim));
+            e = kserve_fnv(e, &st.st_ino, sizeof(st.st_ino));
+        }
+        h ^= e;
+    }
+    closedir(d);
+    return h;
+}
+
+
+uint64_t
+kserve_version_fingerprint(kserve_model_t *m, int64_t version,
+    uint64_t config_fp)
+{
+    char  path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/%lld", m->dir, (long long) version);
+    return kserve_fnv(kserve_dir_fingerprint(path, 0) ^ config_fp, &version,
+                      sizeof(version)) | 1;
+}
+
+
+int
+kserve_model_read(kserve_model_t *m, ksv_arena_t *arena,
+    ksv_model_config_t *config, int64_t **versions, uint32_t *nversions,
+    uint64_t *fingerprint, char *err, size_t errlen)
+{
+    char               path[PATH_MAX], msg[KSERVE_REASON_MAX];
     char              *text;
-    size_t             len, plen;
+    size_t             len;
     int64_t           *all;
     uint32_t           nall, i, k;
-    kserve_version_t  *v;
+    uint64_t           cfp;
+    kserve_model_t     tmp;
     kserve_warn_ctx_t  wctx;
 
-    memset(m, 0, sizeof(kserve_model_t));
-    ksv_arena_init(&m->arena);
-
-    m->name = strdup(name);
-    plen = strlen(root) + strlen(name) + 2;
-    m->dir = malloc(plen);
-    if (m->name == NULL || m->dir == NULL) {
-        snprintf(m->error, sizeof(m->error), "out of memory");
-        return;
-    }
-    snprintf(m->dir, plen, "%s/%s", root, name);
+    memset(config, 0, sizeof(ksv_model_config_t));
+    *versions = NULL;
+    *nversions = 0;
+    err[0] = '\0';
+    msg[0] = '\0';
 
     /* config.pbtxt: optional, as with Triton's auto-complete */
     snprintf(path, sizeof(path), "%s/config.pbtxt", m->dir);
     text = kserve_read_file(path, KSERVE_CONFIG_MAX, &len);
     if (text == NULL && errno != ENOENT) {
-        snprintf(m->error, sizeof(m->error), "cannot read %.300s: %s", path,
+        snprintf(msg, sizeof(msg), "cannot read %.300s: %s", path,
                  strerror(errno));
     }
+    cfp = kserve_fnv(KSERVE_FNV_OFFSET, text ? text : "", text ? len : 0);
 
-    wctx.model = name;
-    if (m->error[0] == '\0'
-        && ksv_pbtxt_parse(text ? text : "", text ? len : 0, path, &m->arena,
-                           &m->config, err, sizeof(err),
-                           kserve_pbtxt_warning, &wctx) != 0)
+    wctx.model = m->name;
+    if (msg[0] == '\0'
+        && ksv_pbtxt_parse(text ? text : "", text ? len : 0, path, arena,
+                           config, msg, sizeof(msg), kserve_pbtxt_warning,
+                           &wctx) != 0)
     {
-        snprintf(m->error, sizeof(m->error), "%s", err);
+        /* msg says why */
+    } else if (msg[0] == '\0'
+               && ksv_pbtxt_defaults(config, m->name, arena, msg, sizeof(msg))
+                  != 0)
+    {
+        /* msg says why */
     }
     free(text);
 
-    if (m->error[0] == '\0'
-        && ksv_pbtxt_defaults(&m->config, name, &m->arena, err, sizeof(err))
-           != 0)
-    {
-        snprintf(m->error, sizeof(m->error), "%s", err);
-    }
-
-    if (m->error[0] != '\0') {
+    if (msg[0] != '\0') {
         /* keep the model visible, by name, with why it cannot load */
-        memset(&m->config, 0, sizeof(ksv_model_config_t));
-        m->config.name = ksv_str_c(m->name);
-        m->config.version_policy.kind = KSV_VPOLICY_LATEST;
-        m->config.version_policy.latest_num = 1;
-        kserve_error("model '%s': %s", name, m->error);
+        memset(config, 0, sizeof(ksv_model_config_t));
+        config->name = ksv_str_c(m->name);
+        config->version_policy.kind = KSV_VPOLICY_LATEST;
+        config->version_policy.latest_num = 1;
     }
 
     all = kserve_scan_versions(m->dir, &nall);
 
-    if (m->error[0] == '\0' && nall > 0) {
-        kserve_check_backend(m, all[nall - 1]);
-        if (m->error[0] != '\0') {
-            kserve_error("model '%s': %s", name, m->error);
-        }
+    if (msg[0] == '\0' && nall > 0) {
+        /* kserve_check_backend works on a model: lend it the config */
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.dir = m->dir;
+        tmp.config = *config;
+        kserve_check_backend(&tmp, all[nall - 1]);
+        *config = tmp.config;
+        snprintf(msg, sizeof(msg), "%s", tmp.error);
     }
+
+    *fingerprint = kserve_fnv(cfp, msg, strlen(msg));
 
     if (nall > 0) {
-        m->versions = calloc(nall, sizeof(kserve_version_t));
+        *versions = malloc(nall * sizeof(int64_t));
     }
-
-    for (i = 0, k = 0; i < nall && m->versions != NULL; i++) {
-        if (!kserve_policy_selects(&m->config.version_policy, all, nall, i)) {
+    for (i = 0, k = 0; i < nall && *versions != NULL; i++) {
+        if (!kserve_policy_selects(&config->version_policy, all, nall, i)) {
             continue;
         }
-        v = &m->versions[k++];
-        v->model = m;
-        v->version = all[i];
-        v->supported = m->error[0] == '\0';
-        v->state = v->supported ? KSV_VERSION_LOADING
-                                : KSV_VERSION_UNAVAILABLE;
-        snprintf(v->reason, sizeof(v->reason), "%s", m->error);
-
-        v->retired = calloc(1, sizeof(ksv_stats_page_t));
-        if (v->retired == NULL) {
-            v->supported = 0;
-            v->state = KSV_VERSION_UNAVAILABLE;
-            snprintf(v->reason, sizeof(v->reason), "out of memory");
-        }
+        (*versions)[k++] = all[i];
+        *fingerprint = kserve_fnv(*fingerprint, &all[i], sizeof(int64_t));
+        *fingerprint ^= kserve_version_fingerprint(m, all[i], cfp) * 7;
     }
-    m->nversions = k;
+    *nversions = k;
 
-    if (m->config.version_policy.kind == KSV_VPOLICY_SPECIFIC) {
-        for (i = 0; i < m->config.version_policy.nversions; i++) {
-            if (kserve_model_version(m, m->config.version_policy.versions[i])
-                == NULL)
-            {
+    if (config->version_policy.kind == KSV_VPOLICY_SPECIFIC) {
+        for (i = 0; i < config->version_policy.nversions; i++) {
+            for (k = 0; k < *nversions; k++) {
+                if ((*versions)[k] == config->version_policy.versions[i]) {
+                    break;
+                }
+            }
+            if (k == *nversions) {
                 kserve_warn("model '%s': version %lld in version_policy has "
-                            "no directory", name,
-                            (long long) m->config.version_policy.versions[i]);
+                            "no directory", m->name,
+                            (long long) config->version_policy.versions[i]);
             }
         }
     }
 
-    if (m->nversions == 0) {
-        kserve_warn("model '%s': no version directory to serve", name);
+    free(all);
+
+    /* the version fingerprints go with the config text's hash */
+    m->config_fp = cfp;
+
+    if (msg[0] != '\0') {
+        snprintf(err, errlen, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+
+int
+kserve_model_completed(kserve_repository_t *repo, kserve_model_t *m,
+    const char *text, size_t len)
+{
+    char                msg[KSERVE_REASON_MAX];
+    uint64_t            fp;
+    ksv_arena_t         arena;
+    kserve_warn_ctx_t   wctx;
+    ksv_model_config_t  config;
+
+    fp = kserve_fnv(KSERVE_FNV_OFFSET, text, len) | 1;
+    if (fp == m->completed_fp) {
+        return 0;
     }
 
-    free(all);
+    ksv_arena_init(&arena);
+    wctx.model = m->name;
+    if (ksv_pbtxt_parse(text, len, "auto_complete_config", &arena, &config,
+                        msg, sizeof(msg), kserve_pbtxt_warning, &wctx) != 0
+        || ksv_pbtxt_defaults(&config, m->name, &arena, msg, sizeof(msg))
+           != 0)
+    {
+        kserve_error("model '%s': the configuration its instance completed "
+                     "is not usable: %s", m->name, msg);
+        ksv_arena_free(&arena);
+        return -1;
+    }
+
+    ksv_arena_free(&m->arena);
+    m->arena = arena;
+    m->config = config;
+    m->completed_fp = fp;
+    repo->generation++;
+    kserve_info("model '%s': configuration completed by its model "
+                "(auto_complete_config)", m->name);
+    return 0;
+}
+
+
+static int
+kserve_model_init(kserve_model_t *m, const char *root, const char *name)
+{
+    size_t  plen;
+
+    memset(m, 0, sizeof(kserve_model_t));
+    ksv_arena_init(&m->arena);
+    m->config.name = ksv_str_c("");
+
+    m->name = strdup(name);
+    m->root = strdup(root);
+    plen = strlen(root) + strlen(name) + 2;
+    m->dir = malloc(plen);
+    if (m->name == NULL || m->root == NULL || m->dir == NULL) {
+        return -1;
+    }
+    snprintf(m->dir, plen, "%s/%s", root, name);
+    m->config.name = ksv_str_c(m->name);
+    return 0;
 }
 
 
@@ -348,6 +480,29 @@ kserve_cmp_model(const void *a, const void *b)
 {
     return strcmp(((const kserve_model_t *) a)->name,
                   ((const kserve_model_t *) b)->name);
+}
+
+
+void
+kserve_repository_relink(kserve_repository_t *repo)
+{
+    uint32_t           i, j, k;
+    kserve_model_t    *m;
+    kserve_version_t  *v;
+
+    for (i = 0; i < repo->nmodels; i++) {
+        m = &repo->models[i];
+        for (j = 0; j < m->nversions; j++) {
+            v = &m->versions[j];
+            v->model = m;
+            for (k = 0; k < v->ninstances; k++) {
+                v->instances[k].version = v;
+            }
+            for (k = 0; k < v->nnext; k++) {
+                v->next[k].version = v;
+            }
+        }
+    }
 }
 
 
@@ -398,7 +553,13 @@ kserve_repository_load(kserve_repository_t *repo, const char *root)
             }
             repo->models = nm;
         }
-        kserve_model_load(&repo->models[repo->nmodels++], root, de->d_name);
+        if (kserve_model_init(&repo->models[repo->nmodels], root,
+                              de->d_name) != 0)
+        {
+            kserve_error("out of memory");
+            break;
+        }
+        repo->models[repo->nmodels++].on_disk = 1;
     }
     closedir(d);
 
@@ -407,18 +568,82 @@ kserve_repository_load(kserve_repository_t *repo, const char *root)
               kserve_cmp_model);
     }
 
-    /* versions point at their model: fix them up after the sort moved
-     * the models */
-    for (cap = 0; cap < repo->nmodels; cap++) {
-        nm = &repo->models[cap];
-        for (uint32_t i = 0; i < nm->nversions; i++) {
-            nm->versions[i].model = nm;
-        }
-        kserve_info("model '%s': %u version(s)%s%s", nm->name, nm->nversions,
-                    nm->error[0] ? ", unavailable: " : "", nm->error);
+    return 0;
+}
+
+
+kserve_model_t *
+kserve_repository_add(kserve_repository_t *repo, const char *name)
+{
+    kserve_model_t  *m, *nm;
+
+    m = kserve_repository_find(repo, name, strlen(name));
+    if (m != NULL) {
+        return m;
+    }
+    if (repo->nmodels >= KSV_MAX_MODELS) {
+        return NULL;
     }
 
-    return 0;
+    nm = realloc(repo->models, (repo->nmodels + 1) * sizeof(kserve_model_t));
+    if (nm == NULL) {
+        return NULL;
+    }
+    repo->models = nm;
+    if (kserve_model_init(&repo->models[repo->nmodels], repo->root, name)
+        != 0)
+    {
+        return NULL;
+    }
+    repo->nmodels++;
+    qsort(repo->models, repo->nmodels, sizeof(kserve_model_t),
+          kserve_cmp_model);
+    kserve_repository_relink(repo);
+    repo->generation++;
+
+    return kserve_repository_find(repo, name, strlen(name));
+}
+
+
+kserve_version_t *
+kserve_model_add_version(kserve_repository_t *repo, kserve_model_t *m,
+    int64_t version)
+{
+    uint32_t           i;
+    kserve_version_t  *v, *nv;
+
+    v = kserve_model_version(m, version);
+    if (v != NULL) {
+        return v;
+    }
+    if (m->nversions >= KSV_MAX_LIST) {
+        return NULL;
+    }
+
+    nv = realloc(m->versions, (m->nversions + 1) * sizeof(kserve_version_t));
+    if (nv == NULL) {
+        return NULL;
+    }
+    m->versions = nv;
+
+    /* ascending: find its place */
+    for (i = m->nversions; i > 0 && nv[i - 1].version > version; i--) {
+        /* shift below */
+    }
+    memmove(&nv[i + 1], &nv[i], (m->nversions - i) * sizeof(kserve_version_t));
+    m->nversions++;
+
+    v = &nv[i];
+    memset(v, 0, sizeof(kserve_version_t));
+    v->model = m;
+    v->version = version;
+    v->state = KSV_VERSION_UNAVAILABLE;
+    v->retired = calloc(1, sizeof(ksv_stats_page_t));
+
+    kserve_repository_relink(repo);
+    repo->generation++;
+
+    return v->retired != NULL ? v : NULL;
 }
 
 
@@ -434,6 +659,7 @@ kserve_repository_free(kserve_repository_t *repo)
             free(m->versions[j].retired);
         }
         free(m->name);
+        free(m->root);
         free(m->dir);
         free(m->versions);
         ksv_arena_free(&m->arena);
@@ -515,7 +741,8 @@ void
 kserve_version_set_state(kserve_repository_t *repo, kserve_version_t *v,
     ksv_version_state_t state, const char *reason)
 {
-    static const char  *names[] = { "UNAVAILABLE", "LOADING", "READY" };
+    static const char  *names[] = { "UNAVAILABLE", "LOADING", "READY",
+                                    "DRAINING" };
 
     if (v->state == state && strcmp(v->reason, reason) == 0) {
         return;
@@ -528,56 +755,4 @@ kserve_version_set_state(kserve_repository_t *repo, kserve_version_t *v,
     kserve_info("model '%s' version %lld: %s%s%s", v->model->name,
                 (long long) v->version, names[state], reason[0] ? ": " : "",
                 reason);
-}
-
-
-int
-kserve_repository_index(kserve_repository_t *repo, uint64_t known,
-    ksv_arena_t *arena, ksv_index_t *out)
-{
-    uint32_t             i, j;
-    kserve_model_t      *m;
-    ksv_model_status_t  *ms;
-
-    memset(out, 0, sizeof(ksv_index_t));
-    out->generation = repo->generation;
-
-    if (known == repo->generation) {
-        return 0;
-    }
-
-    out->full = 1;
-    out->nmodels = repo->nmodels;
-    if (repo->nmodels == 0) {
-        return 0;
-    }
-
-    out->models = ksv_arena_alloc(arena,
-                                  repo->nmodels * sizeof(ksv_model_status_t));
-    if (out->models == NULL) {
-        return -1;
-    }
-
-    for (i = 0; i < repo->nmodels; i++) {
-        m = &repo->models[i];
-        ms = &out->models[i];
-        ms->config = m->config;
-        ms->nversions = m->nversions;
-        ms->versions = NULL;
-        if (m->nversions == 0) {
-            continue;
-        }
-        ms->versions = ksv_arena_alloc(arena,
-                                   m->nversions * sizeof(ksv_version_status_t));
-        if (ms->versions == NULL) {
-            return -1;
-        }
-        for (j = 0; j < m->nversions; j++) {
-            ms->versions[j].version = m->versions[j].version;
-            ms->versions[j].state = m->versions[j].state;
-            ms->versions[j].reason = ksv_str_c(m->versions[j].reason);
-        }
-    }
-
-    return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ksv_proto.h"
+#include "kserve_lifecycle.h"
 #include "kserve_log.h"
 #include "ksv_frames.h"
 #include "ksv_stats.h"
@@ -147,8 +148,8 @@ kserve_server_close(void)
 /* ---- replies ------------------------------------------------------------- */
 
 /* Sends [identity copy][the writer's buffer]. */
-static void
-kserve_reply(zmq_msg_t *identity, ksv_writer_t *w)
+void
+kserve_server_reply(zmq_msg_t *identity, ksv_writer_t *w)
 {
     ksv_frames_t  out;
 
@@ -174,7 +175,7 @@ kserve_server_error(zmq_msg_t *identity, uint64_t id, ksv_status_t code,
 
     ksv_writer_init(&w);
     ksv_encode_error(&w, id, code, ksv_str_c(message));
-    kserve_reply(identity, &w);
+    kserve_server_reply(identity, &w);
 }
 
 
@@ -238,9 +239,7 @@ kserve_on_index(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
     }
 
     ksv_arena_init(&arena);
-    if (kserve_repository_index(&kserve.repo, known, &arena, &index) != 0
-        || kserve_supervisor_index(&index, &arena) != 0)
-    {
+    if (kserve_supervisor_index(known, &arena, &index) != 0) {
         kserve_server_error(&in->msgs[0], id, KSV_ERR_INTERNAL, "out of memory");
         ksv_arena_free(&arena);
         return;
@@ -248,7 +247,7 @@ kserve_on_index(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 
     ksv_writer_init(&w);
     ksv_encode_index_reply(&w, id, &index);
-    kserve_reply(&in->msgs[0], &w);
+    kserve_server_reply(&in->msgs[0], &w);
     ksv_writer_free(&w);
     ksv_arena_free(&arena);
 
@@ -271,9 +270,7 @@ kserve_server_push_index(void)
     kserve_pushed_generation = kserve.repo.generation;
 
     ksv_arena_init(&arena);
-    if (kserve_repository_index(&kserve.repo, 0, &arena, &index) != 0
-        || kserve_supervisor_index(&index, &arena) != 0)
-    {
+    if (kserve_supervisor_index(0, &arena, &index) != 0) {
         ksv_arena_free(&arena);
         return;
     }
@@ -290,7 +287,7 @@ kserve_server_push_index(void)
         }
         ksv_writer_init(&w);
         ksv_encode_index_reply(&w, 0, &index);
-        kserve_reply(&kserve_clients[i].identity, &w);
+        kserve_server_reply(&kserve_clients[i].identity, &w);
         ksv_writer_free(&w);
     }
     ksv_arena_free(&arena);
@@ -437,7 +434,7 @@ kserve_on_stats(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 
     ksv_writer_init(&w);
     ksv_encode_stats_reply(&w, id, &st);
-    kserve_reply(&in->msgs[0], &w);
+    kserve_server_reply(&in->msgs[0], &w);
     ksv_writer_free(&w);
     goto done;
 
@@ -472,8 +469,27 @@ kserve_on_log(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
 
     ksv_writer_init(&w);
     ksv_encode_log(&w, KSV_MSG_LOG_REPLY, id, &s);
-    kserve_reply(&in->msgs[0], &w);
+    kserve_server_reply(&in->msgs[0], &w);
     ksv_writer_free(&w);
+}
+
+
+/* REPOSITORY: Triton's repository extension (kserve_lifecycle.c). */
+static void
+kserve_on_repository(ksv_frames_t *in, ksv_reader_t *rd, uint64_t id)
+{
+    ksv_repository_t  req;
+
+    if (in->n < 2 || in->n > 3 || ksv_decode_repository(rd, &req) != 0) {
+        kserve_server_error(&in->msgs[0], id, KSV_ERR_INVALID_ARG,
+                            "malformed REPOSITORY message");
+        return;
+    }
+
+    kserve_lifecycle_request(&in->msgs[0], id, &req,
+                             in->n == 3 ? zmq_msg_data(&in->msgs[2]) : NULL,
+                             in->n == 3 ? zmq_msg_size(&in->msgs[2]) : 0);
+    kserve_client_seen(&in->msgs[0]);
 }
 
 
@@ -535,6 +551,10 @@ kserve_on_client_message(ksv_frames_t *in)
 
     case KSV_MSG_LOG:
         kserve_on_log(in, &rd, prefix.id);
+        break;
+
+    case KSV_MSG_REPOSITORY:
+        kserve_on_repository(in, &rd, prefix.id);
         break;
 
     default:

@@ -11,6 +11,8 @@
  *
  *   [identity][INDEX header]  -> INDEX_REPLY
  *   [identity][STATS header]  -> STATS_REPLY | ERROR
+ *   [identity][REPOSITORY header]([load body]) -> REPOSITORY_REPLY | ERROR
+ *                               (a load: once it has settled)
  *   [i<pid>][READY]
  *
  * Nothing a client sends can crash the daemon: malformed messages get an
@@ -38,6 +40,9 @@ void kserve_server_backend_readable(void);
 /* Pushes the index to the nginx workers when its generation moved. */
 void kserve_server_push_index(void);
 
+
+/* Sends the writer's message to a client; identity is copied. */
+void kserve_server_reply(zmq_msg_t *identity, ksv_writer_t *w);
 
 /* ERROR reply to a client; identity is copied, not consumed. */
 void kserve_server_error(zmq_msg_t *identity, uint64_t id,

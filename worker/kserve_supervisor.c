@@ -29,8 +29,30 @@
 typedef struct {
     uint32_t  model;
     uint32_t  version;
+    uint32_t  set;              /* 0: instances, 1: next */
     uint32_t  instance;
 } kserve_instance_iter_t;
+
+
+/* An instance that left its version's set while ready: it finishes what
+ * nginx sent it (SIGUSR1: drain), then exits.  Listed in the index as
+ * DRAINING under its model and version until it has gone. */
+typedef struct {
+    pid_t               pid;
+    int                 adopted;
+    int                 pidfd;
+    int64_t             since_ms;
+    int                 stopped;        /* SIGTERM sent after the limit */
+    int64_t             version;
+    char                model[256];
+    char                name[300];
+    char                endpoint[320];
+    ksv_stats_page_t   *stats;
+} kserve_drainer_t;
+
+static kserve_drainer_t  *kserve_drainers;
+static uint32_t           kserve_ndrainers;
+static char              *kserve_manifest;     /* while starting */
 
 
 static void kserve_supervisor_update(kserve_version_t *v);
@@ -42,6 +64,7 @@ static void kserve_manifest_write(void);
 static char *kserve_manifest_read(void);
 static int kserve_adopt(kserve_instance_t *inst, char *manifest);
 static void kserve_adopt_failed(kserve_version_t *v, char *manifest);
+static void kserve_drainers_check(int64_t now);
 
 
 static kserve_instance_t *
@@ -58,12 +81,19 @@ kserve_instance_next(kserve_instance_iter_t *it)
             continue;
         }
         v = &m->versions[it->version];
-        if (it->instance == v->ninstances) {
-            it->version++;
+        if (it->set == 0 && it->instance == v->ninstances) {
+            it->set = 1;
             it->instance = 0;
             continue;
         }
-        return &v->instances[it->instance++];
+        if (it->set == 1 && it->instance == v->nnext) {
+            it->version++;
+            it->set = 0;
+            it->instance = 0;
+            continue;
+        }
+        return it->set == 0 ? &v->instances[it->instance++]
+                            : &v->next[it->instance++];
     }
     return NULL;
 }
@@ -128,22 +158,25 @@ kserve_is_cuda(const kserve_version_t *v)
 }
 
 
-static int
-kserve_version_instances(kserve_version_t *v)
+/* A new set of instances for v, as its model's config asks (malloc'd;
+ * *n = 0 and NULL when the config asks for none). */
+static kserve_instance_t *
+kserve_instance_set(kserve_version_t *v, uint32_t *nset, int in_next)
 {
     uint32_t                     i, k, d, n, ndev;
-    kserve_instance_t           *inst;
+    kserve_instance_t           *set, *inst;
     const ksv_instance_group_t  *g;
     const ksv_model_config_t    *c = &v->model->config;
 
+    *nset = 0;
     n = kserve_instance_count(c);
     if (n == 0) {
-        return 0;
+        return NULL;
     }
 
-    v->instances = calloc(n, sizeof(kserve_instance_t));
-    if (v->instances == NULL) {
-        return -1;
+    set = calloc(n, sizeof(kserve_instance_t));
+    if (set == NULL) {
+        return NULL;
     }
 
     n = 0;
@@ -153,9 +186,10 @@ kserve_version_instances(kserve_version_t *v)
 
         for (d = 0; d < ndev; d++) {
             for (k = 0; k < (uint32_t) g->count; k++) {
-                inst = &v->instances[n];
+                inst = &set[n];
                 inst->version = v;
                 inst->index = n;
+                inst->in_next = in_next;
                 inst->kind = g->kind;
                 inst->gpu_asked = g->kind == KSV_KIND_GPU;
                 inst->device_id = (g->kind == KSV_KIND_GPU && g->ngpus > 0)
@@ -181,8 +215,11 @@ kserve_version_instances(kserve_version_t *v)
         }
     }
 
-    v->ninstances = n;
-    return 0;
+    for (i = 0; i < n; i++) {
+        set[i].count = n;
+    }
+    *nset = n;
+    return set;
 }
 
 
@@ -264,7 +301,7 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     snprintf(version, sizeof(version), "%lld", (long long) v->version);
     snprintf(index, sizeof(index), "%u", inst->index);
     snprintf(device, sizeof(device), "%d", (int) inst->device_id);
-    snprintf(count, sizeof(count), "%u", v->ninstances);
+    snprintf(count, sizeof(count), "%u", inst->count);
     snprintf(grace, sizeof(grace), "%lld", (long long) kserve.orphan_grace_s);
     snprintf(timeout, sizeof(timeout), "%llu",
              (unsigned long long) kserve.execute_timeout_ms);
@@ -287,7 +324,7 @@ kserve_spawn(kserve_instance_t *inst, int64_t now)
     argv[i++] = "--connect";
     argv[i++] = kserve.instances_endpoint;
     argv[i++] = "--repository";
-    argv[i++] = (char *) kserve.repository;
+    argv[i++] = v->model->root;
     argv[i++] = "--model";
     argv[i++] = v->model->name;
     argv[i++] = "--version";
@@ -430,65 +467,147 @@ kserve_supervisor_version_stats(kserve_version_t *v, ksv_stats_page_t *out)
             ksv_stats_add(out, &page);
         }
     }
+    for (i = 0; i < v->nnext; i++) {
+        if (v->next[i].stats != NULL) {
+            ksv_stats_read(v->next[i].stats, &page);
+            ksv_stats_add(out, &page);
+        }
+    }
+    for (i = 0; i < kserve_ndrainers; i++) {
+        if (kserve_drainers[i].stats != NULL
+            && kserve_drainers[i].version == v->version
+            && strcmp(kserve_drainers[i].model, v->model->name) == 0)
+        {
+            ksv_stats_read(kserve_drainers[i].stats, &page);
+            ksv_stats_add(out, &page);
+        }
+    }
 }
 
 
 /* ---- the index ------------------------------------------------------------- */
 
-int
-kserve_supervisor_index(ksv_index_t *index, ksv_arena_t *arena)
+static int
+kserve_drainer_of(const kserve_drainer_t *d, const kserve_version_t *v)
 {
-    uint32_t                i, j, k, n;
-    kserve_model_t         *m;
-    kserve_version_t       *v;
+    return d->version == v->version && strcmp(d->model, v->model->name) == 0;
+}
+
+
+/* v's instances as nginx sees them: the serving set's ready ones and
+ * those that died (until replaced), and its draining ones. */
+static int
+kserve_version_index(kserve_version_t *v, ksv_arena_t *arena,
+    ksv_version_status_t *vs)
+{
+    uint32_t                k, n;
     kserve_instance_t      *inst;
-    ksv_version_status_t   *vs;
+    kserve_drainer_t       *d;
     ksv_instance_status_t  *is;
 
-    if (!index->full) {
+    vs->version = v->version;
+    vs->state = v->state;
+    vs->reason = ksv_str_c(v->reason);
+    vs->ninstances = 0;
+    vs->instances = NULL;
+
+    n = 0;
+    for (k = 0; k < v->ninstances; k++) {
+        inst = &v->instances[k];
+        n += inst->state == KSERVE_INSTANCE_READY || inst->down_pid != 0;
+    }
+    for (k = 0; k < kserve_ndrainers; k++) {
+        n += kserve_drainer_of(&kserve_drainers[k], v);
+    }
+    if (n == 0) {
         return 0;
     }
+    vs->instances = ksv_arena_alloc(arena, n * sizeof(*is));
+    if (vs->instances == NULL) {
+        return -1;
+    }
 
-    for (i = 0; i < index->nmodels && i < kserve.repo.nmodels; i++) {
+    for (k = 0; k < v->ninstances; k++) {
+        inst = &v->instances[k];
+        is = &vs->instances[vs->ninstances];
+        is->name = ksv_str_c(inst->name);
+        if (inst->state == KSERVE_INSTANCE_READY) {
+            is->endpoint = ksv_str_c(inst->endpoint);
+            is->pid = (uint32_t) inst->pid;
+            is->state = KSV_VERSION_READY;
+            is->reason = ksv_str_c("");
+        } else if (inst->down_pid != 0) {
+            is->endpoint = ksv_str_c(inst->down_endpoint);
+            is->pid = (uint32_t) inst->down_pid;
+            is->state = KSV_VERSION_UNAVAILABLE;
+            is->reason = ksv_str_c(inst->down_reason);
+        } else {
+            continue;
+        }
+        vs->ninstances++;
+    }
+
+    for (k = 0; k < kserve_ndrainers; k++) {
+        d = &kserve_drainers[k];
+        if (!kserve_drainer_of(d, v)) {
+            continue;
+        }
+        is = &vs->instances[vs->ninstances++];
+        is->name = ksv_str_c(d->name);
+        is->endpoint = ksv_str_c(d->endpoint);
+        is->pid = (uint32_t) d->pid;
+        is->state = KSV_VERSION_DRAINING;
+        is->reason = ksv_str_c("");
+    }
+    return 0;
+}
+
+
+int
+kserve_supervisor_index(uint64_t known, ksv_arena_t *arena, ksv_index_t *out)
+{
+    uint32_t             i, j, n;
+    kserve_model_t      *m;
+    ksv_model_status_t  *ms;
+
+    memset(out, 0, sizeof(ksv_index_t));
+    out->generation = kserve.repo.generation;
+    if (known == kserve.repo.generation) {
+        return 0;
+    }
+    out->full = 1;
+
+    /* models never loaded are not there for nginx: unknown */
+    n = 0;
+    for (i = 0; i < kserve.repo.nmodels; i++) {
+        n += kserve.repo.models[i].nversions > 0;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    out->models = ksv_arena_alloc(arena, n * sizeof(ksv_model_status_t));
+    if (out->models == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < kserve.repo.nmodels; i++) {
         m = &kserve.repo.models[i];
-        for (j = 0; j < index->models[i].nversions && j < m->nversions; j++) {
-            v = &m->versions[j];
-            vs = &index->models[i].versions[j];
-
-            n = 0;
-            for (k = 0; k < v->ninstances; k++) {
-                inst = &v->instances[k];
-                n += inst->state == KSERVE_INSTANCE_READY
-                     || inst->down_pid != 0;
-            }
-            vs->ninstances = 0;
-            vs->instances = NULL;
-            if (n == 0) {
-                continue;
-            }
-            vs->instances = ksv_arena_alloc(arena, n * sizeof(*is));
-            if (vs->instances == NULL) {
+        if (m->nversions == 0) {
+            continue;
+        }
+        ms = &out->models[out->nmodels++];
+        ms->config = m->config;
+        ms->nversions = m->nversions;
+        ms->versions = ksv_arena_alloc(arena,
+                                   m->nversions * sizeof(ksv_version_status_t));
+        if (ms->versions == NULL) {
+            return -1;
+        }
+        for (j = 0; j < m->nversions; j++) {
+            if (kserve_version_index(&m->versions[j], arena, &ms->versions[j])
+                != 0)
+            {
                 return -1;
-            }
-
-            for (k = 0; k < v->ninstances; k++) {
-                inst = &v->instances[k];
-                is = &vs->instances[vs->ninstances];
-                is->name = ksv_str_c(inst->name);
-                if (inst->state == KSERVE_INSTANCE_READY) {
-                    is->endpoint = ksv_str_c(inst->endpoint);
-                    is->pid = (uint32_t) inst->pid;
-                    is->state = KSV_VERSION_READY;
-                    is->reason = ksv_str_c("");
-                } else if (inst->down_pid != 0) {
-                    is->endpoint = ksv_str_c(inst->down_endpoint);
-                    is->pid = (uint32_t) inst->down_pid;
-                    is->state = KSV_VERSION_UNAVAILABLE;
-                    is->reason = ksv_str_c(inst->down_reason);
-                } else {
-                    continue;
-                }
-                vs->ninstances++;
             }
         }
     }
@@ -510,7 +629,7 @@ kserve_manifest_write(void)
     char                     path[PATH_MAX + 32], tmp[PATH_MAX + 64];
     FILE                    *f;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     snprintf(path, sizeof(path), "%s/" KSERVE_MANIFEST, kserve.run_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -521,7 +640,9 @@ kserve_manifest_write(void)
         return;
     }
     while ((inst = kserve_instance_next(&it)) != NULL) {
-        if (inst->state == KSERVE_INSTANCE_READY && inst->pid > 0) {
+        if (inst->state == KSERVE_INSTANCE_READY && inst->pid > 0
+            && !inst->in_next)
+        {
             fprintf(f, "%d\t%s\t%lld\t%u\t%s\n", (int) inst->pid,
                     inst->version->model->name,
                     (long long) inst->version->version, inst->index,
@@ -529,7 +650,7 @@ kserve_manifest_write(void)
         }
         /* a version that failed stays failed for an adopting worker,
          * rather than LOADING (not ready) until it fails again */
-        if (inst->index == 0
+        if (inst->index == 0 && !inst->in_next
             && inst->version->state == KSV_VERSION_UNAVAILABLE
             && inst->version->supported && !kserve.shutting_down)
         {
@@ -700,7 +821,7 @@ kserve_supervisor_pollfds(zmq_pollitem_t *items, int max)
 {
     int                      n;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     n = 0;
     while (n < max && (inst = kserve_instance_next(&it)) != NULL) {
@@ -721,7 +842,7 @@ kserve_supervisor_check_adopted(void)
     int                      status;
     struct pollfd            p;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     while ((inst = kserve_instance_next(&it)) != NULL) {
         if (!inst->adopted || inst->pidfd < 0) {
@@ -739,53 +860,355 @@ kserve_supervisor_check_adopted(void)
 }
 
 
-int
+void
 kserve_supervisor_start(void)
 {
-    int64_t            now;
-    uint32_t           i, j, k;
-    char              *manifest;
+    kserve_manifest = kserve_manifest_read();
+}
+
+
+void
+kserve_supervisor_started(void)
+{
+    free(kserve_manifest);
+    kserve_manifest = NULL;
+    kserve_manifest_write();
+}
+
+
+int
+kserve_supervisor_manifest_has(const char *model)
+{
+    int    pid;
+    char  *line, *next, name[300];
+
+    for (line = kserve_manifest; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            next++;
+        }
+        if (sscanf(line, "%d\t%299[^\t]\t", &pid, name) == 2
+            && strcmp(name, model) == 0 && pid > 0 && kill(pid, 0) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/* ---- sets of instances: reloads beside the serving set ------------------ */
+
+/* Stops an instance that serves nobody (starting, waiting to restart, or
+ * in a set that never went into the index): at once, and reaped here. */
+static void
+kserve_instance_discard(kserve_instance_t *inst)
+{
+    int  status;
+
+    if (inst->pid > 0) {
+        kserve_info("instance %s: stopping pid %d", inst->label,
+                    (int) inst->pid);
+        kill(inst->pid, SIGKILL);
+        if (!inst->adopted) {
+            while (waitpid(inst->pid, &status, 0) < 0 && errno == EINTR) {
+                /* retry */
+            }
+        }
+    }
+    kserve_instance_retire(inst);
+    if (inst->pidfd >= 0) {
+        close(inst->pidfd);
+        inst->pidfd = -1;
+    }
+    inst->last_pid = inst->pid;
+    inst->pid = 0;
+    inst->state = KSERVE_INSTANCE_STOPPED;
+}
+
+
+/* A ready instance leaves its set: it drains (SIGUSR1), listed as
+ * DRAINING until it exits, so what nginx sent it is answered. */
+static void
+kserve_instance_drain(kserve_instance_t *inst)
+{
+    kserve_drainer_t  *d, *nd;
+
+    if (inst->state != KSERVE_INSTANCE_READY || inst->pid <= 0) {
+        kserve_instance_discard(inst);
+        return;
+    }
+
+    nd = realloc(kserve_drainers,
+                 (kserve_ndrainers + 1) * sizeof(kserve_drainer_t));
+    if (nd == NULL) {
+        kserve_error("instance %s: out of memory, stopping it without a "
+                     "drain", inst->label);
+        kill(inst->pid, SIGTERM);
+        kserve_instance_discard(inst);
+        return;
+    }
+    kserve_drainers = nd;
+    d = &kserve_drainers[kserve_ndrainers++];
+    memset(d, 0, sizeof(*d));
+    d->pid = inst->pid;
+    d->adopted = inst->adopted;
+    d->pidfd = inst->pidfd;
+    d->since_ms = kserve_now_ms();
+    d->version = inst->version->version;
+    snprintf(d->model, sizeof(d->model), "%s", inst->version->model->name);
+    snprintf(d->name, sizeof(d->name), "%s", inst->name);
+    snprintf(d->endpoint, sizeof(d->endpoint), "%s", inst->endpoint);
+    d->stats = inst->stats;
+
+    kill(d->pid, SIGUSR1);
+    kserve_info("instance %s: pid %d drains: it finishes what it was sent, "
+                "then exits", inst->label, (int) d->pid);
+
+    inst->stats = NULL;
+    inst->pidfd = -1;
+    inst->adopted = 0;
+    inst->last_pid = inst->pid;
+    inst->pid = 0;
+    inst->endpoint[0] = '\0';
+    inst->state = KSERVE_INSTANCE_STOPPED;
+    kserve_repository_touch(&kserve.repo);
+}
+
+
+static void
+kserve_drainer_gone(uint32_t i, const char *how)
+{
+    char               path[PATH_MAX + 32];
     kserve_model_t    *m;
+    kserve_drainer_t  *d = &kserve_drainers[i];
     kserve_version_t  *v;
+    ksv_stats_page_t   page;
+
+    kserve_info("instance %s (version %lld): pid %d drained and stopped "
+                "(%s)", d->name, (long long) d->version, (int) d->pid, how);
+
+    v = NULL;
+    m = kserve_repository_find(&kserve.repo, d->model, strlen(d->model));
+    if (m != NULL) {
+        v = kserve_model_version(m, d->version);
+    }
+    if (d->stats != NULL) {
+        ksv_stats_read(d->stats, &page);
+        if (v != NULL && v->retired != NULL) {
+            ksv_stats_add(v->retired, &page);
+        }
+        ksv_stats_unmap(d->stats);
+    }
+    snprintf(path, sizeof(path), "%s/%d.stats", kserve.run_dir, (int) d->pid);
+    (void) unlink(path);
+    if (d->pidfd >= 0) {
+        close(d->pidfd);
+    }
+
+    memmove(d, d + 1, (kserve_ndrainers - i - 1) * sizeof(*d));
+    kserve_ndrainers--;
+    kserve_repository_touch(&kserve.repo);
+}
+
+
+/* The drainer behind pid, or -1. */
+static int
+kserve_drainer_find(pid_t pid)
+{
+    uint32_t  i;
+
+    for (i = 0; i < kserve_ndrainers; i++) {
+        if (kserve_drainers[i].pid == pid) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+
+static void
+kserve_set_free(kserve_instance_t **set, uint32_t *n, int drain)
+{
+    uint32_t  i;
+
+    for (i = 0; i < *n; i++) {
+        if (drain) {
+            kserve_instance_drain(&(*set)[i]);
+        } else {
+            kserve_instance_discard(&(*set)[i]);
+        }
+    }
+    free(*set);
+    *set = NULL;
+    *n = 0;
+}
+
+
+int
+kserve_supervisor_load(kserve_version_t *v, uint64_t fingerprint)
+{
+    int64_t   now;
+    uint32_t  i, n, ready;
 
     now = kserve_now_ms();
-    manifest = kserve_manifest_read();
 
-    for (i = 0; i < kserve.repo.nmodels; i++) {
-        m = &kserve.repo.models[i];
-        for (j = 0; j < m->nversions; j++) {
-            v = &m->versions[j];
-            if (!v->supported) {
-                continue;
+    ready = 0;
+    for (i = 0; i < v->ninstances; i++) {
+        ready += v->instances[i].state == KSERVE_INSTANCE_READY;
+    }
+
+    /* a set already on its way is replaced by this newer one */
+    kserve_set_free(&v->next, &v->nnext, 0);
+    v->reload_failure[0] = '\0';
+
+    if (ready > 0) {
+        v->next = kserve_instance_set(v, &n, 1);
+        if (v->next == NULL) {
+            return -1;
+        }
+        v->nnext = n;
+        v->next_fingerprint = fingerprint;
+        kserve_info("model '%s' version %lld: %u new instance(s) start "
+                    "beside the %u serving", v->model->name,
+                    (long long) v->version, n, ready);
+        for (i = 0; i < n; i++) {
+            kserve_spawn(&v->next[i], now);
+        }
+
+    } else {
+        kserve_set_free(&v->instances, &v->ninstances, 0);
+        v->instances = kserve_instance_set(v, &n, 0);
+        if (v->instances == NULL) {
+            return -1;
+        }
+        v->ninstances = n;
+        v->fingerprint = fingerprint;
+        v->last_failure[0] = '\0';
+        if (kserve_manifest != NULL) {
+            kserve_adopt_failed(v, kserve_manifest);
+        }
+        for (i = 0; i < n; i++) {
+            if (kserve_manifest == NULL
+                || !kserve_adopt(&v->instances[i], kserve_manifest))
+            {
+                kserve_spawn(&v->instances[i], now);
             }
-            if (kserve_version_instances(v) != 0) {
-                kserve_error("out of memory");
-                return -1;
-            }
-            kserve_adopt_failed(v, manifest);
-            for (k = 0; k < v->ninstances; k++) {
-                if (!kserve_adopt(&v->instances[k], manifest)) {
-                    kserve_spawn(&v->instances[k], now);
-                }
-            }
-            kserve_supervisor_update(v);
         }
     }
 
-    free(manifest);
+    kserve_supervisor_update(v);
     kserve_manifest_write();
     return 0;
 }
 
 
-/* Derives the version's state from its instances (see the header). */
+void
+kserve_supervisor_unload(kserve_version_t *v, const char *reason)
+{
+    kserve_set_free(&v->next, &v->nnext, 0);
+    kserve_set_free(&v->instances, &v->ninstances, 1);
+    v->reload_failure[0] = '\0';
+    kserve_version_set_state(&kserve.repo, v, KSV_VERSION_UNAVAILABLE, reason);
+    kserve_repository_touch(&kserve.repo);
+    kserve_manifest_write();
+}
+
+
+static int
+kserve_set_settled(kserve_instance_t *set, uint32_t n)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (set[i].state == KSERVE_INSTANCE_STARTING
+            || set[i].state == KSERVE_INSTANCE_BACKOFF)
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+int
+kserve_supervisor_settled(kserve_version_t *v)
+{
+    return v->nnext == 0 && kserve_set_settled(v->instances, v->ninstances);
+}
+
+
+int
+kserve_supervisor_busy(kserve_version_t *v)
+{
+    uint32_t  i;
+
+    if (v->ninstances > 0 || v->nnext > 0) {
+        return 1;
+    }
+    for (i = 0; i < kserve_ndrainers; i++) {
+        if (kserve_drainer_of(&kserve_drainers[i], v)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/* The next set is whole: it serves, the old set drains. */
+static void
+kserve_supervisor_commit(kserve_version_t *v)
+{
+    uint32_t  i;
+
+    kserve_info("model '%s' version %lld: the new instances are ready; "
+                "the old ones drain", v->model->name, (long long) v->version);
+
+    kserve_set_free(&v->instances, &v->ninstances, 1);
+    v->instances = v->next;
+    v->ninstances = v->nnext;
+    v->next = NULL;
+    v->nnext = 0;
+    for (i = 0; i < v->ninstances; i++) {
+        v->instances[i].in_next = 0;
+    }
+    v->fingerprint = v->next_fingerprint;
+    v->last_failure[0] = '\0';
+    v->reload_failure[0] = '\0';
+    kserve_repository_touch(&kserve.repo);
+    kserve_manifest_write();
+}
+
+
+/* Derives the version's state from its instances (see the header); a
+ * next set that is whole replaces the serving one, one that cannot load
+ * goes, and the serving one stays. */
 static void
 kserve_supervisor_update(kserve_version_t *v)
 {
     uint32_t                  i, ready, failed;
     kserve_instance_state_t   s;
 
-    if (!v->supported) {
+    if (v->nnext > 0) {
+        ready = 0;
+        failed = 0;
+        for (i = 0; i < v->nnext; i++) {
+            ready += v->next[i].state == KSERVE_INSTANCE_READY;
+            failed += v->next[i].state == KSERVE_INSTANCE_GAVE_UP;
+        }
+        if (ready == v->nnext) {
+            kserve_supervisor_commit(v);
+
+        } else if (failed > 0) {
+            kserve_error("model '%s' version %lld: the reload failed, the "
+                         "serving instances stay: %s", v->model->name,
+                         (long long) v->version, v->reload_failure);
+            kserve_set_free(&v->next, &v->nnext, 0);
+            kserve_repository_touch(&kserve.repo);
+        }
+    }
+
+    if (!v->supported || v->ninstances == 0) {
         return;
     }
 
@@ -817,7 +1240,7 @@ static kserve_instance_t *
 kserve_find_pid(pid_t pid, int *gone)
 {
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     while ((inst = kserve_instance_next(&it)) != NULL) {
         if (inst->pid == pid) {
@@ -910,7 +1333,9 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     }
 
     /* what nginx tells the clients it had in flight there */
-    listed = inst->state == KSERVE_INSTANCE_READY;
+    listed = inst->state == KSERVE_INSTANCE_READY && !inst->in_next;
+    inst->attempts = inst->state == KSERVE_INSTANCE_READY ? 1
+                                                          : inst->attempts + 1;
     if (listed) {
         inst->down_pid = inst->pid;
         snprintf(inst->down_endpoint, sizeof(inst->down_endpoint), "%s",
@@ -942,7 +1367,22 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
     }
 
     if (msg[0] != '\0') {
-        snprintf(v->last_failure, sizeof(v->last_failure), "%s", msg);
+        if (inst->in_next) {
+            snprintf(v->reload_failure, sizeof(v->reload_failure), "%s", msg);
+        } else {
+            snprintf(v->last_failure, sizeof(v->last_failure), "%s", msg);
+        }
+    }
+
+    inst->failed = 1;
+    if (inst->attempts >= KSERVE_LOAD_ATTEMPTS) {
+        kserve_error("instance %s: %d starts in a row failed: not restarting "
+                     "it until the model is loaded again", inst->label,
+                     inst->attempts);
+        inst->state = KSERVE_INSTANCE_GAVE_UP;
+        kserve_supervisor_update(v);
+        kserve_manifest_write();
+        return;
     }
 
     /* an instance that stayed up long enough was healthy: start over */
@@ -969,7 +1409,7 @@ kserve_instance_exited(kserve_instance_t *inst, int status, int64_t now)
 void
 kserve_supervisor_reap(void)
 {
-    int                 status, gone;
+    int                 status, gone, i;
     pid_t               pid;
     int64_t             now;
     kserve_instance_t  *inst;
@@ -986,6 +1426,13 @@ kserve_supervisor_reap(void)
         }
 
         inst = kserve_find_pid(pid, &gone);
+        if (inst == NULL && (i = kserve_drainer_find(pid)) >= 0) {
+            kserve_drainer_gone((uint32_t) i,
+                                WIFSIGNALED(status) ? "killed by a signal"
+                                : WEXITSTATUS(status) == 0 ? "exit code 0"
+                                : "exited with an error");
+            continue;
+        }
         if (inst == NULL || gone) {
             kserve_debug("reaped unknown child %d", (int) pid);
             continue;
@@ -995,17 +1442,51 @@ kserve_supervisor_reap(void)
 }
 
 
+/* Drainers that were adopted (not our children: their pidfds) and those
+ * past their limit. */
+static void
+kserve_drainers_check(int64_t now)
+{
+    uint32_t           i;
+    struct pollfd      p;
+    kserve_drainer_t  *d;
+
+    for (i = 0; i < kserve_ndrainers; i++) {
+        d = &kserve_drainers[i];
+        if (d->adopted && d->pidfd >= 0) {
+            p.fd = d->pidfd;
+            p.events = POLLIN;
+            p.revents = 0;
+            if (poll(&p, 1, 0) == 1) {
+                kserve_drainer_gone(i--, "status unknown: adopted");
+                continue;
+            }
+        }
+        if (!d->stopped && now - d->since_ms >= KSERVE_DRAIN_MAX_MS) {
+            kserve_warn("instance %s (version %lld): pid %d still drains "
+                        "after %d ms: stopping it", d->name,
+                        (long long) d->version, (int) d->pid,
+                        KSERVE_DRAIN_MAX_MS);
+            kill(d->pid, SIGTERM);
+            d->stopped = 1;
+        }
+    }
+}
+
+
 int64_t
 kserve_supervisor_tick(int64_t now)
 {
     int64_t                  next, wait;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     next = -1;
     if (kserve.shutting_down) {
         return next;
     }
+
+    kserve_drainers_check(now);
 
     while ((inst = kserve_instance_next(&it)) != NULL) {
         if (inst->state != KSERVE_INSTANCE_BACKOFF) {
@@ -1028,12 +1509,14 @@ kserve_supervisor_tick(int64_t now)
 static void
 kserve_init_failure(kserve_instance_t *inst, const ksv_ready_t *m)
 {
+    char              *to;
     kserve_version_t  *v = inst->version;
 
-    snprintf(v->last_failure, sizeof(v->last_failure),
-             "failed to load '%s' version %lld: %.*s", v->model->name,
-             (long long) v->version, (int) m->message.len, m->message.data);
-    kserve_error("instance %s: %s", inst->label, v->last_failure);
+    to = inst->in_next ? v->reload_failure : v->last_failure;
+    snprintf(to, KSERVE_REASON_MAX, "failed to load '%s' version %lld: %.*s",
+             v->model->name, (long long) v->version, (int) m->message.len,
+             m->message.data);
+    kserve_error("instance %s: %s", inst->label, to);
 }
 
 
@@ -1092,8 +1575,15 @@ kserve_supervisor_ready(kserve_instance_t *inst, const ksv_ready_t *m)
     inst->endpoint[m->endpoint.len] = '\0';
     kserve_instance_map_stats(inst);
 
+    if (m->message.len > 0) {
+        /* the model completed its configuration (auto_complete_config) */
+        (void) kserve_model_completed(&kserve.repo, v->model,
+                                      m->message.data, m->message.len);
+    }
+
     kserve_info("instance %s: ready at %s", inst->label, inst->endpoint);
     inst->failed = 0;
+    inst->attempts = 0;
     inst->state = KSERVE_INSTANCE_READY;
     inst->down_pid = 0;
     inst->down_endpoint[0] = '\0';
@@ -1123,8 +1613,9 @@ kserve_supervisor_kill(kserve_instance_t *inst, const char *why)
 static void
 kserve_supervisor_signal(int sig)
 {
+    uint32_t                 i;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     while ((inst = kserve_instance_next(&it)) != NULL) {
         if (inst->pid > 0) {
@@ -1132,6 +1623,9 @@ kserve_supervisor_signal(int sig)
         } else {
             inst->state = KSERVE_INSTANCE_STOPPED;
         }
+    }
+    for (i = 0; i < kserve_ndrainers; i++) {
+        kill(kserve_drainers[i].pid, sig);
     }
 }
 
@@ -1148,9 +1642,9 @@ kserve_supervisor_alive(void)
 {
     int                      n;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
-    n = 0;
+    n = (int) kserve_ndrainers;
     while ((inst = kserve_instance_next(&it)) != NULL) {
         n += inst->pid > 0;
     }
@@ -1163,7 +1657,7 @@ kserve_supervisor_kill_all(void)
 {
     int                      status;
     kserve_instance_t       *inst;
-    kserve_instance_iter_t   it = { 0, 0, 0 };
+    kserve_instance_iter_t   it = { 0, 0, 0, 0 };
 
     while ((inst = kserve_instance_next(&it)) != NULL) {
         if (inst->pid <= 0) {
@@ -1180,6 +1674,17 @@ kserve_supervisor_kill_all(void)
             }
         }
         kserve_instance_exited(inst, status, kserve_now_ms());
+    }
+    while (kserve_ndrainers > 0) {
+        kill(kserve_drainers[0].pid, SIGKILL);
+        if (!kserve_drainers[0].adopted) {
+            while (waitpid(kserve_drainers[0].pid, &status, 0) < 0
+                   && errno == EINTR)
+            {
+                /* retry */
+            }
+        }
+        kserve_drainer_gone(0, "killed at exit");
     }
 }
 
@@ -1201,9 +1706,18 @@ kserve_supervisor_free(void)
                     close(v->instances[k].pidfd);
                 }
             }
+            for (k = 0; k < v->nnext; k++) {
+                ksv_stats_unmap(v->next[k].stats);
+                if (v->next[k].pidfd >= 0) {
+                    close(v->next[k].pidfd);
+                }
+            }
             free(v->instances);
             v->instances = NULL;
             v->ninstances = 0;
+            free(v->next);
+            v->next = NULL;
+            v->nnext = 0;
         }
     }
 }

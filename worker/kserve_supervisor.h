@@ -24,6 +24,13 @@
  *   STARTING --READY ok=1--> READY (in the index, with its endpoint)
  *      |  \--READY ok=0---> (terminated, restarted after backoff)
  *      \--exit------------> BACKOFF --timer--> STARTING
+ *   KSERVE_LOAD_ATTEMPTS failed starts in a row: GAVE_UP (until a load)
+ *   READY --replaced or unloaded--> draining (SIGUSR1; listed DRAINING
+ *                                    until it exits on its own)
+ *
+ * A version has a serving set of instances and, while it reloads, a next
+ * set starting beside it (kserve_supervisor_load); the next set replaces
+ * the serving one when all of it is READY, and the serving one drains.
  *
  * A death (SIGCHLD, read through a self-pipe in the main loop; for an
  * adopted instance, its pidfd) is published at once: the instance stays
@@ -65,16 +72,29 @@
 #define KSERVE_BACKOFF_MAX_MS    10000
 #define KSERVE_BACKOFF_RESET_MS  30000
 
+/* starts in a row that fail before the instance is ready (its
+ * initialize() raises, it dies loading) before the supervisor gives up
+ * on it: its version is then UNAVAILABLE with the reason until a load
+ * or a change under poll tries again */
+#define KSERVE_LOAD_ATTEMPTS     3
+
+/* a draining instance still alive after this is stopped (SIGTERM) */
+#define KSERVE_DRAIN_MAX_MS      120000
+
 typedef enum {
     KSERVE_INSTANCE_STOPPED = 0,
     KSERVE_INSTANCE_STARTING,       /* spawned, no READY yet */
     KSERVE_INSTANCE_READY,          /* serving at its endpoint */
-    KSERVE_INSTANCE_BACKOFF         /* dead, restart at restart_at_ms */
+    KSERVE_INSTANCE_BACKOFF,        /* dead, restart at restart_at_ms */
+    KSERVE_INSTANCE_GAVE_UP         /* failed KSERVE_LOAD_ATTEMPTS starts */
 } kserve_instance_state_t;
 
 struct kserve_instance_s {
     kserve_version_t   *version;
     uint32_t            index;          /* --instance, within the version */
+    uint32_t            count;          /* --instances: its set's size */
+    int                 in_next;        /* in its version's next set */
+    int                 attempts;       /* failed starts in a row */
     uint8_t             kind;           /* ksv_instance_kind_t */
     uint8_t             gpu_asked;      /* its group is KIND_GPU */
     int32_t             device_id;
@@ -100,16 +120,45 @@ struct kserve_instance_s {
 };
 
 
-/* Creates the instances of every version; adopts the ones of the run
- * directory's manifest that still run, spawns the others. */
-int kserve_supervisor_start(void);
+/* Reads the run directory's manifest, for kserve_supervisor_load() to
+ * adopt from; kserve_supervisor_started() forgets it. */
+void kserve_supervisor_start(void);
+void kserve_supervisor_started(void);
+
+/* Whether the manifest lists a live instance of the model (a restarted
+ * worker in explicit mode keeps what its predecessor had loaded). */
+int kserve_supervisor_manifest_has(const char *model);
+
+/*
+ * Starts v's instances as the model's config asks (fingerprint: what
+ * they will run).  When v serves already, the new set starts beside the
+ * old one and replaces it once all of it is ready; the old instances
+ * then drain.  When it does not, the new set replaces whatever was
+ * starting.  Instances of the manifest are adopted instead of started.
+ */
+int kserve_supervisor_load(kserve_version_t *v, uint64_t fingerprint);
+
+/* Takes v out of service: ready instances drain (they finish what they
+ * were sent, then exit), the others stop; v becomes UNAVAILABLE with
+ * reason. */
+void kserve_supervisor_unload(kserve_version_t *v, const char *reason);
+
+/* Whether v's instances have settled: none starting or waiting to
+ * restart, no new set on its way. */
+int kserve_supervisor_settled(kserve_version_t *v);
+
+/* Whether v has instances (serving, starting or draining). */
+int kserve_supervisor_busy(kserve_version_t *v);
+
+/* The INDEX_REPLY for an asker holding generation `known` (arrays from
+ * arena): every model with versions, their instances, the draining ones
+ * included. */
+int kserve_supervisor_index(uint64_t known, ksv_arena_t *arena,
+    ksv_index_t *out);
 
 /* The statistics of v: its retired counters plus every live page. */
 void kserve_supervisor_version_stats(kserve_version_t *v,
     ksv_stats_page_t *out);
-
-/* Adds each version's instances to a full index (arrays from arena). */
-int kserve_supervisor_index(ksv_index_t *index, ksv_arena_t *arena);
 
 /* The pidfds of adopted instances, for the loop's poll set: fills up to
  * max items (fd, POLLIN) and returns how many. */

@@ -10,6 +10,8 @@
  *                 [--max-frame-size BYTES] [--execute-timeout MS]
  *                 [--instance-ports LOW-HIGH] [--advertise HOST]
  *                 [--orphan-grace SECS]
+ *                 [--model-control-mode none|poll|explicit]
+ *                 [--load-model NAME ...] [--repository-poll-secs N]
  *                 [--log-level debug|info|warn|error]
  *
  * This file holds main(): options, signals and the one event loop.  The
@@ -34,6 +36,7 @@
 
 #include <sys/file.h>
 
+#include "kserve_lifecycle.h"
 #include "kserve_log.h"
 #include "kserve_server.h"
 #include "kserve_supervisor.h"
@@ -70,6 +73,9 @@ kserve_usage(FILE *f)
         "[--log-level debug|info|warn|error]\n"
         "                     [--instance-ports LOW-HIGH] [--advertise HOST] "
         "[--orphan-grace SECS]\n"
+        "                     [--model-control-mode none|poll|explicit] "
+        "[--load-model NAME ...]\n"
+        "                     [--repository-poll-secs N]\n"
         "\n"
         "  --repository DIR        Triton model repository\n"
         "  --listen ENDPOINT       ZeroMQ endpoint for the nginx module "
@@ -100,6 +106,16 @@ kserve_usage(FILE *f)
         "  --orphan-grace SECS     instances outlive a dead worker this "
         "long, waiting to be\n"
         "                          adopted by its restart (default 30)\n"
+        "  --model-control-mode M  none (default): load every model at "
+        "start; poll: and\n"
+        "                          follow the repository's changes; "
+        "explicit: load what\n"
+        "                          --load-model names, then what clients "
+        "load and unload\n"
+        "  --load-model NAME       explicit: a model to load at start "
+        "(repeatable; * = all)\n"
+        "  --repository-poll-secs N  poll: seconds between reads of the "
+        "repository (default 15)\n"
         "  --log-level LEVEL       default info\n");
 }
 
@@ -127,6 +143,9 @@ kserve_options(int argc, char **argv)
         { "advertise", required_argument, NULL, 'a' },
         { "orphan-grace", required_argument, NULL, 'g' },
         { "log-level", required_argument, NULL, 'v' },
+        { "model-control-mode", required_argument, NULL, 'C' },
+        { "load-model", required_argument, NULL, 'L' },
+        { "repository-poll-secs", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -140,6 +159,8 @@ kserve_options(int argc, char **argv)
     kserve.orphan_grace_s = KSERVE_DEFAULT_ORPHAN_GRACE_S;
     kserve.max_frame_size = KSERVE_DEFAULT_MAX_FRAME;
     kserve.execute_timeout_ms = KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS;
+    kserve.control_mode = KSERVE_CONTROL_NONE;
+    kserve.poll_secs = 15;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -219,6 +240,42 @@ kserve_options(int argc, char **argv)
             kserve.orphan_grace_s = (int64_t) size;
             break;
 
+        case 'C':
+            if (strcmp(optarg, "none") == 0) {
+                kserve.control_mode = KSERVE_CONTROL_NONE;
+            } else if (strcmp(optarg, "poll") == 0) {
+                kserve.control_mode = KSERVE_CONTROL_POLL;
+            } else if (strcmp(optarg, "explicit") == 0) {
+                kserve.control_mode = KSERVE_CONTROL_EXPLICIT;
+            } else {
+                fprintf(stderr, "kserve-worker: bad --model-control-mode "
+                        "'%s' (none, poll or explicit)\n", optarg);
+                return -1;
+            }
+            break;
+
+        case 'L':
+            if (kserve.nload_models == KSERVE_MAX_LOAD_MODELS) {
+                fprintf(stderr, "kserve-worker: at most %d --load-model\n",
+                        KSERVE_MAX_LOAD_MODELS);
+                return -1;
+            }
+            kserve.load_models[kserve.nload_models++] = optarg;
+            break;
+
+        case 'S':
+            errno = 0;
+            size = strtoull(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || optarg[0] == '-'
+                || errno != 0 || size < 1 || size > 86400)
+            {
+                fprintf(stderr, "kserve-worker: bad --repository-poll-secs "
+                        "'%s' (seconds, 1 to 86400)\n", optarg);
+                return -1;
+            }
+            kserve.poll_secs = (int64_t) size;
+            break;
+
         case 'v':
             if (strcmp(optarg, "debug") == 0) {
                 kserve_log_level = KSERVE_LOG_DEBUG;
@@ -248,6 +305,23 @@ kserve_options(int argc, char **argv)
     if (optind != argc || kserve.repository == NULL || kserve.nlisten == 0) {
         kserve_usage(stderr);
         return -1;
+    }
+
+    if (kserve.nload_models > 0
+        && kserve.control_mode != KSERVE_CONTROL_EXPLICIT)
+    {
+        fprintf(stderr, "kserve-worker: --load-model needs "
+                "--model-control-mode explicit\n");
+        return -1;
+    }
+
+    /* as Triton: "*" only alone */
+    for (c = 0; kserve.nload_models > 1 && c < kserve.nload_models; c++) {
+        if (strcmp(kserve.load_models[c], "*") == 0) {
+            fprintf(stderr, "kserve-worker: --load-model * must be the "
+                    "only --load-model\n");
+            return -1;
+        }
     }
 
     /* binaries sit together in build/; the Python sources in the tree */
@@ -452,6 +526,7 @@ kserve_poll_once(int64_t max_wait)
 
     now = kserve_now_ms();
     wait = kserve_min_wait(kserve_supervisor_tick(now), max_wait);
+    wait = kserve_min_wait(kserve_lifecycle_tick(now), wait);
     if (wait < 0 || wait > KSERVE_TICK_MS) {
         wait = KSERVE_TICK_MS;
     }
@@ -490,6 +565,9 @@ kserve_poll_once(int64_t max_wait)
     if (items[0].revents & ZMQ_POLLIN) {
         kserve_server_frontend_readable();
     }
+
+    /* replaced versions go, settled loads are answered */
+    (void) kserve_lifecycle_tick(kserve_now_ms());
 
     /* an instance came or went: tell every nginx worker now */
     kserve_server_push_index();
@@ -563,6 +641,7 @@ kserve_cleanup(void)
         kserve_warn("cannot remove %s: %s", kserve.run_dir, strerror(errno));
     }
 
+    kserve_lifecycle_cleanup();
     kserve_supervisor_free();
     kserve_repository_free(&kserve.repo);
 }
@@ -618,7 +697,7 @@ main(int argc, char **argv)
         return 1;
     }
 
-    if (kserve_supervisor_start() != 0) {
+    if (kserve_lifecycle_start() != 0) {
         kserve.shutting_down = 1;
         kserve_supervisor_kill_all();
         kserve_cleanup();

@@ -8,8 +8,9 @@
  *   kserve_repository  models, versions, their state, the generation
  *   kserve_supervisor  instance processes: spawn, reap, restart, adopt,
  *                      their endpoints and statistics pages
- *   kserve_server      the two ROUTER sockets: INDEX and STATS for nginx,
- *                      READY from instances
+ *   kserve_server      the two ROUTER sockets: INDEX, STATS and
+ *                      REPOSITORY for nginx, READY from instances
+ *   kserve_lifecycle   model control: modes, poll, load and unload
  *
  * The worker is the control plane: requests go from nginx straight to
  * the instances (backends/common/ksv_instance.h), never through here.
@@ -26,6 +27,7 @@
 
 
 #define KSERVE_MAX_LISTEN        16
+#define KSERVE_MAX_LOAD_MODELS   256
 #define KSERVE_DEFAULT_MAX_FRAME (1024ULL * 1024 * 1024)  /* 1 GiB */
 #define KSERVE_SHUTDOWN_GRACE_MS 5000     /* finalize() budget at exit */
 #define KSERVE_DEFAULT_EXECUTE_TIMEOUT_MS 60000  /* batches without a
@@ -51,6 +53,10 @@ typedef struct {
     char                  instance_bind[300];  /* "ipc" or tcp://IF:PORTS */
     const char           *advertise;           /* host for tcp endpoints */
     int                   lock_fd;             /* flock on worker.lock */
+    int                   control_mode;        /* kserve_control_mode_t */
+    const char           *load_models[KSERVE_MAX_LOAD_MODELS];
+    int                   nload_models;        /* --load-model */
+    int64_t               poll_secs;           /* --repository-poll-secs */
 
     /* sockets (kserve_server.c) */
     void                 *zctx;

@@ -30,12 +30,16 @@
 
 
 volatile sig_atomic_t  ksv_instance_terminate;
+volatile sig_atomic_t  ksv_instance_drain_asked;
 
 
 static void
 ksv_instance_on_signal(int signo)
 {
-    (void) signo;
+    if (signo == SIGUSR1) {
+        ksv_instance_drain_asked = 1;
+        return;
+    }
     ksv_instance_terminate = 1;
 }
 
@@ -179,6 +183,7 @@ ksv_instance_signals(const ksv_instance_opts_t *o)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 
     signal(SIGPIPE, SIG_IGN);
 }
@@ -860,6 +865,7 @@ ksv_instance_drain(ksv_instance_t *inst, ksv_frames_t *msg)
             ksv_frames_clear(msg);
             return errno == EAGAIN ? 0 : -1;
         }
+        inst->last_rx_ns = ksv_timer_now();
         if (truncated) {
             ksv_frames_clear(msg);      /* more inputs than any request */
             continue;
@@ -942,6 +948,35 @@ ksv_instance_wait(ksv_instance_t *inst)
 }
 
 
+/* After SIGUSR1: whether nothing is left to do, and nothing has arrived
+ * for a while (nginx may still have sent something before it read the
+ * index that lists this instance as draining). */
+static int
+ksv_instance_drained(ksv_instance_t *inst)
+{
+    uint64_t  now, quiet;
+
+    if (!ksv_instance_drain_asked) {
+        return 0;
+    }
+    now = ksv_timer_now();
+    if (inst->drain_since_ns == 0) {
+        inst->drain_since_ns = now;
+        fprintf(stderr, "%s: %s: draining: serving what it was sent, then "
+                "exiting\n", inst->opts->prog, inst->sched.instance_name);
+    }
+    quiet = KSV_INSTANCE_DRAIN_QUIET_MS * 1000000ULL;
+    if (inst->sched.queued != 0 || now - inst->drain_since_ns < quiet
+        || now - inst->last_rx_ns < quiet)
+    {
+        return 0;
+    }
+    fprintf(stderr, "%s: %s: drained: exiting\n", inst->opts->prog,
+            inst->sched.instance_name);
+    return 1;
+}
+
+
 static void *
 ksv_instance_scheduler(void *arg)
 {
@@ -988,6 +1023,9 @@ ksv_instance_scheduler(void *arg)
                         "within %ld s: exiting\n", inst->opts->prog,
                         inst->sched.instance_name,
                         inst->opts->orphan_grace_s);
+                break;
+            }
+            if (ksv_instance_drained(inst)) {
                 break;
             }
         }

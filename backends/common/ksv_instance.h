@@ -81,6 +81,17 @@ typedef struct {
 extern volatile sig_atomic_t  ksv_instance_terminate;
 
 /*
+ * Set by SIGUSR1: the worker took this instance out of its version's set
+ * (a reload replaced it, or its model was unloaded) and lists it as
+ * DRAINING, so nginx sends it nothing new.  It serves what it has and
+ * what is still on its way, and exits once it has been idle (nothing
+ * queued, running or arriving) for KSV_INSTANCE_DRAIN_QUIET_MS.
+ */
+extern volatile sig_atomic_t  ksv_instance_drain_asked;
+
+#define KSV_INSTANCE_DRAIN_QUIET_MS  1000
+
+/*
  * Parses the command line into *o; prints the usage and exits 2 when it
  * is wrong.  need_utils_dir: --utils-dir is required (Python); other
  * backends accept and ignore it, so the daemon starts every instance
@@ -149,6 +160,8 @@ typedef struct {
     int                         lock_fd;    /* the worker's lock, or -1 */
     uint64_t                    orphaned_ns;   /* lock free since; 0 */
     int                         draining;   /* orphaned: finish, exit */
+    uint64_t                    drain_since_ns;  /* SIGUSR1; 0 */
+    uint64_t                    last_rx_ns;      /* the last message */
     ksv_timer_t                 orphan_timer;
     const ksv_instance_model_t *model;      /* while serving */
 } ksv_instance_t;

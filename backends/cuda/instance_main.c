@@ -44,6 +44,7 @@
 #endif
 
 #include "ksv_instance.h"
+#include "ksv_warmup.h"
 #include "ksv_proto.h"
 #include "cuda_batch.h"
 #include "cuda_loader.h"
@@ -294,14 +295,22 @@ main(int argc, char **argv)
     fprintf(stderr, KSV_CUDA_PROG ": %s: loaded %s on %s\n",
             m.instance_name, lib_path, engine.gpu ? "the GPU" : "the CPU");
 
+    server.run = ksv_cuda_run;
+    server.idle = NULL;
+    server.stop = ksv_cuda_stop;
+    server.data = &engine;
+
+    /* config.pbtxt's model_warmup, before READY (ksv_warmup.h) */
+    if (ksv_instance_warmup(&m.config, m.model_dir, o.model, o.version,
+                            &server, &err) != 0)
+    {
+        goto failed;
+    }
+
     if (ksv_instance_send_ready(inst, 1, NULL) != 0) {
         perror(KSV_CUDA_PROG ": sending READY");
         rc = 1;
     } else {
-        server.run = ksv_cuda_run;
-        server.idle = NULL;
-        server.stop = ksv_cuda_stop;
-        server.data = &engine;
         rc = ksv_instance_serve(inst, &m, &server);
     }
     goto done;

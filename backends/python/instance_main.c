@@ -32,9 +32,84 @@
 #include <zmq.h>
 
 #include "ksv_instance.h"
+#include "ksv_json.h"
+#include "ksv_json_read.h"
+#include "ksv_pbtxt.h"
 #include "ksv_proto.h"
+#include "ksv_warmup.h"
 #include "py_batch.h"
+#include "py_env.h"
 #include "py_runtime.h"
+
+
+/* ---- auto_complete_config ----------------------------------------------- */
+
+typedef struct {
+    ksv_instance_model_t  *m;
+    ksv_arena_t           *arena;
+    const char            *model;
+    char                  *pbtxt;       /* the completed config, for READY */
+} ksv_py_complete_t;
+
+
+/*
+ * The model completed its configuration (Triton's auto_complete_config):
+ * it goes through the one config parser, as protobuf text, so the
+ * scheduler batches by it and initialize() gets it rendered as every
+ * config is; READY hands the same text to the worker, which publishes it.
+ */
+static int
+ksv_py_completed(void *data, const char *in, const char **json, char **err)
+{
+    char                 msg[512];
+    size_t               len;
+    ksv_writer_t         w, jw;
+    ksv_jnode_t         *tree;
+    ksv_py_complete_t   *c = data;
+    ksv_model_config_t   config;
+
+    ksv_writer_init(&w);
+    if (ksv_json_parse(in, strlen(in), c->arena, &tree, msg, sizeof(msg))
+        != 0
+        || ksv_json_to_pbtxt(tree, &w, msg, sizeof(msg)) != 0
+        || ksv_pbtxt_parse(w.buf ? (char *) w.buf : "", w.len,
+                           "auto_complete_config", c->arena, &config, msg,
+                           sizeof(msg), NULL, NULL) != 0
+        || ksv_pbtxt_defaults(&config, c->model, c->arena, msg, sizeof(msg))
+           != 0)
+    {
+        ksv_writer_free(&w);
+        if (asprintf(err, "auto_complete_config() completed the "
+                     "configuration into one that cannot be used: %s", msg)
+            < 0)
+        {
+            *err = NULL;
+        }
+        return -1;
+    }
+
+    ksv_writer_init(&jw);
+    ksv_model_config_to_json(&jw, &config);
+    ksv_put_u8(&jw, '\0');
+    ksv_put_u8(&w, '\0');
+    if (jw.failed || w.failed) {
+        ksv_writer_free(&w);
+        ksv_writer_free(&jw);
+        *err = strdup("out of memory");
+        return -1;
+    }
+
+    /* model_warmup is not part of what a model completes */
+    config.nwarmup = c->m->config.nwarmup;
+    config.warmup = c->m->config.warmup;
+    c->m->config = config;
+    free(c->m->config_json);
+    c->m->config_json = (char *) ksv_writer_detach(&jw, &len);
+    free(c->pbtxt);
+    c->pbtxt = (char *) ksv_writer_detach(&w, &len);
+    *json = c->m->config_json;
+    return 0;
+}
 
 
 /* ---- main ------------------------------------------------------------------ */
@@ -75,24 +150,39 @@ main(int argc, char **argv)
     ksv_py_batch_ctx_t     ctx;
     ksv_instance_opts_t    o;
     ksv_instance_model_t   m;
+    ksv_py_complete_t      complete;
+    char                  *env_site = NULL;
     ksv_instance_server_t  server;
 
     ksv_instance_parse_args(argc, argv, KSV_PY_PROG, 1, &o);
     ksv_instance_signals(&o);
 
+    ksv_arena_init(&arena);
+    memset(&model, 0, sizeof(model));
+    memset(&complete, 0, sizeof(complete));
+
+    /* the config, and the execution environment it names, before the
+     * sockets: preparing the environment may exec this program again */
+    rc = ksv_instance_load_model(&o, &arena, &m, &err);
+    if (rc == 0) {
+        rc = ksv_py_env_prepare(&o, &m.config, m.model_dir, argv, &env_site,
+                                &err);
+    }
+
     inst = ksv_instance_open(&o);
     if (inst == NULL) {
+        free(err);
+        free(env_site);
+        ksv_instance_model_free(&m);
+        ksv_arena_free(&arena);
         return 1;
     }
 
-    ksv_arena_init(&arena);
-    memset(&model, 0, sizeof(model));
-
-    if (ksv_instance_load_model(&o, &arena, &m, &err) != 0) {
+    if (rc != 0) {
         goto failed;
     }
 
-    if (ksv_py_start(o.utils_dir, &err) != 0) {
+    if (ksv_py_start(o.utils_dir, env_site, &err) != 0) {
         goto failed;
     }
 
@@ -106,6 +196,12 @@ main(int argc, char **argv)
     args.model_repository = m.model_dir;
     args.model_version = o.version;
     args.model_name = o.model;
+    complete.m = &m;
+    complete.arena = &arena;
+    complete.model = o.model;
+    complete.pbtxt = NULL;
+    args.completed = ksv_py_completed;
+    args.completed_data = &complete;
 
     filename = strndup(m.config.default_model_filename.data,
                        m.config.default_model_filename.len);
@@ -119,17 +215,29 @@ main(int argc, char **argv)
         goto failed;
     }
 
-    if (ksv_instance_send_ready(inst, 1, NULL) != 0) {
+    ctx.model = &model;
+    ctx.model_name = ksv_str_c(o.model);
+    ctx.model_version = ksv_str_c(o.version);
+    server.run = ksv_py_run;
+    server.idle = ksv_py_idle;
+    server.stop = NULL;
+    server.data = &ctx;
+
+    /* model_warmup runs before the version can turn READY */
+    if (ksv_instance_warmup(&m.config, m.model_dir, o.model, o.version,
+                            &server, &err) != 0)
+    {
+        goto failed;
+    }
+
+    /* with the completed configuration, if the model completed it */
+    rc = ksv_instance_send_ready(inst, 1, complete.pbtxt);
+    free(complete.pbtxt);
+    complete.pbtxt = NULL;
+    if (rc != 0) {
         perror(KSV_PY_PROG ": sending READY");
         rc = 1;
     } else {
-        ctx.model = &model;
-        ctx.model_name = ksv_str_c(o.model);
-        ctx.model_version = ksv_str_c(o.version);
-        server.run = ksv_py_run;
-        server.idle = ksv_py_idle;
-        server.stop = NULL;
-        server.data = &ctx;
         rc = ksv_instance_serve(inst, &m, &server);
     }
 
@@ -147,6 +255,8 @@ failed:
 done:
 
     free(err);
+    free(env_site);
+    free(complete.pbtxt);
     ksv_instance_model_free(&m);
     ksv_arena_free(&arena);
     ksv_instance_close(inst);

@@ -149,7 +149,7 @@ ksv_py_instance_init(void)
 
 
 int
-ksv_py_start(const char *utils_dir, char **err)
+ksv_py_start(const char *utils_dir, const char *env_site, char **err)
 {
     int        rc;
     PyObject  *path, *dir;
@@ -184,6 +184,13 @@ ksv_py_start(const char *utils_dir, char **err)
     rc = path != NULL && dir != NULL ? PyList_Insert(path, 0, dir) : -1;
     Py_XDECREF(dir);
 
+    /* EXECUTION_ENV_PATH: its packages ahead of the system's (py_env.h) */
+    if (rc == 0 && env_site != NULL) {
+        dir = PyUnicode_DecodeFSDefault(env_site);
+        rc = dir != NULL ? PyList_Insert(path, 1, dir) : -1;
+        Py_XDECREF(dir);
+    }
+
     if (rc != 0 || ksv_py_tensor_init() != 0) {
         *err = ksv_py_exception_with("cannot import numpy or "
                                      "triton_python_backend_utils");
@@ -205,6 +212,36 @@ ksv_py_path_append(const char *dir)
     rc = path != NULL && d != NULL ? PyList_Append(path, d) : -1;
     Py_XDECREF(d);
     return rc;
+}
+
+
+/* Triton's auto_complete_config: the completed configuration's JSON
+ * (malloc'd), or NULL with *err set. */
+static char *
+ksv_py_auto_complete(PyObject *cls, const char *config, char **err)
+{
+    char        *out;
+    PyObject    *pb, *res;
+    const char  *text;
+
+    pb = PyImport_ImportModule("triton_python_backend_utils");
+    if (pb == NULL) {
+        *err = ksv_py_exception_with("triton_python_backend_utils");
+        return NULL;
+    }
+    res = PyObject_CallMethod(pb, "_auto_complete", "Os", cls, config);
+    Py_DECREF(pb);
+    if (res == NULL) {
+        *err = ksv_py_exception_with("auto_complete_config() failed");
+        return NULL;
+    }
+    text = PyUnicode_AsUTF8(res);
+    out = text != NULL ? strdup(text) : NULL;
+    Py_DECREF(res);
+    if (out == NULL) {
+        *err = ksv_py_exception_with("auto_complete_config()");
+    }
+    return out;
 }
 
 
@@ -244,8 +281,10 @@ int
 ksv_py_model_load(ksv_py_model_t *m, const char *model_dir,
     const char *filename, const ksv_py_args_t *args, char **err)
 {
-    int         rc;
-    char       *version_dir, *module_name;
+    int            rc;
+    char          *version_dir, *module_name, *completed;
+    const char    *json;
+    ksv_py_args_t  a;
     size_t      flen;
     PyObject   *module, *cls, *pb, *dict, *res;
 
@@ -305,6 +344,26 @@ ksv_py_model_load(ksv_py_model_t *m, const char *model_dir,
                                  filename);
         return -1;
     }
+
+    /* Triton calls it at load, before the model exists */
+    a = *args;
+    if (args->completed != NULL
+        && PyObject_HasAttrString(cls, "auto_complete_config"))
+    {
+        completed = ksv_py_auto_complete(cls, args->model_config, err);
+        if (completed == NULL) {
+            Py_DECREF(cls);
+            return -1;
+        }
+        rc = args->completed(args->completed_data, completed, &json, err);
+        free(completed);
+        if (rc != 0) {
+            Py_DECREF(cls);
+            return -1;
+        }
+        a.model_config = json;
+    }
+    args = &a;
 
     m->instance = PyObject_CallNoArgs(cls);
     Py_DECREF(cls);

@@ -32,6 +32,16 @@ typedef struct {
     const char  *model_repository;      /* the model's own directory */
     const char  *model_version;
     const char  *model_name;
+
+    /*
+     * NULL, or called when the class has auto_complete_config: with the
+     * completed configuration's JSON, before initialize(); returns 0
+     * with the JSON initialize() gets in *json (the backend's own
+     * rendering of it), or -1 with a malloc'd message in *err.
+     */
+    int        (*completed)(void *data, const char *in, const char **json,
+                            char **err);
+    void        *completed_data;
 } ksv_py_args_t;
 
 typedef struct {
@@ -46,14 +56,17 @@ typedef struct {
 
 
 /*
- * Starts the interpreter with utils_dir first on sys.path.  Returns -1
- * with a malloc'd message in *err.
+ * Starts the interpreter with utils_dir first on sys.path, then env_site
+ * (an execution environment's site-packages, py_env.h; may be NULL).
+ * Returns -1 with a malloc'd message in *err.
  */
-int ksv_py_start(const char *utils_dir, char **err);
+int ksv_py_start(const char *utils_dir, const char *env_site, char **err);
 
 /*
- * Imports <model_dir>/<version>/<filename>, instantiates
- * TritonPythonModel and calls initialize(args) if the class has it.
+ * Imports <model_dir>/<version>/<filename>, runs the class's static
+ * auto_complete_config (Triton's) when it has one (args->completed
+ * learns the result), instantiates TritonPythonModel and calls
+ * initialize(args) if the class has it.
  * Returns -1 with a malloc'd message in *err (the Python exception as
  * "Type: message"; its traceback goes to stderr).
  */

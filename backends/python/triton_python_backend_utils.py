@@ -201,6 +201,134 @@ def using_decoupled_model_transaction_policy(model_config):
 
 # ---- errors -----------------------------------------------------------------
 
+class ModelConfig:
+    """The configuration handed to TritonPythonModel.auto_complete_config
+    (a static method, called when the model loads, before initialize).
+
+    As in Triton, only max_batch_size, the inputs and outputs, the
+    scheduler (dynamic batching) and the transaction policy can be
+    completed; each setter refuses to contradict what the configuration
+    already says, with Triton's words.  The completed configuration is
+    what the instance batches by, what initialize() gets as
+    args["model_config"] and what clients read from the model's
+    metadata and config.
+    """
+
+    def __init__(self, model_config):
+        self._model_config = json.loads(model_config)
+        self._model_config.setdefault("input", [])
+        self._model_config.setdefault("output", [])
+        self._model_config.setdefault("max_batch_size", 0)
+
+    def as_dict(self):
+        return self._model_config
+
+    def _name(self):
+        return self._model_config.get("name", "")
+
+    def set_max_batch_size(self, max_batch_size):
+        current = int(self._model_config.get("max_batch_size", 0))
+        if current > max_batch_size:
+            raise ValueError(
+                "configuration specified max_batch_size %d, but in "
+                "auto-complete-config function for model '%s' specified "
+                "max_batch_size %d" % (current, self._name(), max_batch_size))
+        self._model_config["max_batch_size"] = max_batch_size
+
+    def set_dynamic_batching(self):
+        for other in ("sequence_batching", "ensemble_scheduling"):
+            if other in self._model_config:
+                raise ValueError(
+                    "Configuration specified scheduling_choice as '%s', but "
+                    "auto-complete-config function for model '%s' tries to "
+                    "set scheduling_choice as 'dynamic_batching'"
+                    % (other, self._name()))
+        self._model_config.setdefault("dynamic_batching", {})
+
+    def _add_tensor(self, kind, tensor, valid):
+        name = tensor.get("name")
+        for prop in tensor:
+            if prop not in valid:
+                raise ValueError(
+                    "%s '%s' in auto-complete-config function for model '%s' "
+                    "contains property other than %s." % (
+                        kind, name, self._name(),
+                        ", ".join("'%s'" % v for v in valid[:-1])
+                        + " and '%s'" % valid[-1]))
+        if name is None:
+            raise ValueError("%s in auto-complete-config function for model "
+                             "'%s' is missing 'name' property."
+                             % (kind, self._name()))
+        for prop in ("data_type", "dims"):
+            if prop not in tensor:
+                raise ValueError(
+                    "%s '%s' in auto-complete-config function for model '%s' "
+                    "is missing '%s' property." % (kind, name, self._name(),
+                                                   prop))
+        for current in self._model_config[kind]:
+            if current.get("name") != name:
+                continue
+            dtype = current.get("data_type", "TYPE_INVALID")
+            dims = [int(d) for d in current.get("dims", [])]
+            if dtype != "TYPE_INVALID" and dtype != tensor["data_type"]:
+                raise ValueError(
+                    "unable to load model '%s', configuration expects "
+                    "datatype %s for %s '%s', model provides %s" % (
+                        self._name(), dtype, kind, name, tensor["data_type"]))
+            if dims and dims != [int(d) for d in tensor["dims"]]:
+                raise ValueError(
+                    "model '%s', tensor '%s': the model expects dims %s but "
+                    "the model configuration specifies dims %s" % (
+                        self._name(), name, tensor["dims"], dims))
+            if ("optional" in current and "optional" in tensor
+                    and current["optional"] != tensor["optional"]):
+                raise ValueError(
+                    "model '%s', tensor '%s': the model expects optional %s "
+                    "but the model configuration specifies optional %s" % (
+                        self._name(), name, tensor["optional"],
+                        current["optional"]))
+            current.update(tensor)
+            return
+        self._model_config[kind].append(dict(tensor))
+
+    def add_input(self, input):
+        self._add_tensor("input", input,
+                         ["name", "data_type", "dims", "optional"])
+
+    def add_output(self, output):
+        self._add_tensor("output", output, ["name", "data_type", "dims"])
+
+    def set_model_transaction_policy(self, transaction_policy_dict):
+        for prop in transaction_policy_dict:
+            if prop != "decoupled":
+                raise ValueError(
+                    "model transaction property in auto-complete-config "
+                    "function for model '%s' contains property other than "
+                    "'decoupled'." % self._name())
+        policy = self._model_config.setdefault("model_transaction_policy", {})
+        if "decoupled" in transaction_policy_dict:
+            want = transaction_policy_dict["decoupled"]
+            if "decoupled" in policy and policy["decoupled"] != want:
+                raise ValueError(
+                    "trying to change decoupled property in "
+                    "auto-complete-config for model '%s', which is already "
+                    "set to '%s'." % (self._name(), policy["decoupled"]))
+            policy["decoupled"] = want
+
+
+def _auto_complete(model_class, model_config):
+    """Runs model_class.auto_complete_config on the JSON configuration;
+    returns the completed configuration as JSON."""
+    config = ModelConfig(model_config)
+    result = model_class.auto_complete_config(config)
+    if result is None:
+        result = config
+    if not isinstance(result, ModelConfig):
+        raise TypeError("auto_complete_config() must return the "
+                        "ModelConfig it was given")
+    return json.dumps(result.as_dict())
+
+
 class TritonError(Exception):
     """An error a model returns in InferenceResponse(error=...).
 

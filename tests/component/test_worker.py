@@ -724,3 +724,21 @@ def test_sigterm_stops_instances_and_removes_run_dir(tmp_path, zctx):
     finally:
         c.close()
         proc.stop()
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--load-model", "simple"],
+     "--load-model needs --model-control-mode explicit"),
+    (["--model-control-mode", "explicit", "--load-model", "*",
+      "--load-model", "simple"],
+     "--load-model * must be the only --load-model"),
+    (["--model-control-mode", "sometimes"], "bad --model-control-mode"),
+    (["--model-control-mode", "poll", "--repository-poll-secs", "0"],
+     "bad --repository-poll-secs"),
+])
+def test_model_control_options_are_checked(tmp_path, args, why):
+    r = subprocess.run([built("kserve-worker"), "--repository", str(tmp_path),
+                        "--listen", "ipc://%s/w.sock" % tmp_path] + args,
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert why in r.stderr

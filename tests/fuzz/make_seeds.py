@@ -13,7 +13,10 @@ Seeds are small real examples, one file each, named for what they are:
   fuzz_settings/    trace and logging settings bodies;
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
-                    frames followed by their output frames.
+                    frames followed by their output frames;
+  fuzz_request_fields/  requests whose "id" and "parameters" routing
+                    reads (JSON, a binary request's JSON header,
+                    escaped names, nested parameters).
 The files are committed; rerun this after a protocol change.
 """
 
@@ -258,11 +261,31 @@ def settings_seeds():
     write("fuzz_settings", "logging", b"\x02" + json.dumps({
         "log_info": False, "log_verbose_level": 1,
         "log_format": "ISO8601"}).encode())
+def request_fields_seeds():
+    t = "fuzz_request_fields"
+    write(t, "json_request.json", json.dumps(
+        {"id": "req-1", "inputs": [{"name": "INPUT0", "shape": [1, 3],
+                                    "datatype": "FP32",
+                                    "data": [1.5, 2.5, 3.5]}],
+         "parameters": {"tier": "gold", "user": "u-17", "priority": 2,
+                        "on": True}}))
+    write(t, "binary_header.json", json.dumps(
+        {"inputs": [{"name": "INPUT0", "shape": [4], "datatype": "INT32",
+                     "parameters": {"binary_data_size": 16}}],
+         "outputs": [{"name": "OUTPUT0",
+                      "parameters": {"binary_data": True}}],
+         "parameters": {"user": "\u00e9t\u00e9"}}))
+    write(t, "nested_params.json", json.dumps(
+        {"parameters": {"obj": {"a": [1, {"b": None}]}, "tier": None,
+                        "s": "a\"b\\c\n"}}))
+    write(t, "escaped_names.json",
+          '{"\\u0069d": "x", "p\\u0061rameters": '
+          '{"ti\\u0065r": "\\ud83d\\ude00"}}')
 
 
 def main():
     for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
-                   "fuzz_gzip", "fuzz_settings"):
+                   "fuzz_gzip", "fuzz_settings", "fuzz_request_fields"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -271,6 +294,7 @@ def main():
     infer_json_seeds()
     gzip_seeds()
     settings_seeds()
+    request_fields_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
 

@@ -33,6 +33,11 @@ error_log {dir}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
     access_log {dir}/access.log;
+    # the request-content variables (test_routing_content)
+    log_format kserve_vars '$kserve_request_id|$kserve_model_version|'
+                           '$kserve_param_user|$kserve_param_tier|'
+                           '$kserve_param_n|$uri';
+    access_log {dir}/kserve_vars.log kserve_vars;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -64,6 +69,26 @@ http {{
         fallback identity_fp32;
         max_fails 3;
         eject_time 2s 4s;
+    }}
+    # rules and sticky keys on the request's own content
+    # (test_routing_content): param_fail's versions, a JSON parameter
+    kserve_route by_param {{
+        variant param_fail:1 weight=5;
+        variant param_fail:2 weight=3;
+        variant param_fail:3 weight=2;
+        rule $kserve_param_tier gold param_fail:3;
+        sticky $kserve_param_user;
+        max_fails 2;
+        eject_time 6s;
+    }}
+    # GET /v2/routes (test_route_status): a rule picks the variant, a
+    # short window, never ejects
+    kserve_route status_demo {{
+        variant param_fail:1 weight=3;
+        variant param_fail:2;
+        rule $kserve_param_to two param_fail:2;
+        max_fails 0;
+        window 1s;
     }}
     kserve_route shadowed {{
         variant identity_fp32;
@@ -247,8 +272,12 @@ def outputs(r):
 class Gateway:
     """Handles to the running processes plus small HTTP helpers."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, worker_args=(), models=None):
+        """worker_args: more kserve-worker options; models: a repository
+        to serve instead of conf/models plus tests/models (copied by the
+        caller, so a test may change it)."""
         self.dir = workdir
+        self.worker_args = list(worker_args)
         self.port = free_port()
         self.short_port = free_port()
         self.guard_port = free_port()
@@ -260,9 +289,10 @@ class Gateway:
         self.short_url = "http://127.0.0.1:%d" % self.short_port
         self.procs = {}
         self.run_dir = os.path.join(workdir, "worker-run")
-        self.repo = os.path.join(workdir, "models")
-        os.makedirs(self.repo)
-        for src in ("conf/models", "tests/models"):
+        self.repo = models or os.path.join(workdir, "models")
+        if models is None:
+            os.makedirs(self.repo)
+        for src in (() if models else ("conf/models", "tests/models")):
             root = os.path.join(TOP, src)
             for name in sorted(os.listdir(root)):
                 os.symlink(os.path.join(root, name),
@@ -282,7 +312,7 @@ class Gateway:
         self.procs["worker"] = subprocess.Popen(
             [os.path.join(BUILD, "kserve-worker"), "--repository", self.repo,
              "--listen", self.endpoint,
-             "--run-dir", self.run_dir],
+             "--run-dir", self.run_dir] + self.worker_args,
             stdout=subprocess.DEVNULL,
             stderr=open(self.worker_log, "a"))
 

@@ -292,7 +292,8 @@ test_syntax_details(void)
                 "input { name: \"x\" format: FORMAT_NCHW data_type: TYPE_FP32"
                 " dims: 3 }\n"
                 "cc_model_filenames: [ \"a\", \"b\" ] ratio: -1.5e-3\n") == 0);
-    CHECK(warns.count == 4);
+    CHECK(warns.count == 3);    /* model_warmup and format are known */
+    CHECK(cfg.nwarmup == 1);
     CHECK(strcmp(warns.last, "config.pbtxt:9:34: unknown field 'ratio' "
                              "ignored") == 0);
     CHECK_STR(cfg.name, "m");
@@ -424,6 +425,50 @@ test_limits(void)
 }
 
 
+static void
+test_model_warmup(void)
+{
+    CHECK(parse("max_batch_size: 4\n"
+                "model_warmup [ { name: \"w\" batch_size: 2 count: 3\n"
+                "  inputs { key: \"IN\" value { data_type: TYPE_FP32\n"
+                "    dims: [ 16 ] zero_data: true } }\n"
+                "  inputs { key: \"T\" value { data_type: TYPE_STRING\n"
+                "    dims: 1 input_data_file: \"t.bin\" } } },\n"
+                "  { name: \"r\" inputs [ { key: \"IN\" value {\n"
+                "    data_type: TYPE_FP32 dims: [2] random_data: true } } ] } ]")
+          == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) == 0);
+    CHECK(cfg.nwarmup == 2);
+    CHECK(ksv_str_eq(cfg.warmup[0].name, "w")
+          && cfg.warmup[0].batch_size == 2 && cfg.warmup[0].count == 3);
+    CHECK(cfg.warmup[0].ninputs == 2
+          && ksv_str_eq(cfg.warmup[0].inputs[0].tensor.name, "IN")
+          && cfg.warmup[0].inputs[0].tensor.datatype == KSV_TYPE_FP32
+          && cfg.warmup[0].inputs[0].tensor.ndims == 1
+          && cfg.warmup[0].inputs[0].tensor.dims[0] == 16
+          && cfg.warmup[0].inputs[0].source == KSV_WARMUP_ZERO);
+    CHECK(cfg.warmup[0].inputs[1].source == KSV_WARMUP_FILE
+          && ksv_str_eq(cfg.warmup[0].inputs[1].file, "t.bin")
+          && cfg.warmup[0].inputs[1].tensor.datatype == KSV_TYPE_BYTES);
+    CHECK(cfg.warmup[1].batch_size == 1 && cfg.warmup[1].count == 0
+          && cfg.warmup[1].inputs[0].source == KSV_WARMUP_RANDOM);
+
+    /* a model that does not batch takes batches of one */
+    CHECK(parse("model_warmup { name: \"w\" batch_size: 2 inputs { key: "
+                "\"IN\" value { data_type: TYPE_FP32 dims: 1 } } }") == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "batch_size 2, but the model does not batch") != NULL);
+
+    /* a file outside the warmup directory, an input without a type */
+    CHECK(parse("model_warmup { inputs { key: \"IN\" value { data_type: "
+                "TYPE_FP32 input_data_file: \"../x\" } } }") == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) != 0);
+    CHECK(parse("model_warmup { inputs { key: \"IN\" value { dims: 1 } } }")
+          == 0);
+    CHECK(ksv_pbtxt_defaults(&cfg, "m", &arena, err, sizeof(err)) != 0);
+}
+
+
 int
 main(void)
 {
@@ -438,6 +483,7 @@ main(void)
     test_syntax_details();
     test_errors();
     test_limits();
+    test_model_warmup();
 
     ksv_arena_free(&arena);
 

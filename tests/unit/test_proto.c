@@ -570,6 +570,82 @@ test_json_strings(void)
 }
 
 
+/* REPOSITORY and its reply survive the wire; a state outside the
+ * names is refused. */
+static void
+test_repository_round_trip(void)
+{
+    ksv_alloc_t             a;
+    ksv_arena_t             arena;
+    ksv_prefix_t            pre;
+    ksv_reader_t            r;
+    ksv_writer_t            w;
+    ksv_repository_t        req, got;
+    ksv_repo_entry_t        e[2];
+    ksv_repository_reply_t  rep, back;
+
+    ksv_arena_init(&arena);
+    a = ksv_arena_allocator(&arena);
+
+    req.action = KSV_REPO_UNLOAD;
+    req.flags = KSV_REPO_DEPENDENTS;
+    req.model = ksv_str_lit("simple");
+    ksv_writer_init(&w);
+    ksv_encode_repository(&w, 42, &req);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &pre) == 0 && pre.kind == KSV_MSG_REPOSITORY
+          && pre.id == 42);
+    CHECK(ksv_decode_repository(&r, &got) == 0);
+    CHECK(got.action == KSV_REPO_UNLOAD && got.flags == KSV_REPO_DEPENDENTS
+          && ksv_str_eq(got.model, "simple"));
+    ksv_writer_free(&w);
+
+    req.action = 9;
+    ksv_writer_init(&w);
+    ksv_encode_repository(&w, 1, &req);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &pre) == 0);
+    CHECK(ksv_decode_repository(&r, &got) != 0);
+    ksv_writer_free(&w);
+
+    e[0].name = ksv_str_lit("later");
+    e[0].version = -1;
+    e[0].state = KSV_REPO_NAME_ONLY;
+    e[0].reason = ksv_str_lit("");
+    e[1].name = ksv_str_lit("simple");
+    e[1].version = 3;
+    e[1].state = KSV_REPO_UNLOADING;
+    e[1].reason = ksv_str_lit("unloaded");
+    rep.nentries = 2;
+    rep.entries = e;
+    ksv_writer_init(&w);
+    ksv_encode_repository_reply(&w, 7, &rep);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &pre) == 0
+          && pre.kind == KSV_MSG_REPOSITORY_REPLY);
+    CHECK(ksv_decode_repository_reply(&r, &a, &back) == 0);
+    CHECK(back.nentries == 2 && back.entries[0].version == -1
+          && back.entries[0].state == KSV_REPO_NAME_ONLY
+          && ksv_str_eq(back.entries[1].reason, "unloaded")
+          && back.entries[1].version == 3);
+    CHECK(strcmp(ksv_repo_state_name(KSV_REPO_UNLOADING), "UNLOADING") == 0);
+    CHECK(strcmp(ksv_repo_state_name(KSV_VERSION_READY), "READY") == 0);
+
+    ksv_writer_free(&w);
+
+    /* a state byte that names nothing */
+    e[1].state = 7;
+    ksv_writer_init(&w);
+    ksv_encode_repository_reply(&w, 7, &rep);
+    ksv_reader_init(&r, w.buf, w.len);
+    CHECK(ksv_read_prefix(&r, &pre) == 0);
+    CHECK(ksv_decode_repository_reply(&r, &a, &back) != 0);
+    ksv_writer_free(&w);
+
+    ksv_arena_free(&arena);
+}
+
+
 int
 main(void)
 {
@@ -584,6 +660,7 @@ main(void)
     test_shape_count();
     test_datatypes();
     test_json_strings();
+    test_repository_round_trip();
 
     KSV_TEST_END();
 }

@@ -157,6 +157,76 @@ test_sticky(void)
 }
 
 
+/*
+ * An ejected variant takes only its own keys with it: over 1,000 keys
+ * and three variants 50/30/20, ejecting the first moves its keys (and no
+ * other: ranges over the usable ones only would shift the second's onto
+ * the third's) to the others in about their 30:20 proportion, and they
+ * all come back when it does.
+ */
+static void
+test_sticky_ejection(void)
+{
+    int               i, first[1000], now, moved, stayed, to[3];
+    char              key[32];
+    size_t            len;
+    uint32_t          w[] = { 50, 30, 20 };
+    ksv_route_peer_t  p[3];
+
+    peers(p, 3, w);
+
+    for (i = 0; i < 1000; i++) {
+        len = (size_t) snprintf(key, sizeof(key), "user-%d", i);
+        first[i] = ksv_route_sticky(p, 3, key, len);
+    }
+
+    p[0].usable = 0;
+    moved = 0;
+    stayed = 0;
+    to[0] = to[1] = to[2] = 0;
+
+    for (i = 0; i < 1000; i++) {
+        len = (size_t) snprintf(key, sizeof(key), "user-%d", i);
+        now = ksv_route_sticky(p, 3, key, len);
+
+        if (first[i] == 0) {
+            moved++;
+            to[now]++;
+
+        } else {
+            stayed += (now == first[i]);
+        }
+    }
+
+    CHECK(moved > 400 && moved < 600);          /* about 50% */
+    CHECK(stayed == 1000 - moved);              /* nobody else moved */
+    CHECK(to[0] == 0);
+    CHECK(to[1] > to[2] && to[2] > moved / 4);  /* 30:20 among the rest */
+
+    /* the same ejected key always goes the same way */
+    for (i = 0; i < 1000; i++) {
+        len = (size_t) snprintf(key, sizeof(key), "user-%d", i);
+        now = ksv_route_sticky(p, 3, key, len);
+        CHECK(now == ksv_route_sticky(p, 3, key, len));
+    }
+
+    /* back: every key where it was */
+    p[0].usable = 1;
+    stayed = 0;
+
+    for (i = 0; i < 1000; i++) {
+        len = (size_t) snprintf(key, sizeof(key), "user-%d", i);
+        stayed += (ksv_route_sticky(p, 3, key, len) == first[i]);
+    }
+
+    CHECK(stayed == 1000);
+
+    /* nothing usable: -1, the caller's fallback or panic */
+    p[0].usable = p[1].usable = p[2].usable = 0;
+    CHECK(ksv_route_sticky(p, 3, "k", 1) == -1);
+}
+
+
 static void
 test_least(void)
 {
@@ -246,6 +316,36 @@ test_helpers(void)
 }
 
 
+/* quantiles of the latency buckets (5, 10, 25, ... 10000 ms, overflow) */
+static void
+test_quantile(void)
+{
+    uint64_t  c[KSV_ROUTE_NBUCKETS + 1];
+
+    memset(c, 0, sizeof(c));
+    CHECK(ksv_route_quantile(c, 0.5) == -1);            /* nothing yet */
+
+    /* 100 in (5, 10]: the median half-way, p99 near the top */
+    c[1] = 100;
+    CHECK(ksv_route_quantile(c, 0.5) == 7.5);
+    CHECK(ksv_route_quantile(c, 0.99) > 9.9
+          && ksv_route_quantile(c, 0.99) <= 10);
+
+    /* 90 in [0, 5], 10 in (100, 250]: p50 low, p99 in the slow bucket */
+    memset(c, 0, sizeof(c));
+    c[0] = 90;
+    c[5] = 10;
+    CHECK(ksv_route_quantile(c, 0.5) < 5);
+    CHECK(ksv_route_quantile(c, 0.9) == 5);
+    CHECK(ksv_route_quantile(c, 0.99) == 100 + 150 * 0.9);
+
+    /* beyond the last bound: the last bound */
+    memset(c, 0, sizeof(c));
+    c[KSV_ROUTE_NBUCKETS] = 3;
+    CHECK(ksv_route_quantile(c, 0.5) == 10000);
+}
+
+
 int
 main(void)
 {
@@ -253,6 +353,8 @@ main(void)
     test_distribution();
     test_swrr();
     test_sticky();
+    test_sticky_ejection();
+    test_quantile();
     test_least();
     test_fastest();
     test_helpers();

@@ -8,6 +8,22 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
 
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """As Triton's python examples: the model states its interface, so
+        a load with a partial config ({"max_batch_size": 16}) still has
+        one."""
+        config = auto_complete_model_config.as_dict()
+        for name in ("INPUT0", "INPUT1"):
+            auto_complete_model_config.add_input(
+                {"name": name, "data_type": "TYPE_INT32", "dims": [16]})
+        for name in ("OUTPUT0", "OUTPUT1"):
+            auto_complete_model_config.add_output(
+                {"name": name, "data_type": "TYPE_INT32", "dims": [16]})
+        if config["max_batch_size"] == 0:
+            auto_complete_model_config.set_max_batch_size(8)
+        return auto_complete_model_config
+
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.out0_dtype = pb_utils.triton_string_to_numpy(
