@@ -9,7 +9,9 @@
 #                   integration tests and a 15 s smoke of each fuzz target
 #   make bench      ngx_kserve vs Triton, MLServer and the nginx/ZeroMQ limit
 #                   (bench/setup.sh + bench/bench.py, < 15 min), writes
-#                   docs/benchmarks.md and docs/bench.png
+#                   docs/benchmarks.md and docs/bench.png; then 16 MB
+#                   round trips, system shared memory vs binary HTTP
+#                   (bench/shm.py, 1 min): docs/benchmarks-shm.md
 #   make models     train digits_mlp, build the CUDA model libraries
 #   make test-gpu   the CUDA backend's tests, refusing the CPU fallback
 #   make fuzz       run each libFuzzer target (tests/fuzz/) FUZZ_SECONDS
@@ -151,9 +153,11 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(wildcard ngx_module/*.[ch]) \
 # ---- tests ----------------------------------------------------------------
 
 # the instances' pure parts (no sockets): the batcher, the timer heap,
-# the classification extension
+# the classification extension and the mappings of clients' shared
+# memory regions
 UNIT_INSTC  := $(call obj,backends/common/ksv_batcher.c \
                           backends/common/ksv_classify.c \
+                          backends/common/ksv_shm_map.c \
                           backends/common/ksv_timer.c)
 
 $(BUILD)/unit/%: tests/unit/%.c $(COMMON_OBJS) $(NGXFREE_OBJS) $(UNIT_INSTC)
@@ -337,6 +341,7 @@ stop:
 bench: all
 	bench/setup.sh
 	KSV_BUILD=$(BUILD) $(PYTHON) bench/bench.py
+	KSV_BUILD=$(BUILD) $(PYTHON) bench/shm.py
 
 .SECONDARY:
 

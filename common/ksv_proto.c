@@ -633,6 +633,90 @@ ksv_get_params(ksv_reader_t *r, ksv_alloc_t *a, uint32_t *n)
 
 /* ---- INFER / INFER_REPLY / ERROR ------------------------------------------ */
 
+int
+ksv_shm_key_valid(const char *key, size_t len)
+{
+    while (len > 0 && *key == '/') {
+        key++;
+        len--;
+    }
+    if (len == 0 || len > 255 || memchr(key, '/', len) != NULL
+        || memchr(key, '\0', len) != NULL
+        || (len == 1 && key[0] == '.')
+        || (len == 2 && key[0] == '.' && key[1] == '.'))
+    {
+        return 0;
+    }
+    return 1;
+}
+
+
+/* The INFER's shared memory section: only when there is one. */
+static void
+ksv_put_shm_refs(ksv_writer_t *w, const ksv_shm_ref_t *refs, uint32_t n)
+{
+    uint32_t  i;
+
+    if (n == 0) {
+        return;
+    }
+    ksv_put_u32(w, n);
+    for (i = 0; i < n; i++) {
+        ksv_put_u8(w, refs[i].io);
+        ksv_put_u32(w, refs[i].index);
+        ksv_put_str(w, refs[i].region);
+        ksv_put_str(w, refs[i].key);
+        ksv_put_u64(w, refs[i].offset);
+        ksv_put_u64(w, refs[i].byte_size);
+    }
+}
+
+
+/* Absent (the body ends after the parameters) is nshm 0; present, it
+ * names each input or requested output at most once. */
+static int
+ksv_get_shm_refs(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m)
+{
+    uint32_t        i, k;
+    ksv_shm_ref_t  *ref;
+
+    if (r->failed || r->p == r->end) {
+        return 0;
+    }
+    m->nshm = ksv_get_count(r, KSV_MAX_TENSORS * 2);
+    if (r->failed || m->nshm == 0) {
+        return -1;
+    }
+    m->shm = ksv_alloc_array(a, m->nshm, sizeof(ksv_shm_ref_t));
+    if (m->shm == NULL) {
+        return -1;
+    }
+    for (i = 0; i < m->nshm; i++) {
+        ref = &m->shm[i];
+        ref->io = ksv_get_u8(r);
+        ref->index = ksv_get_u32(r);
+        ref->region = ksv_get_str(r);
+        ref->key = ksv_get_str(r);
+        ref->offset = ksv_get_u64(r);
+        ref->byte_size = ksv_get_u64(r);
+        if (r->failed
+            || (ref->io == KSV_SHM_INPUT && ref->index >= m->ninputs)
+            || (ref->io == KSV_SHM_OUTPUT && ref->index >= m->noutputs)
+            || ref->io > KSV_SHM_OUTPUT
+            || ref->offset > UINT64_MAX - ref->byte_size)
+        {
+            return -1;
+        }
+        for (k = 0; k < i; k++) {
+            if (m->shm[k].io == ref->io && m->shm[k].index == ref->index) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+
 void
 ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m)
 {
@@ -654,6 +738,7 @@ ksv_encode_infer(ksv_writer_t *w, uint64_t id, const ksv_infer_t *m)
     }
 
     ksv_put_params(w, m->params, m->nparams);
+    ksv_put_shm_refs(w, m->shm, m->nshm);
 }
 
 
@@ -685,6 +770,9 @@ ksv_decode_infer(ksv_reader_t *r, ksv_alloc_t *a, ksv_infer_t *m)
     }
 
     m->params = ksv_get_params(r, a, &m->nparams);
+    if (ksv_get_shm_refs(r, a, m) != 0) {
+        return -1;
+    }
     return r->failed ? -1 : 0;
 }
 
@@ -693,12 +781,20 @@ void
 ksv_encode_infer_reply(ksv_writer_t *w, uint64_t id,
     const ksv_infer_reply_t *m)
 {
+    uint32_t  i;
+
     ksv_put_prefix(w, KSV_MSG_INFER_REPLY, id);
     ksv_put_str(w, m->model_name);
     ksv_put_str(w, m->model_version);
     ksv_put_str(w, m->request_id);
     ksv_put_tensors(w, m->outputs, m->noutputs);
     ksv_put_params(w, m->params, m->nparams);
+    if (m->nshm > 0 || m->has_trace) {
+        ksv_put_u32(w, m->nshm);
+        for (i = 0; i < m->nshm; i++) {
+            ksv_put_u32(w, m->shm[i]);
+        }
+    }
     if (m->has_trace) {
         ksv_put_trace_times(w, &m->trace);
     }
@@ -722,12 +818,33 @@ int
 ksv_decode_infer_reply(ksv_reader_t *r, ksv_alloc_t *a,
     ksv_infer_reply_t *m)
 {
+    uint32_t  i;
+
     memset(m, 0, sizeof(*m));
     m->model_name = ksv_get_str(r);
     m->model_version = ksv_get_str(r);
     m->request_id = ksv_get_str(r);
     m->outputs = ksv_get_tensors(r, a, &m->noutputs);
     m->params = ksv_get_params(r, a, &m->nparams);
+    if (r->failed || r->p == r->end) {
+        return r->failed ? -1 : 0;      /* no trailing sections */
+    }
+    m->nshm = ksv_get_count(r, KSV_MAX_TENSORS);
+    if (r->failed || (m->nshm == 0 && r->p == r->end)) {
+        return -1;                      /* an empty one precedes the trace */
+    }
+    if (m->nshm > 0) {
+        m->shm = ksv_alloc_array(a, m->nshm, sizeof(uint32_t));
+        if (m->shm == NULL) {
+            return -1;
+        }
+    }
+    for (i = 0; i < m->nshm; i++) {
+        m->shm[i] = ksv_get_u32(r);
+        if (m->shm[i] >= m->noutputs) {
+            return -1;
+        }
+    }
     if (!r->failed && r->p < r->end) {
         /* a traced request's timestamps; a later version may add more */
         uint8_t  n = ksv_get_u8(r);

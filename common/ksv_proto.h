@@ -201,6 +201,7 @@ typedef struct {
 } ksv_tensor_t;
 
 #define KSV_OUTPUT_BINARY  0x1          /* client asked binary_data */
+#define KSV_OUTPUT_SHM     0x2          /* in a shared memory region */
 
 /*
  * class_count > 0: Triton's classification extension, the output comes
@@ -236,6 +237,33 @@ typedef struct {
                                            the instance's timestamps */
 
 /*
+ * A tensor in a client's system shared memory region (Triton's shared
+ * memory extension), for an instance on nginx's host, which maps the
+ * POSIX shm object itself: an input's bytes are read from key at
+ * offset (its raw frame is then empty), an output's written there.
+ * offset is from the start of the shm object (the region's own offset
+ * already added); region is the client's name for it, for messages.
+ */
+#define KSV_SHM_INPUT   0
+#define KSV_SHM_OUTPUT  1
+
+/*
+ * Whether key names a POSIX shared memory object as glibc's shm_open()
+ * resolves it, under /dev/shm and nowhere else: leading '/'s, then 1 to
+ * 255 bytes with no '/' and no NUL, neither "." nor "..".
+ */
+int ksv_shm_key_valid(const char *key, size_t len);
+
+typedef struct {
+    uint8_t          io;                /* KSV_SHM_INPUT / KSV_SHM_OUTPUT */
+    uint32_t         index;             /* into inputs[] or outputs[] */
+    ksv_str_t        region;
+    ksv_str_t        key;               /* shm_open() name, "/..." */
+    uint64_t         offset;
+    uint64_t         byte_size;
+} ksv_shm_ref_t;
+
+/*
  * INFER: the header frame, then exactly ninputs raw frames, inputs[i]
  * described by inputs[i] (byte_size must equal the frame's size).
  * noutputs == 0 means "every output of the model".
@@ -252,7 +280,17 @@ typedef struct {
     ksv_output_req_t  *outputs;
     uint32_t           nparams;
     ksv_param_t       *params;
+    uint32_t           nshm;            /* tensors in shared memory */
+    ksv_shm_ref_t     *shm;
 } ksv_infer_t;
+
+/*
+ * A trailing section, present only when nshm > 0 (an INFER without it
+ * is the same bytes as before it existed): u32 nshm, then per tensor
+ * u8 io, u32 index, string region, string key, u64 offset, u64
+ * byte_size.  An input named there travels as an empty frame; its
+ * byte_size is the region's.  At most one entry per tensor.
+ */
 
 /*
  * Triton's trace timestamps of a traced request (KSV_INFER_TRACE), as the
@@ -273,10 +311,14 @@ typedef struct {
 } ksv_trace_times_t;
 
 /*
- * INFER_REPLY: the header frame, then noutputs raw frames.  The header
- * of a traced request ends with u8 n (KSV_TRACE_TIMES) and n u64
- * timestamps in ksv_trace_times_t's order; a header that ends after the
- * parameters has none (has_trace 0), so the two sides need not agree.
+ * INFER_REPLY: the header frame, then noutputs raw frames.  Two
+ * trailing sections, each optional: when nshm > 0 or the request is
+ * traced, u32 nshm, then u32 index per output that the instance wrote
+ * to its shared memory region (that output's frame is empty and its
+ * byte_size is what was written); then, for a traced request
+ * (KSV_INFER_TRACE), u8 n (KSV_TRACE_TIMES) and n u64 timestamps in
+ * ksv_trace_times_t's order (has_trace).  A header that ends after the
+ * parameters has neither, so the two sides need not agree.
  */
 typedef struct {
     ksv_str_t          model_name;
@@ -286,11 +328,14 @@ typedef struct {
     ksv_tensor_t      *outputs;
     uint32_t           nparams;
     ksv_param_t       *params;
+    uint32_t           nshm;            /* outputs written to shared */
+    uint32_t          *shm;             /* memory: their indexes */
     uint8_t            has_trace;
     ksv_trace_times_t  trace;
 } ksv_infer_reply_t;
 
-/* Appends the timestamps to an encoded INFER_REPLY header. */
+/* Appends the timestamps section to an encoded INFER_REPLY header that
+ * ends with its shared memory section (u32 nshm, which may be 0). */
 void ksv_put_trace_times(ksv_writer_t *w, const ksv_trace_times_t *t);
 
 /* ERROR: the header frame only. */

@@ -322,6 +322,11 @@ ksv_infer_reply_header(ksv_writer_t *w, const ksv_infer_reply_t *m,
         ksv_json_lit(w, ",\"shape\":");
         ksv_json_dims(w, t->dims, t->ndims);
 
+        if (binary != NULL && binary[i] == KSV_REPLY_SHM) {
+            ksv_put_u8(w, '}');
+            continue;
+        }
+
         if (binary != NULL && binary[i]) {
             /* the frame follows the JSON as it is: Triton's layout */
             ksv_json_lit(w, ",\"parameters\":{\"binary_data_size\":");

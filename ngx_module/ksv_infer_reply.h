@@ -26,6 +26,12 @@
  * filled when the reply does not describe its frames (wrong count,
  * sizes, malformed BYTES); w then holds garbage.
  */
+/* binary[i]: how output i is answered */
+#define KSV_REPLY_JSON    0             /* "data" */
+#define KSV_REPLY_BINARY  1             /* its frame after the JSON */
+#define KSV_REPLY_SHM     2             /* in the client's shared memory
+                                           region: neither (Triton's) */
+
 int ksv_infer_reply_header(ksv_writer_t *w, const ksv_infer_reply_t *m,
     const void *const *frames, const size_t *sizes, uint32_t nframes,
     const uint8_t *binary, char *err, size_t errlen);

@@ -36,6 +36,7 @@ typedef struct {
     size_t                     off;
     uint8_t                   *binary;      /* per input: binary data */
     const ksv_io_config_t    **io;          /* per input: its config */
+    uint32_t                   shm_cap;     /* room in m->shm */
 } ksv_parse_t;
 
 
@@ -124,6 +125,12 @@ static int ksv_check_input(ksv_parse_t *ps, uint32_t i);
 static int ksv_str_same(const ksv_str_t *a, const ksv_str_t *b);
 static void ksv_dims_text(char *buf, size_t size, const int64_t *dims,
     uint32_t n);
+static int ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name,
+    uint8_t io, uint32_t index);
+static int ksv_shm_uint(json_t *v, uint64_t *value);
+static const ksv_shm_ref_t *ksv_input_shm(ksv_parse_t *ps, size_t i);
+static int ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t,
+    const ksv_shm_ref_t *ref, uint64_t count);
 static int ksv_big_value(json_t *v, uint64_t *value);
 static char *ksv_dup(ksv_alloc_t *a, const char *s, size_t len);
 static const ksv_io_config_t *ksv_find_io(const ksv_io_config_t *io,
@@ -189,6 +196,17 @@ ksv_infer_parse(const void *body, size_t len, size_t header_len,
     ksv_doc_begin(&arena, first, sizeof(first));
 
     root = ksv_parse_load(&ps, body, len);
+
+    if (root != NULL) {
+        /* at most one shared memory entry per tensor */
+        ps.shm_cap = (uint32_t) (
+                         json_array_size(json_object_get(root, "inputs"))
+                         + json_array_size(json_object_get(root, "outputs")));
+
+        if (ps.shm_cap > 2 * KSV_MAX_TENSORS) {
+            ps.shm_cap = 2 * KSV_MAX_TENSORS;
+        }
+    }
 
     rc = (root != NULL
           && ksv_parse_id(&ps, root) == 0
@@ -930,10 +948,11 @@ ksv_parse_inputs(ksv_parse_t *ps, json_t *inputs)
 static int
 ksv_read_input(ksv_parse_t *ps, json_t *in, size_t i)
 {
-    size_t         k;
-    int64_t        bsize;
-    uint64_t       count;
-    ksv_tensor_t  *t;
+    size_t                k;
+    int64_t               bsize;
+    uint64_t              count;
+    ksv_tensor_t         *t;
+    const ksv_shm_ref_t  *ref;
 
     t = &ps->m->inputs[i];
 
@@ -951,6 +970,12 @@ ksv_read_input(ksv_parse_t *ps, json_t *in, size_t i)
 
     if (ksv_input_elements(ps, t, &count) != 0) {
         return -1;
+    }
+
+    ref = ksv_input_shm(ps, i);
+
+    if (ref != NULL) {
+        return ksv_shm_input_size(ps, t, ref, count);
     }
 
     if (bsize >= 0) {
@@ -1038,10 +1063,10 @@ ksv_parse_input(ksv_parse_t *ps, json_t *in, size_t i, ksv_tensor_t *t,
             *bsize = json_integer_value(d);
         }
 
-        if (json_object_get(v, "shared_memory_region") != NULL) {
-            return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                            "input '%.*s': shared memory is not supported",
-                            nlen, name);
+        if (json_object_get(v, "shared_memory_region") != NULL
+            && ksv_parse_shm(ps, v, name, KSV_SHM_INPUT, (uint32_t) i) != 0)
+        {
+            return -1;
         }
     }
 
@@ -1734,6 +1759,24 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
         out->flags = json_is_true(b) ? KSV_OUTPUT_BINARY : 0;
     }
 
+    if (json_object_get(v, "shared_memory_region") != NULL) {
+        if (json_object_get(v, "classification") != NULL) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'classification'");
+        }
+
+        if (json_is_true(b)) {
+            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                            "Output can't set both 'shared_memory_region' "
+                            "and 'binary_data'");
+        }
+
+        out->flags = KSV_OUTPUT_SHM;
+
+        return ksv_parse_shm(ps, v, name, KSV_SHM_OUTPUT, (uint32_t) i);
+    }
+
     b = json_object_get(v, "classification");
 
     if (b != NULL) {
@@ -1745,19 +1788,147 @@ ksv_parse_output(ksv_parse_t *ps, json_t *o, size_t i)
                             "Unable to set 'classification'");
         }
 
-        if (json_object_get(v, "shared_memory_region") != NULL) {
-            return ksv_fail(ps, KSV_ERR_INVALID_ARG,
-                            "Output can't set both 'shared_memory_region' "
-                            "and 'classification'");
-        }
-
         out->class_count = (uint32_t) json_integer_value(b);
     }
 
-    if (json_object_get(v, "shared_memory_region") != NULL) {
-        return ksv_fail(ps, KSV_ERR_UNSUPPORTED,
-                        "output '%s': shared memory is not supported", name);
+    return 0;
+}
+
+
+/*
+ * Triton's shared memory parameters of a tensor (the registry lookup
+ * and the bounds are nginx's, ngx_http_kserve_shm.c): region, offset
+ * (default 0) and byte_size, into m->shm.  The region's key is left
+ * empty for the caller.
+ */
+
+static int
+ksv_parse_shm(ksv_parse_t *ps, json_t *params, const char *name, uint8_t io,
+    uint32_t index)
+{
+    json_t         *v;
+    ksv_infer_t    *m;
+    ksv_shm_ref_t  *ref;
+
+    m = ps->m;
+
+    if (m->shm == NULL) {
+        m->shm = ps->alloc->alloc(ps->alloc->ctx,
+                                  (ps->shm_cap ? ps->shm_cap : 1)
+                                  * sizeof(ksv_shm_ref_t));
+        if (m->shm == NULL) {
+            return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+        }
     }
+
+    if (m->nshm >= ps->shm_cap) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "too many tensors in shared memory");
+    }
+
+    ref = &m->shm[m->nshm];
+    memset(ref, 0, sizeof(ksv_shm_ref_t));
+    ref->io = io;
+    ref->index = index;
+
+    v = json_object_get(params, "shared_memory_region");
+
+    if (!json_is_string(v) || json_string_length(v) == 0
+        || json_string_length(v) > KSV_MAX_STRING)
+    {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "Unable to parse 'shared_memory_region'");
+    }
+
+    ref->region.data = ksv_dup(ps->alloc, json_string_value(v),
+                               json_string_length(v));
+    ref->region.len = (uint32_t) json_string_length(v);
+
+    if (ref->region.data == NULL) {
+        return ksv_fail(ps, KSV_ERR_INTERNAL, "out of memory");
+    }
+
+    /* unsigned 64-bit, as Triton reads them (beyond INT64_MAX too) */
+
+    v = json_object_get(params, "shared_memory_offset");
+
+    if (v != NULL && !ksv_shm_uint(v, &ref->offset)) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "Unable to parse 'shared_memory_offset'");
+    }
+
+    v = json_object_get(params, "shared_memory_byte_size");
+
+    if (!ksv_shm_uint(v, &ref->byte_size)) {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "%s '%s': Unable to parse 'shared_memory_byte_size'",
+                        io == KSV_SHM_INPUT ? "input" : "output", name);
+    }
+
+    m->nshm++;
+
+    return 0;
+}
+
+
+static int
+ksv_shm_uint(json_t *v, uint64_t *value)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *value = (uint64_t) json_integer_value(v);
+        return 1;
+    }
+
+    return ksv_big_value(v, value);
+}
+
+
+/* Input i's shared memory entry, or NULL. */
+
+static const ksv_shm_ref_t *
+ksv_input_shm(ksv_parse_t *ps, size_t i)
+{
+    uint32_t  k;
+
+    for (k = 0; k < ps->m->nshm; k++) {
+        if (ps->m->shm[k].io == KSV_SHM_INPUT && ps->m->shm[k].index == i) {
+            return &ps->m->shm[k];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * An input in shared memory has a byte_size its shape and datatype fix
+ * (BYTES elements are checked where they are read, in the instance).
+ * Its frame is empty: the bytes come from the region.
+ */
+
+static int
+ksv_shm_input_size(ksv_parse_t *ps, ksv_tensor_t *t, const ksv_shm_ref_t *ref,
+    uint64_t count)
+{
+    size_t                     size;
+    const ksv_model_config_t  *c;
+
+    c = ps->config;
+    size = ksv_datatype_size(t->datatype);
+
+    if (size != 0 && (count > UINT64_MAX / size
+                      || count * size != ref->byte_size))
+    {
+        return ksv_fail(ps, KSV_ERR_INVALID_ARG,
+                        "input byte size mismatch for input '%.*s' for "
+                        "model '%.*s'. Expected %llu, got %llu",
+                        (int) t->name.len, t->name.data,
+                        (int) c->name.len, c->name.data,
+                        (unsigned long long) (count * size),
+                        (unsigned long long) ref->byte_size);
+    }
+
+    t->byte_size = ref->byte_size;
 
     return 0;
 }

@@ -168,15 +168,17 @@ static const char  *ksv_extensions[] = {
 
     "classification",           /* backends/common/ksv_classify.c */
 
-    /* "model_repository": issue 11 */
+    "model_repository",         /* ngx_http_kserve_repository.c */
+
+    "model_repository(unload_dependents)",
 
     "schedule_policy",          /* priority, timeout (backends/common) */
 
     "model_configuration",
 
-    /* "system_shared_memory": the shm branch */
+    "system_shared_memory",     /* ngx_http_kserve_shm.c */
 
-    /* "cuda_shared_memory": the shm branch */
+    "cuda_shared_memory",       /* its endpoints; no GPU registration */
 
     "binary_tensor_data",
 

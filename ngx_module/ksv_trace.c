@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "ksv_datatype.h"
+#include "ksv_json.h"
 #include "ksv_json_write.h"
 #include "ksv_trace.h"
 
@@ -469,4 +471,139 @@ ksv_trace_record_json(ksv_writer_t *w, const ksv_trace_record_t *rec)
         ksv_json_u64(w, rec->ns[i]);
         ksv_json_lit(w, "}]}");
     }
+}
+
+
+/* One element, as text, into buf (at least 32 bytes); its length. */
+static int
+ksv_trace_element(ksv_datatype_t dt, const uint8_t *p, char *buf)
+{
+    int8_t    i8;
+    int16_t   i16;
+    int32_t   i32;
+    int64_t   i64;
+    uint16_t  u16;
+    uint32_t  u32;
+    uint64_t  u64;
+    float     f;
+    double    d;
+
+    switch (dt) {
+    case KSV_TYPE_BOOL:
+        return snprintf(buf, 32, "%d", p[0] ? 1 : 0);
+    case KSV_TYPE_UINT8:
+        return snprintf(buf, 32, "%u", p[0]);
+    case KSV_TYPE_INT8:
+        memcpy(&i8, p, 1);
+        return snprintf(buf, 32, "%d", i8);
+    case KSV_TYPE_UINT16:
+    case KSV_TYPE_FP16:
+    case KSV_TYPE_BF16:
+        memcpy(&u16, p, 2);
+        return snprintf(buf, 32, "%u", u16);
+    case KSV_TYPE_INT16:
+        memcpy(&i16, p, 2);
+        return snprintf(buf, 32, "%d", i16);
+    case KSV_TYPE_UINT32:
+        memcpy(&u32, p, 4);
+        return snprintf(buf, 32, "%u", u32);
+    case KSV_TYPE_INT32:
+        memcpy(&i32, p, 4);
+        return snprintf(buf, 32, "%d", i32);
+    case KSV_TYPE_UINT64:
+        memcpy(&u64, p, 8);
+        return snprintf(buf, 32, "%" PRIu64, u64);
+    case KSV_TYPE_INT64:
+        memcpy(&i64, p, 8);
+        return snprintf(buf, 32, "%" PRId64, i64);
+    case KSV_TYPE_FP32:
+        memcpy(&f, p, 4);
+        return snprintf(buf, 32, "%g", (double) f);
+    case KSV_TYPE_FP64:
+        memcpy(&d, p, 8);
+        return snprintf(buf, 32, "%g", d);
+    default:
+        return 0;
+    }
+}
+
+
+void
+ksv_trace_tensor_json(ksv_writer_t *w, uint64_t id, const char *activity,
+    const ksv_tensor_t *t, const void *data, size_t size)
+{
+    int             n;
+    char            buf[32];
+    size_t          esize, count, i, off, len;
+    uint32_t        k, slen;
+    ksv_writer_t    text;
+    const uint8_t  *p = data;
+
+    /* the data text first: it is escaped once more as a JSON string */
+
+    ksv_writer_init(&text);
+    esize = ksv_datatype_size(t->datatype);
+    count = 0;
+
+    if (t->datatype == KSV_TYPE_BYTES) {
+        for (off = 0; off + 4 <= size && count < KSV_TRACE_ELEMENTS;
+             count++)
+        {
+            memcpy(&slen, p + off, 4);
+            off += 4;
+            if (slen > size - off) {
+                break;
+            }
+            if (count > 0) {
+                ksv_put_u8(&text, ',');
+            }
+            ksv_put_u8(&text, '"');
+            ksv_put_bytes(&text, p + off, slen);
+            ksv_put_u8(&text, '"');
+            off += slen;
+        }
+        if (off < size) {
+            ksv_put_bytes(&text, ",...", count > 0 ? 4 : 3);
+        }
+
+    } else if (esize > 0) {
+        len = size / esize;
+        for (i = 0; i < len && i < KSV_TRACE_ELEMENTS; i++) {
+            n = ksv_trace_element(t->datatype, p + i * esize, buf);
+            if (i > 0) {
+                ksv_put_u8(&text, ',');
+            }
+            ksv_put_bytes(&text, buf, (size_t) n);
+        }
+        if (len > KSV_TRACE_ELEMENTS) {
+            ksv_put_bytes(&text, ",...", 4);
+        }
+    }
+
+    ksv_json_lit(w, ",{\"id\":");
+    ksv_json_u64(w, id);
+    ksv_json_lit(w, ",\"activity\":");
+    ksv_json_cstr(w, activity);
+    ksv_json_lit(w, ",\"tensor\":{\"name\":");
+    ksv_json_string(w, t->name.data, t->name.len);
+    ksv_json_lit(w, ",\"data\":");
+    if (text.failed || text.len == 0) {
+        ksv_json_lit(w, "\"\"");
+
+    } else {
+        ksv_json_string(w, text.buf, text.len);
+    }
+    ksv_json_lit(w, ",\"shape\":\"");
+
+    for (k = 0; k < t->ndims; k++) {
+        n = snprintf(buf, sizeof(buf), k ? ",%" PRId64 : "%" PRId64,
+                     t->dims[k]);
+        ksv_put_bytes(w, buf, (size_t) n);
+    }
+
+    ksv_json_lit(w, "\",\"dtype\":");
+    ksv_json_cstr(w, ksv_datatype_name(t->datatype));
+    ksv_json_lit(w, "}}");
+
+    ksv_writer_free(&text);
 }

@@ -127,4 +127,18 @@ void ksv_trace_record_json(ksv_writer_t *w, const ksv_trace_record_t *rec);
 
 const char *ksv_trace_point_name(ksv_trace_point_t p);
 
+/*
+ * A TENSORS record (Triton's "activity" elements), written with a
+ * leading ',': {"id":N,"activity":"TENSOR_QUEUE_INPUT","tensor":{"name",
+ * "data":"1,2,3","shape":"1,3","dtype":"INT32"}}.  data holds the
+ * elements comma-separated (BOOL 0/1, integers in decimal, FP32/FP64 as
+ * %g, FP16/BF16 as their bits, BYTES as \"text\"), at most
+ * KSV_TRACE_ELEMENTS of them, then ",..." when there were more.
+ */
+#define KSV_TRACE_ELEMENTS  65536
+
+void ksv_trace_tensor_json(ksv_writer_t *w, uint64_t id,
+    const char *activity, const ksv_tensor_t *t, const void *data,
+    size_t size);
+
 #endif /* KSV_TRACE_H */

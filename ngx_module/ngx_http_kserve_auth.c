@@ -18,8 +18,6 @@
 
 static ngx_int_t ngx_http_kserve_keys_parse(ngx_conf_t *cf,
     ngx_http_kserve_keys_t *keys, u_char *p, u_char *end);
-static ngx_str_t *ngx_http_kserve_keys_presented(ngx_http_request_t *r,
-    ngx_str_t *header, ngx_str_t *value);
 static ngx_uint_t ngx_http_kserve_keys_equal(ngx_str_t *presented,
     ngx_str_t *key);
 
@@ -189,7 +187,7 @@ ngx_http_kserve_keys_check(ngx_http_request_t *r,
 }
 
 
-static ngx_str_t *
+ngx_str_t *
 ngx_http_kserve_keys_presented(ngx_http_request_t *r, ngx_str_t *header,
     ngx_str_t *value)
 {

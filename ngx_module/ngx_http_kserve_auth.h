@@ -39,5 +39,9 @@ ngx_http_kserve_keys_t *ngx_http_kserve_keys_load(ngx_conf_t *cf,
 ngx_int_t ngx_http_kserve_keys_check(ngx_http_request_t *r,
     ngx_http_kserve_keys_t *keys, ngx_str_t *header);
 
+/* The key the request presents in header (not checked), or NULL. */
+ngx_str_t *ngx_http_kserve_keys_presented(ngx_http_request_t *r,
+    ngx_str_t *header, ngx_str_t *value);
+
 
 #endif /* _NGX_HTTP_KSERVE_AUTH_H_INCLUDED_ */

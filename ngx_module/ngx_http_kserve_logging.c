@@ -11,10 +11,13 @@
  *
  * nginx's own error_log stays nginx's: its level is error_log's, and
  * log_info / log_warning / log_error do not silence it.  What the
- * settings change in nginx is the module's verbose lines: with
- * log_verbose_level >= 1 each request to a kserve location adds one
- * line at the "info" level ("kserve verbose: POST /v2/models/m/infer
- * 200 in 1.234 ms"), so error_log must be at "info" to show them.
+ * settings change in nginx is verbosity, for requests to kserve
+ * locations: log_verbose_level >= 1 adds one line per request at the
+ * "info" level ("kserve verbose: POST /v2/models/m/infer 200 in 0.003
+ * s"), so error_log must be at "info" to show them; >= 2 also turns on
+ * nginx's debug log of the http module for the request (the module's
+ * own debug lines, and nginx's, as debug_connection would), where nginx
+ * is built --with-debug (Debian's is).
  */
 
 
@@ -338,6 +341,17 @@ ngx_http_kserve_logging_set(const ksv_log_settings_t *s)
     __atomic_store_n(&sh->error, s->error, __ATOMIC_RELAXED);
     __atomic_store_n(&sh->verbose, s->verbose, __ATOMIC_RELAXED);
     __atomic_store_n(&sh->format, s->format, __ATOMIC_RELAXED);
+}
+
+
+void
+ngx_http_kserve_logging_request(ngx_http_request_t *r)
+{
+    /* nginx sets the level again from error_log for the next request */
+
+    if (ngx_http_kserve_log_verbose() >= 2) {
+        r->connection->log->log_level |= NGX_LOG_DEBUG_HTTP;
+    }
 }
 
 

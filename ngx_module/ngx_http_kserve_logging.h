@@ -20,6 +20,10 @@
  */
 ngx_int_t ngx_http_kserve_logging_handler(ngx_http_request_t *r);
 
+/* A kserve location's request begins: log_verbose_level >= 2 turns on
+ * nginx's http debug log for it. */
+void ngx_http_kserve_logging_request(ngx_http_request_t *r);
+
 /* The log_verbose_level every nginx worker shares (0: none). */
 ngx_uint_t ngx_http_kserve_log_verbose(void);
 

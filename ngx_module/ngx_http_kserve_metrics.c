@@ -21,8 +21,10 @@
 
 #include "ngx_http_kserve_metrics.h"
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_rollout.h"
 #include "ksv_json_write.h"
 #include "ksv_prometheus.h"
+#include "ngx_http_kserve_shm.h"
 
 
 /* statuses 100..599 by code; [0] counts anything else */
@@ -510,6 +512,10 @@ ngx_http_kserve_metrics_gateway(ngx_http_request_t *r, ksv_writer_t *w)
     /* routed names: per variant (kserve_route) */
 
     ngx_http_kserve_metrics_routes(r, w);
+
+    /* shared memory regions (Triton's extensions) */
+
+    ngx_http_kserve_shm_metrics(w);
 }
 
 
@@ -680,6 +686,10 @@ ngx_http_kserve_metrics_routes(ngx_http_request_t *r, ksv_writer_t *w)
     }
 
 #undef ngx_http_kserve_each_variant
+
+    /* rollouts: their share, steps and rollbacks */
+
+    ngx_http_kserve_rollout_metrics(w, routing);
 }
 
 

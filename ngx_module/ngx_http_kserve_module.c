@@ -22,6 +22,7 @@
 #include "ngx_http_kserve_variables.h"
 #include "ngx_http_kserve_redis.h"
 #include "ngx_http_kserve_tensor.h"
+#include "ngx_http_kserve_shm.h"
 #include "ksv_infer_reply.h"
 #include "ksv_infer_request.h"
 #include "ksv_json.h"
@@ -192,6 +193,13 @@ static ngx_command_t  ngx_http_kserve_commands[] = {
       offsetof(ngx_http_kserve_loc_conf_t, api_key_health),
       NULL },
 
+    { ngx_string("kserve_shared_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kserve_loc_conf_t, shared_memory),
+      NULL },
+
     { ngx_string("kserve_route"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_kserve_route_block,
@@ -258,6 +266,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kserve_module);
     b = klcf->backend;
 
+    ngx_http_kserve_logging_request(r);
+
     rc = ngx_http_kserve_parse_uri(r, &uri);
 
     /* API key first: nothing about the server for a client without one */
@@ -296,6 +306,16 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
         return ngx_http_kserve_error(r, NGX_HTTP_UNAUTHORIZED,
                                      "Unauthorized: a valid API key is "
                                      "required");
+    }
+
+    /* the shared memory extensions: regions are no models */
+
+    if (rc == NGX_OK
+        && (uri.endpoint == NGX_HTTP_KSERVE_SHM_STATUS
+            || uri.endpoint == NGX_HTTP_KSERVE_SHM_REGISTER
+            || uri.endpoint == NGX_HTTP_KSERVE_SHM_UNREGISTER))
+    {
+        return ngx_http_kserve_shm_handler(r, &uri);
     }
 
     /* model names are names, never paths */
@@ -441,6 +461,8 @@ ngx_http_kserve_handler(ngx_http_request_t *r)
  * /v2/models/stats
  * /v2/routes[/{name}]
  * /v2/repository/index, /v2/repository/models/{m}/load|unload
+ * /v2/systemsharedmemory|cudasharedmemory[/region/{r}]/status|register|
+ *     unregister
  *
  * r->uri is already percent-decoded, so a model name never holds "/".
  * Returns NGX_OK, NGX_DECLINED for an unknown path, or NGX_ERROR for a
@@ -591,6 +613,14 @@ ngx_http_kserve_parse_uri(ngx_http_request_t *r, ngx_http_kserve_uri_t *uri)
 
     if (ngx_http_kserve_match("/repository/")) {
         return ngx_http_kserve_parse_repository(p, end, uri);
+    }
+
+    if (ngx_http_kserve_match("/systemsharedmemory")) {
+        return ngx_http_kserve_shm_uri(p, end, 0, uri);
+    }
+
+    if (ngx_http_kserve_match("/cudasharedmemory")) {
+        return ngx_http_kserve_shm_uri(p, end, 1, uri);
     }
 
     if (!ngx_http_kserve_match("/models/")) {
@@ -1175,6 +1205,21 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
                                      err.message);
     }
 
+    /* tensors in the client's shared memory regions */
+
+    rc = ngx_http_kserve_shm_request(r, ctx, &m, data, vs, &err);
+
+    if (rc != NGX_OK) {
+        ksv_infer_free_bufs(data, m.ninputs);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_kserve_error(r, ksv_status_http(err.code), "%s",
+                                         err.message);
+        }
+
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_http_kserve_keep_outputs(r, ctx, &m) != NGX_OK) {
         ksv_infer_free_bufs(data, m.ninputs);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1198,6 +1243,7 @@ ngx_http_kserve_infer(ngx_http_request_t *r)
     /* Triton's trace extension: sampled here, timestamps in the reply */
     m.flags |= ngx_http_kserve_trace_start(r, &ms->config.name, vs->version,
                                            &m.request_id, recv_end);
+    ngx_http_kserve_trace_inputs(r, &m, data);
 
     id = ngx_http_kserve_next_id();
 
@@ -1419,6 +1465,7 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
     ksv_reader_t            rd;
     ksv_writer_t            w;
     ksv_infer_reply_t       m;
+    ksv_infer_error_t       err;
     ngx_http_kserve_ctx_t  *ctx;
 
     ngx_http_kserve_trace_mark(r, KSV_TS_HTTP_SEND_START);
@@ -1461,7 +1508,22 @@ ngx_http_kserve_infer_reply(ngx_http_request_t *r, zmq_msg_t *frames,
         data[i] = zmq_msg_data(&frames[i + 1]);
         sizes[i] = zmq_msg_size(&frames[i + 1]);
         binary[i] = ngx_http_kserve_output_binary(ctx, &m.outputs[i].name);
-        nbinary += binary[i];
+    }
+
+    /* outputs in the client's shared memory regions: no data here */
+
+    if (ngx_http_kserve_shm_reply(r, ctx, &m, &frames[1], sizes, binary,
+                                  &err)
+        != NGX_OK)
+    {
+        return ngx_http_kserve_error(r, ksv_status_http(err.code), "%s",
+                                     err.message);
+    }
+
+    ngx_http_kserve_trace_outputs(r, &m, data, sizes);
+
+    for (i = 0; i < m.noutputs; i++) {
+        nbinary += (binary[i] == KSV_REPLY_BINARY);
     }
 
     ksv_writer_init(&w);
@@ -1701,6 +1763,7 @@ ngx_http_kserve_create_loc_conf(ngx_conf_t *cf)
     conf->max_bytes_element = NGX_CONF_UNSET_SIZE;
     conf->api_keys = NGX_CONF_UNSET_PTR;
     conf->api_key_health = NGX_CONF_UNSET;
+    conf->shared_memory = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1735,6 +1798,7 @@ ngx_http_kserve_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->api_key_health, prev->api_key_health, 0);
     ngx_conf_merge_str_value(conf->server_name, prev->server_name,
                              KSV_SERVER_NAME);
+    ngx_conf_merge_value(conf->shared_memory, prev->shared_memory, 0);
 
     if (conf->max_inputs == 0 || conf->max_inputs > KSV_MAX_TENSORS
         || conf->max_outputs == 0 || conf->max_outputs > KSV_MAX_TENSORS)
@@ -1923,6 +1987,12 @@ ngx_http_kserve_postconfiguration(ngx_conf_t *cf)
     }
 
     kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kserve_module);
+
+    if (kmcf->backends.nelts > 0
+        && ngx_http_kserve_shm_init_conf(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (kmcf->metrics_zone == NULL) {
         return NGX_OK;

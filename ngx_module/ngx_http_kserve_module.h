@@ -55,6 +55,8 @@ typedef struct {
     ngx_flag_t                   api_key_health;    /* health needs one */
     ngx_str_t                    server_name;   /* kserve_server_name */
 
+    ngx_flag_t                   shared_memory;     /* kserve_shared_memory */
+
     unsigned                     metrics:1;     /* kserve_metrics */
 } ngx_http_kserve_loc_conf_t;
 
@@ -75,8 +77,11 @@ typedef enum {
     NGX_HTTP_KSERVE_REPOSITORY_INDEX,     /* ngx_http_kserve_repository.c */
     NGX_HTTP_KSERVE_REPOSITORY_LOAD,
     NGX_HTTP_KSERVE_REPOSITORY_UNLOAD,
-    NGX_HTTP_KSERVE_REPOSITORY_NAMED      /* /v2/repository/{r}/...: Triton
+    NGX_HTTP_KSERVE_REPOSITORY_NAMED,     /* /v2/repository/{r}/...: Triton
                                              does not support these */
+    NGX_HTTP_KSERVE_SHM_STATUS,             /* ngx_http_kserve_shm.c */
+    NGX_HTTP_KSERVE_SHM_REGISTER,
+    NGX_HTTP_KSERVE_SHM_UNREGISTER
 } ngx_http_kserve_endpoint_e;
 
 
@@ -88,6 +93,8 @@ typedef struct {
     ngx_str_t                    version;   /* empty: none in the URI */
     int64_t                      version_n;
     ngx_str_t                    alias;     /* routed name resolved */
+    ngx_str_t                    region;    /* shared memory: empty = all */
+    ngx_uint_t                   shm_cuda;  /* cudasharedmemory */
 } ngx_http_kserve_uri_t;
 
 
@@ -108,6 +115,8 @@ typedef struct {
     ngx_str_t                   *output_names;
     u_char                      *output_binary;
 
+    void                        *shm;           /* its shared memory */
+
     unsigned                     inflight:1;    /* counted in the gauge */
     unsigned                     all_binary:1;  /* binary_data_output, raw */
     unsigned                     fields_scanned:1;
@@ -121,6 +130,14 @@ typedef struct {
  */
 ngx_int_t ngx_http_kserve_send_writer(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ksv_writer_t *w);
+
+/* The JSON in w as the whole response (w is left empty). */
+ngx_int_t ngx_http_kserve_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ksv_writer_t *w);
+
+/* {"error": "..."} with the status; fmt is ngx_vslprintf()'s. */
+ngx_int_t ngx_http_kserve_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...);
 
 /*
  * The writer's bytes, freed with the request; w is left empty.  NULL

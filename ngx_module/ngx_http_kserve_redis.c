@@ -35,6 +35,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_http_kserve_redis.h"
+#include "ngx_http_kserve_rollout.h"
 
 
 #define NGX_HTTP_KSERVE_REDIS_BACKOFF_MIN   100
@@ -529,6 +530,11 @@ ngx_http_kserve_redis_poll(ngx_http_kserve_redis_t *rs)
     rt = rs->routing->routes.elts;
 
     for (i = 0; i < rs->routing->routes.nelts; i++) {
+
+        /* a rollout's state and the statistics it judges by */
+
+        ngx_http_kserve_rollout_poll(rs->ac, rt[i]);
+
         if (rt[i]->polling) {
             continue;
         }

@@ -18,6 +18,7 @@
 
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_redis.h"
+#include "ngx_http_kserve_rollout.h"
 #include "ksv_json_write.h"
 
 
@@ -76,7 +77,11 @@ ngx_http_kserve_route_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
-        /* hook: a rollout's state (rt->rollout) is set up here */
+        /* a rollout: the state its node knew, before the first poll */
+
+        if (ngx_http_kserve_rollout_init_process(cycle, rt[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         ngx_http_kserve_route_effective(rt[i], cycle->log, NULL);
 
@@ -302,6 +307,11 @@ ngx_http_kserve_route_sending(ngx_http_request_t *r,
     }
 
     pick->sent = 1;
+
+    if (m->nshm > 0) {
+        /* its instance would write into the client's regions */
+        return;
+    }
 
     mv = (ngx_http_kserve_variant_t *) rt->variants.elts + rt->mirror;
 

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_rollout.h"
 
 
 #define NGX_HTTP_KSERVE_ROUTE_ZONE_SIZE  (256 * 1024)
@@ -91,6 +92,7 @@ static ngx_http_kserve_keyword_t  ngx_http_kserve_route_keywords[] = {
     { ngx_string("mirror"), 2, 2, ngx_http_kserve_route_mirror },
     { ngx_string("max_fails"), 1, 1, ngx_http_kserve_route_max_fails },
     { ngx_string("eject_time"), 1, 2, ngx_http_kserve_route_eject_time },
+    { ngx_string("rollout"), 1, 8, ngx_http_kserve_rollout_line },
     { ngx_string("window"), 1, 1, ngx_http_kserve_route_window_line },
     { ngx_null_string, 0, 0, NULL }
 };
@@ -796,6 +798,10 @@ ngx_http_kserve_route_postconfiguration(ngx_conf_t *cf)
 
             n++;
         }
+    }
+
+    if (ngx_http_kserve_rollout_postconfiguration(cf, routing) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (n == 0) {

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_rollout.h"
 #include "ksv_json_write.h"
 
 
@@ -343,12 +344,12 @@ ngx_http_kserve_status_strategy(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
 }
 
 
-/* hook: a rollout (rt->rollout) writes its object here; none: null */
+/* the rollout's object (ngx_http_kserve_rollout.c); none: null */
 
 static void
 ngx_http_kserve_status_rollout(ksv_writer_t *w, ngx_http_kserve_routed_t *rt)
 {
-    ksv_json_lit(w, "null");
+    ngx_http_kserve_rollout_json(w, rt);
 }
 
 

@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_route.h"
+#include "ngx_http_kserve_rollout.h"
 
 
 static void ngx_http_kserve_route_tick(ngx_event_t *ev);
@@ -150,7 +151,9 @@ ngx_http_kserve_route_effective(ngx_http_kserve_routed_t *rt, ngx_log_t *log,
         w[k] = v[k].base_weight;
     }
 
-    /* hook: a rollout (rt->rollout) sets its canary's step share here */
+    /* a rollout: its canary's step share, the baseline the rest */
+
+    ngx_http_kserve_rollout_weights(rt, w);
 
     /* hook: the strategy's own weights (e.g. learnt ones) */
 

@@ -16,6 +16,7 @@
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_route.h"
 #include "ngx_http_kserve_tensor.h"
+#include "ksv_infer_reply.h"
 
 
 typedef struct {
@@ -398,7 +399,9 @@ ngx_http_kserve_send_tensors(ngx_http_request_t *r, ksv_writer_t *w,
     total = hlen;
 
     for (i = 0; i < n; i++) {
-        if (!binary[i] || zmq_msg_size(&frames[i]) == 0) {
+        if (binary[i] != KSV_REPLY_BINARY
+            || zmq_msg_size(&frames[i]) == 0)
+        {
             continue;
         }
 

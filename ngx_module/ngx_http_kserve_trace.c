@@ -47,6 +47,8 @@ typedef struct {
 
 typedef struct {
     ksv_trace_record_t           rec;
+    ksv_writer_t                 tensors;   /* TENSORS records, ","-led */
+    uint32_t                     level;
     uint32_t                     log_frequency;
     unsigned                     last:1;    /* the count's last trace */
 } ngx_http_kserve_trace_ctx_t;
@@ -195,6 +197,7 @@ ngx_http_kserve_trace_start(ngx_http_request_t *r, ksv_str_t *model,
     t->rec.model_version = version;
     t->rec.request_id.data = (char *) p + model->len;
     t->rec.request_id.len = request_id->len;
+    t->level = v.level;
     t->log_frequency = v.log_frequency;
     t->last = (v.count == 1);
 
@@ -254,6 +257,48 @@ ngx_http_kserve_trace_reply(ngx_http_request_t *r, const ksv_infer_reply_t *m)
 }
 
 
+void
+ngx_http_kserve_trace_inputs(ngx_http_request_t *r, const ksv_infer_t *m,
+    ksv_infer_buf_t *bufs)
+{
+    uint32_t                      i;
+    ngx_http_kserve_trace_ctx_t  *t;
+
+    t = ngx_http_get_module_ctx(r, ngx_http_kserve_trace_module);
+
+    if (t == NULL || !(t->level & KSV_TRACE_TENSORS) || t->tensors.len) {
+        return;
+    }
+
+    for (i = 0; i < m->ninputs; i++) {
+        ksv_trace_tensor_json(&t->tensors, t->rec.id, "TENSOR_QUEUE_INPUT",
+                              &m->inputs[i], bufs[i].data,
+                              bufs[i].data ? m->inputs[i].byte_size : 0);
+    }
+}
+
+
+void
+ngx_http_kserve_trace_outputs(ngx_http_request_t *r,
+    const ksv_infer_reply_t *m, const void **data, const size_t *sizes)
+{
+    uint32_t                      i;
+    ngx_http_kserve_trace_ctx_t  *t;
+
+    t = ngx_http_get_module_ctx(r, ngx_http_kserve_trace_module);
+
+    if (t == NULL || !(t->level & KSV_TRACE_TENSORS)) {
+        return;
+    }
+
+    for (i = 0; i < m->noutputs; i++) {
+        ksv_trace_tensor_json(&t->tensors, t->rec.id,
+                              "TENSOR_BACKEND_OUTPUT", &m->outputs[i],
+                              data[i], sizes[i]);
+    }
+}
+
+
 /* The request ends: its answer has gone (or its client has). */
 
 static void
@@ -264,6 +309,8 @@ ngx_http_kserve_trace_done(void *data)
     t->rec.ns[KSV_TS_HTTP_SEND_END] = ngx_http_kserve_trace_now();
 
     ngx_http_kserve_trace_write(t, ngx_cycle->log);
+
+    ksv_writer_free(&t->tensors);
 }
 
 
@@ -283,6 +330,10 @@ ngx_http_kserve_trace_write(ngx_http_kserve_trace_ctx_t *t, ngx_log_t *log)
         ksv_writer_init(&w);
         ksv_trace_record_json(&w, &t->rec);
 
+        if (!t->tensors.failed && t->tensors.len) {
+            ksv_put_bytes(&w, t->tensors.buf, t->tensors.len);
+        }
+
         if (!w.failed) {
             len = w.len;
             ngx_http_kserve_trace_append(log, w.buf, len);
@@ -299,6 +350,11 @@ ngx_http_kserve_trace_write(ngx_http_kserve_trace_ctx_t *t, ngx_log_t *log)
     }
 
     ksv_trace_record_json(buf, &t->rec);
+
+    if (!t->tensors.failed && t->tensors.len) {
+        ksv_put_bytes(buf, t->tensors.buf, t->tensors.len);
+    }
+
     ngx_http_kserve_trace_nbuf++;
 
     if (ngx_http_kserve_trace_nbuf >= t->log_frequency || t->last) {

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kserve_module.h"
+#include "ksv_infer_request.h"
 #include "ksv_trace.h"
 
 
@@ -33,6 +34,16 @@ uint32_t ngx_http_kserve_trace_start(ngx_http_request_t *r,
 void ngx_http_kserve_trace_mark(ngx_http_request_t *r, ksv_trace_point_t p);
 void ngx_http_kserve_trace_reply(ngx_http_request_t *r,
     const ksv_infer_reply_t *m);
+
+/*
+ * trace_level TENSORS: the inputs once parsed (TENSOR_QUEUE_INPUT; an
+ * input in shared memory has no data here) and the outputs as they came
+ * back (TENSOR_BACKEND_OUTPUT) join the record.
+ */
+void ngx_http_kserve_trace_inputs(ngx_http_request_t *r,
+    const ksv_infer_t *m, ksv_infer_buf_t *bufs);
+void ngx_http_kserve_trace_outputs(ngx_http_request_t *r,
+    const ksv_infer_reply_t *m, const void **data, const size_t *sizes);
 
 /* CLOCK_MONOTONIC ns, the instances' clock. */
 uint64_t ngx_http_kserve_trace_now(void);

@@ -21,6 +21,7 @@
 
 #include "ksv_instance.h"
 #include "ksv_logset.h"
+#include "ksv_shm_map.h"
 #include "ksv_json.h"
 #include "ksv_pbtxt.h"
 #include "ksv_proto.h"
@@ -1290,20 +1291,41 @@ ksv_instance_classify(ksv_tensor_t *t, zmq_msg_t *frame, uint32_t k,
 }
 
 
+/* The request's shared memory ref for output `name`, or NULL. */
+static const ksv_shm_ref_t *
+ksv_instance_output_shm(const ksv_infer_t *in, ksv_str_t name)
+{
+    uint32_t  k;
+
+    for (k = 0; in->nshm > 0 && k < in->noutputs; k++) {
+        if (in->outputs[k].name.len == name.len
+            && memcmp(in->outputs[k].name.data, name.data, name.len) == 0)
+        {
+            return ksv_shm_find(in, KSV_SHM_OUTPUT, k);
+        }
+    }
+    return NULL;
+}
+
+
 int
 ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
     const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames)
 {
-    char               err[256];
-    uint32_t           j, k;
-    zmq_msg_t         *msg;
-    ksv_writer_t       w;
-    ksv_tensor_t      *outs;
-    ksv_infer_reply_t  cr;
+    char                  err[512];
+    uint32_t              j, k, nshm, *shm;
+    zmq_msg_t            *msg;
+    ksv_status_t          code;
+    ksv_writer_t          w;
+    ksv_tensor_t         *outs;
+    ksv_infer_reply_t     r;
+    const ksv_shm_ref_t  *ref;
 
-    cr = *ir;
+    r = *ir;
+
+    /* outputs asked to classify: their classification instead */
     outs = NULL;
-    for (j = 0; j < ir->noutputs; j++) {
+    for (j = 0; req != NULL && j < ir->noutputs; j++) {
         k = ksv_instance_class_count(req, ir->outputs[j].name);
         if (k == 0) {
             continue;
@@ -1311,11 +1333,10 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
         if (outs == NULL) {
             outs = malloc(ir->noutputs * sizeof(ksv_tensor_t));
             if (outs == NULL) {
-                return ksv_instance_push_error(reply, id, KSV_ERR_INTERNAL,
-                                               NULL);
+                return -1;
             }
             memcpy(outs, ir->outputs, ir->noutputs * sizeof(ksv_tensor_t));
-            cr.outputs = outs;
+            r.outputs = outs;
         }
         if (ksv_instance_classify(&outs[j], &frames[j], k, err, sizeof(err))
             != 0)
@@ -1326,8 +1347,40 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
         }
     }
 
+    /* outputs asked for in shared memory: written there, sent empty */
+    nshm = 0;
+    shm = NULL;
+    if (req != NULL && req->nshm > 0 && ir->noutputs > 0) {
+        shm = malloc(ir->noutputs * sizeof(uint32_t));
+        if (shm == NULL) {
+            free(outs);
+            return -1;
+        }
+        for (j = 0; j < ir->noutputs; j++) {
+            ref = ksv_instance_output_shm(req, ir->outputs[j].name);
+            if (ref == NULL) {
+                continue;
+            }
+            if (ksv_shm_write_output(ref, ir->outputs[j].name,
+                                     zmq_msg_data(&frames[j]),
+                                     zmq_msg_size(&frames[j]), &code, err,
+                                     sizeof(err))
+                != 0)
+            {
+                free(shm);
+                free(outs);
+                return ksv_instance_push_error(reply, id, code, err);
+            }
+            shm[nshm++] = j;
+        }
+    }
+
+    r.nshm = nshm;
+    r.shm = shm;
+
     ksv_writer_init(&w);
-    ksv_encode_infer_reply(&w, id, &cr);
+    ksv_encode_infer_reply(&w, id, &r);
+    free(shm);
     free(outs);
     if (ksv_frames_push_writer(reply, &w) != 0) {
         return -1;
@@ -1336,6 +1389,11 @@ ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
         msg = ksv_frames_push(reply);
         if (msg == NULL) {
             return -1;
+        }
+        if (nshm > 0 && ksv_instance_output_shm(req, ir->outputs[j].name)
+                        != NULL)
+        {
+            continue;           /* an empty frame: the bytes are there */
         }
         zmq_msg_move(msg, &frames[j]);
     }

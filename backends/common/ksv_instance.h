@@ -221,10 +221,12 @@ int ksv_instance_push_error(ksv_frames_t *reply, uint64_t id,
     ksv_status_t code, const char *msg);
 
 /*
- * Appends an INFER_REPLY answer for request `id` (its INFER: req) and
- * moves its ir->noutputs frames after it; an output req asked to
- * classify goes as its classification (ksv_classify.h), or the request
- * fails with why.  Returns -1 when out of memory.
+ * Appends an INFER_REPLY answer for request `id` (whose INFER is req)
+ * and moves its ir->noutputs frames after it.  An output req asked to
+ * classify goes as its classification (ksv_classify.h); one the request
+ * asked for in a shared memory region is written there and goes as an
+ * empty frame (ksv_shm_map.h); when either fails the answer is an ERROR.
+ * Returns -1 when out of memory.
  */
 int ksv_instance_push_infer_reply(ksv_frames_t *reply, uint64_t id,
     const ksv_infer_t *req, const ksv_infer_reply_t *ir, zmq_msg_t *frames);

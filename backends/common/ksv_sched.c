@@ -9,6 +9,7 @@
 
 #include "ksv_datatype.h"
 #include "ksv_sched.h"
+#include "ksv_shm_map.h"
 
 
 static void ksv_request_timer(ksv_timer_t *t);
@@ -58,6 +59,10 @@ ksv_request_free(ksv_request_t *r)
     for (i = 0; i < r->ninputs; i++) {
         zmq_msg_close(&r->inputs[i]);
     }
+    for (i = 0; i < r->npins; i++) {
+        ksv_shm_unpin(r->pins[i]);
+    }
+    free(r->pins);
     free(r->inputs);
     free(r->shape);
     free(r);
@@ -223,6 +228,68 @@ ksv_request_shape(const ksv_model_config_t *c, ksv_request_t *r,
         return -1;
     }
     r->shape = ksv_writer_detach(&w, &r->shape_len);
+    return 0;
+}
+
+
+/* Inputs in a client's shared memory region: their (empty) frames
+ * become views of the region (ksv_shm_map.h). */
+static int
+ksv_map_inputs(const ksv_infer_t *m, ksv_frames_t *msg, char *err,
+    size_t errlen)
+{
+    uint32_t             i;
+    const ksv_shm_ref_t  *ref;
+
+    for (i = 0; i < m->nshm; i++) {
+        ref = &m->shm[i];
+        if (ref->io != KSV_SHM_INPUT) {
+            continue;
+        }
+        if (2 + (size_t) ref->index >= msg->n
+            || ref->byte_size != m->inputs[ref->index].byte_size)
+        {
+            snprintf(err, errlen, "input '%.*s': shared memory byte_size "
+                     "%" PRIu64 " does not match its byte_size",
+                     (int) m->inputs[ref->index].name.len,
+                     m->inputs[ref->index].name.data, ref->byte_size);
+            return -1;
+        }
+        if (ksv_shm_map_input(ref, &msg->msgs[2 + ref->index], err, errlen)
+            != 0)
+        {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+/* Outputs in a client's shared memory region: mapped now, held until
+ * the request is freed. */
+static int
+ksv_pin_outputs(ksv_request_t *r, const ksv_infer_t *m, char *err,
+    size_t errlen)
+{
+    uint32_t  i;
+
+    for (i = 0; i < m->nshm; i++) {
+        if (m->shm[i].io != KSV_SHM_OUTPUT) {
+            continue;
+        }
+        if (r->pins == NULL) {
+            r->pins = calloc(m->nshm, sizeof(void *));
+            if (r->pins == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        }
+        r->pins[r->npins] = ksv_shm_pin(&m->shm[i], err, errlen);
+        if (r->pins[r->npins] == NULL) {
+            return -1;
+        }
+        r->npins++;
+    }
     return 0;
 }
 
@@ -605,7 +672,9 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
                          "malformed INFER message");
         goto done;
     }
-    if (ksv_check_inputs(&m, msg, err, sizeof(err)) != 0) {
+    if (ksv_map_inputs(&m, msg, err, sizeof(err)) != 0
+        || ksv_check_inputs(&m, msg, err, sizeof(err)) != 0)
+    {
         ksv_sched_reject(s, &msg->msgs[0], client_id, KSV_ERR_INVALID_ARG,
                          err);
         goto done;
@@ -644,6 +713,11 @@ ksv_sched_infer(ksv_sched_t *s, ksv_frames_t *msg, ksv_reader_t *rd,
     }
     ksv_patch_id(zmq_msg_data(&r->header), zmq_msg_size(&r->header), r->id);
     ksv_table_insert(s, r);
+
+    if (ksv_pin_outputs(r, &m, err, sizeof(err)) != 0) {
+        ksv_request_fail(s, r, KSV_ERR_INVALID_ARG, err);
+        goto done;
+    }
 
     if (ksv_request_setup(s, r, &m, err, sizeof(err)) != 0) {
         ksv_request_fail(s, r, KSV_ERR_INVALID_ARG, err);
@@ -900,11 +974,15 @@ static void
 ksv_sched_trace(ksv_request_t *r, zmq_msg_t *header,
     const ksv_exec_times_t *t, uint64_t now)
 {
+    int                has_shm;
     size_t             len;
     uint8_t           *buf;
+    ksv_alloc_t        alloc;
+    ksv_arena_t        arena;
     ksv_reader_t       rd;
     ksv_prefix_t       prefix;
     ksv_writer_t       w;
+    ksv_infer_reply_t  reply;
     ksv_trace_times_t  tt;
 
     ksv_reader_init(&rd, zmq_msg_data(header), zmq_msg_size(header));
@@ -913,6 +991,14 @@ ksv_sched_trace(ksv_request_t *r, zmq_msg_t *header,
     {
         return;
     }
+
+    /* the timestamps follow the shared memory section, which a traced
+     * reply has even when empty */
+    ksv_arena_init(&arena);
+    alloc = ksv_arena_allocator(&arena);
+    has_shm = ksv_decode_infer_reply(&rd, &alloc, &reply) == 0
+              && reply.nshm > 0;
+    ksv_arena_free(&arena);
 
     tt.queue_start = r->arrived_ns;
     tt.compute_start = r->started_ns;
@@ -929,6 +1015,9 @@ ksv_sched_trace(ksv_request_t *r, zmq_msg_t *header,
 
     ksv_writer_init(&w);
     ksv_put_bytes(&w, zmq_msg_data(header), zmq_msg_size(header));
+    if (!has_shm) {
+        ksv_put_u32(&w, 0);
+    }
     ksv_put_trace_times(&w, &tt);
     if (w.failed) {
         ksv_writer_free(&w);
@@ -989,6 +1078,21 @@ ksv_sched_answer(ksv_sched_t *s, ksv_request_t *r, ksv_frames_t *out, int ok,
 }
 
 
+/* Whether output i went to shared memory (its frame is then empty). */
+static int
+ksv_reply_in_shm(const ksv_infer_reply_t *reply, uint32_t i)
+{
+    uint32_t  k;
+
+    for (k = 0; k < reply->nshm; k++) {
+        if (reply->shm[k] == i) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
 /* How many frames the answer at frames[0] spans (its header and
  * outputs), 0 when it is not an answer for request id. */
 static size_t
@@ -1025,7 +1129,8 @@ ksv_answer_frames(const zmq_msg_t *frames, size_t avail, uint64_t id,
         used = 1 + reply.noutputs;
         for (i = 0; i < reply.noutputs; i++) {
             if (zmq_msg_size((zmq_msg_t *) &frames[1 + i])
-                != reply.outputs[i].byte_size)
+                != (ksv_reply_in_shm(&reply, i)
+                    ? 0 : reply.outputs[i].byte_size))
             {
                 used = 0;
                 break;

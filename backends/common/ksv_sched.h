@@ -103,6 +103,8 @@ struct ksv_request_s {
     zmq_msg_t           header;         /* INFER frame, id patched */
     zmq_msg_t          *inputs;
     uint32_t            ninputs;
+    void              **pins;           /* output regions held mapped */
+    uint32_t            npins;
 
     uint32_t            rows;           /* dim 0, or 1 without batching */
     uint32_t            level;          /* priority level - 1 */

@@ -6,7 +6,10 @@
  * The first byte picks the endpoint (trace for every model, trace for
  * one, logging); the rest is the body.  A refused body changes nothing;
  * whatever the settings become, the JSON answered for them is valid
- * JSON, and sampling never takes a count below -1.
+ * JSON, and sampling never takes a count below -1.  A fourth choice
+ * renders the rest as a tensor of the datatype the second byte picks
+ * (trace_level TENSORS: an output as an instance sent it), which must
+ * be valid JSON too.
  */
 
 #include <stdint.h>
@@ -16,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "ksv_datatype.h"
 #include "ksv_logging.h"
 #include "ksv_trace.h"
 
@@ -60,7 +64,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    if (data[0] % 3 == 2) {
+    if (data[0] % 4 == 3) {
+        ksv_tensor_t  tensor;
+        json_t       *doc;
+
+        memset(&tensor, 0, sizeof(tensor));
+        tensor.name = ksv_str_lit("OUTPUT0");
+        tensor.datatype = (size > 1) ? data[1] % KSV_TYPE_COUNT : 0;
+        tensor.ndims = 1;
+        tensor.dims[0] = (int64_t) size;
+
+        ksv_writer_init(&w);
+        ksv_put_u8(&w, '[');
+        ksv_trace_tensor_json(&w, 1, "TENSOR_BACKEND_OUTPUT", &tensor,
+                              data + 1, size - 1);
+        w.buf[1] = ' ';                 /* the leading ',' */
+        ksv_put_u8(&w, ']');
+        FUZZ_CHECK(!w.failed);
+        doc = json_loadb((const char *) w.buf, w.len, JSON_ALLOW_NUL, NULL);
+        FUZZ_CHECK(doc != NULL && json_is_array(doc));
+        json_decref(doc);
+        ksv_writer_free(&w);
+        return 0;
+    }
+
+    if (data[0] % 4 == 2) {
         ksv_log_settings_default(&ls);
         before_ls = ls;
         rc = ksv_logging_update(&ls, data + 1, size - 1, err, sizeof(err),
@@ -81,7 +109,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     initial.count = -1;
     ksv_trace_table_init(&t, &initial);
 
-    name = (data[0] % 3 == 1) ? "simple" : "";
+    name = (data[0] % 4 == 1) ? "simple" : "";
     nlen = (uint32_t) strlen(name);
 
     before = t;

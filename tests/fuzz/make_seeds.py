@@ -14,6 +14,8 @@ Seeds are small real examples, one file each, named for what they are:
   fuzz_infer_json/  KServe v2 JSON requests for the target's models
                     (simple, mixed, all_types), and INFER_REPLY header
                     frames followed by their output frames;
+  fuzz_rollout/     kserve:rollout:NAME hashes as HGETALL returns them
+                    (field, value, ... separated by NUL bytes);
   fuzz_request_fields/  requests whose "id" and "parameters" routing
                     reads (JSON, a binary request's JSON header,
                     escaped names, nested parameters).
@@ -252,7 +254,8 @@ def gzip_seeds():
 
 def settings_seeds():
     """A first byte (0: trace for every model, 1: for one, 2: logging),
-    then a POST body as tritonclient sends it."""
+    then a POST body as tritonclient sends it; or 3, a datatype and a
+    tensor's bytes."""
     write("fuzz_settings", "trace-global", b"\x00" + json.dumps({
         "trace_level": ["TIMESTAMPS"], "trace_rate": "10",
         "trace_count": "-1", "log_frequency": "0"}).encode())
@@ -261,6 +264,35 @@ def settings_seeds():
     write("fuzz_settings", "logging", b"\x02" + json.dumps({
         "log_info": False, "log_verbose_level": 1,
         "log_format": "ISO8601"}).encode())
+    # 3: a tensor as TENSORS traces it; the next byte picks the datatype
+    # (ksv_datatype_t: 8 INT32, 13 BYTES)
+    write("fuzz_settings", "tensor-int32",
+          b"\x03\x08" + struct.pack("<4i", 1, -2, 3, 4))
+    write("fuzz_settings", "tensor-bytes",
+          b"\x03\x0d" + struct.pack("<I", 2) + b"hi" +
+          struct.pack("<I", 1) + b'"')
+
+
+def rollout_seeds():
+    mark = " ".join(["250", "1", "0"] + ["10"] * 5 + ["250"] * 7)
+    running = ["canary", "fraud_v2", "state", "running", "step", "2",
+               "percent", "25", "epoch", "7", "started_at", "1700000000000",
+               "step_started_at", "1700000030000", "updated_at",
+               "1700000030000", "reason", "step 2 (25%)", "cause", "",
+               "node", "host 123", "steps", "5,25,50,100",
+               "canary_mark", mark, "baseline_mark", mark]
+    for name, fields in (
+            ("running", running),
+            ("paused_with_resume", running[:6] + ["paused"] + running[7:]
+             + ["command", "resume"]),
+            ("rolled_back", running[:3] + ["rolled_back", "cause", "p99",
+                                           "reason", "p99 497 ms"]
+             + running[4:18]),
+            ("command_only", ["command", "restart"]),
+            ("bad_mark", running[:-2] + ["1 2 x"])):
+        write("fuzz_rollout", name, "\0".join(fields))
+
+
 def request_fields_seeds():
     t = "fuzz_request_fields"
     write(t, "json_request.json", json.dumps(
@@ -285,7 +317,8 @@ def request_fields_seeds():
 
 def main():
     for target in ("fuzz_pbtxt", "fuzz_codec", "fuzz_infer_json",
-                   "fuzz_gzip", "fuzz_settings", "fuzz_request_fields"):
+                   "fuzz_gzip", "fuzz_settings", "fuzz_rollout",
+                   "fuzz_request_fields"):
         d = os.path.join(CORPUS, target)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -294,6 +327,7 @@ def main():
     infer_json_seeds()
     gzip_seeds()
     settings_seeds()
+    rollout_seeds()
     request_fields_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")

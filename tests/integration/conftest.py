@@ -102,6 +102,7 @@ http {{
             kserve_timeout 10s;
             kserve_max_body_size 4m;
             kserve_index_interval 200ms;
+            kserve_shared_memory on;
             # which nginx worker answered (tests of shared counters)
             add_header X-Nginx-Pid $pid always;
         }}
@@ -132,6 +133,7 @@ http {{
             kserve_index_interval 200ms;
             kserve_max_body_size 300m;
             kserve_api_key_header X-API-Key;
+            kserve_shared_memory on;
         }}
         location /v2/models/simple/ {{
             kserve_pass {endpoint};
@@ -342,11 +344,10 @@ class Gateway:
                        env=nginx_env())
 
     def instances(self, model):
-        """Pids of the instance processes serving model."""
-        worker = self.procs["worker"].pid
-        return [pid for pid, argv in children_of(worker)
-                if "--model" in argv
-                and argv[argv.index("--model") + 1:][:1] == [model]]
+        """Pids of the instance processes serving model: the worker's
+        children and those it adopted (a test that restarts the worker,
+        test_conformance's kill -9, leaves the instances adopted)."""
+        return self.instance_pids(model)
 
     def instance_pids(self, model):
         """Pids of model's instances in this gateway's run directory, the

@@ -48,7 +48,10 @@ def error(r, status=400):
 def test_server_metadata_lists_what_is_implemented(gateway):
     """Triton's names, in its order; what is not built is not listed."""
     ext = gateway.get("/v2").json()["extensions"]
-    built = ["classification", "schedule_policy", "model_configuration",
+    built = ["classification", "model_repository",
+             "model_repository(unload_dependents)",
+             "schedule_policy", "model_configuration",
+             "system_shared_memory", "cuda_shared_memory",
              "binary_tensor_data", "parameters", "statistics"]
     assert [e for e in ext if e in built] == built
     assert "sequence" not in ext

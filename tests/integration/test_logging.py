@@ -176,5 +176,18 @@ def test_verbose_lines_in_nginx_error_log(own, client):
     assert own.error_log().count("kserve verbose:") == before
 
 
+def test_verbose_2_turns_on_nginx_debug_for_kserve_requests(own, client):
+    client.update_log_settings({"log_verbose_level": 2})
+    requests.get(own.url + "/v2/models/no_such_model_v2")
+    assert wait_for(lambda: re.search(
+        r"\[debug\].*kserve: 404 \"Request for unknown model: "
+        r"'no_such_model_v2'", own.error_log()), timeout=3)
+    client.update_log_settings({"log_verbose_level": 0})
+    requests.get(own.url + "/v2/models/no_such_model_v0")
+    time.sleep(0.2)
+    assert "no_such_model_v0'" not in "".join(
+        l for l in own.error_log().splitlines() if "[debug]" in l)
+
+
 def test_server_metadata_lists_logging(own):
     assert "logging" in requests.get(own.url + "/v2").json()["extensions"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from conftest import OwnNginx, wait_for
@@ -23,6 +24,7 @@ HTTP = """
         location /v2 {{
             kserve_pass {endpoint};
             kserve_index_interval 200ms;
+            kserve_shared_memory on;
         }}
     }}
 """
@@ -79,11 +81,14 @@ def read_traces(path):
         doc = json.load(f)
     traces = {}
     for e in doc:
-        t = traces.setdefault(e["id"], {"model": None, "ns": {}})
+        t = traces.setdefault(e["id"], {"model": None, "ns": {},
+                                        "tensors": []})
         if "model_name" in e:
             t["model"] = e
         for ts in e.get("timestamps", []):
             t["ns"][ts["name"]] = ts["ns"]
+        if "activity" in e:
+            t["tensors"].append((e["activity"], e["tensor"]))
     return traces
 
 
@@ -233,6 +238,67 @@ def test_tritonclient_infer_is_traced(own, client):
     t = [t for t in read_traces(own.trace_file).values()
          if t["model"].get("request_id") == "tc-1"]
     assert len(t) == 1 and list(t[0]["ns"]) == ORDER
+
+
+def test_tensors_level(own, client):
+    """trace_level TENSORS: the inputs as queued and the outputs as the
+    backend made them, Triton's activity records."""
+    client.update_trace_settings(
+        settings={"trace_level": ["TIMESTAMPS", "TENSORS"]})
+    infer_simple(own, 1, request_id="tensors-1")
+    assert wait_for(lambda: any(
+        t["model"].get("request_id") == "tensors-1"
+        for t in read_traces(own.trace_file).values()), timeout=5)
+    t = [t for t in read_traces(own.trace_file).values()
+         if t["model"].get("request_id") == "tensors-1"][0]
+    got = {(a, x["name"]): x for a, x in t["tensors"]}
+    assert set(got) == {("TENSOR_QUEUE_INPUT", "INPUT0"),
+                        ("TENSOR_QUEUE_INPUT", "INPUT1"),
+                        ("TENSOR_BACKEND_OUTPUT", "OUTPUT0"),
+                        ("TENSOR_BACKEND_OUTPUT", "OUTPUT1")}, got
+    x = got[("TENSOR_QUEUE_INPUT", "INPUT0")]
+    assert x == {"name": "INPUT0", "data": ",".join(map(str, range(16))),
+                 "shape": "1,16", "dtype": "INT32"}
+    x = got[("TENSOR_BACKEND_OUTPUT", "OUTPUT0")]
+    assert x["data"] == ",".join(str(i + 1) for i in range(16))
+    assert list(t["ns"]) == ORDER
+
+
+def test_traced_request_with_outputs_in_shared_memory(own, client):
+    """The INFER_REPLY's two trailing sections together: outputs written
+    to a region and the trace timestamps after them."""
+    client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
+    k_in, k_out = "/ksv_trace%d_in" % os.getpid(), \
+        "/ksv_trace%d_out" % os.getpid()
+    h_in = shm.create_shared_memory_region("tr_in", k_in, 128)
+    h_out = shm.create_shared_memory_region("tr_out", k_out, 128)
+    try:
+        client.register_system_shared_memory("tr_in", k_in, 128)
+        client.register_system_shared_memory("tr_out", k_out, 128)
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        b = np.full((1, 16), 2, dtype=np.int32)
+        shm.set_shared_memory_region(h_in, [a, b])
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"),
+                  httpclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_shared_memory("tr_in", 64)
+        inputs[1].set_shared_memory("tr_in", 64, offset=64)
+        outputs = [httpclient.InferRequestedOutput("OUTPUT0"),
+                   httpclient.InferRequestedOutput("OUTPUT1")]
+        outputs[0].set_shared_memory("tr_out", 64)
+        outputs[1].set_shared_memory("tr_out", 64, offset=64)
+        client.infer("simple", inputs, outputs=outputs, request_id="sh-1")
+        got = shm.get_contents_as_numpy(h_out, np.int32, [1, 16])
+        assert (got == a + b).all()
+        assert wait_for(lambda: any(
+            t["model"].get("request_id") == "sh-1"
+            for t in read_traces(own.trace_file).values()), timeout=5)
+        t = [t for t in read_traces(own.trace_file).values()
+             if t["model"].get("request_id") == "sh-1"][0]
+        assert list(t["ns"]) == ORDER
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(h_in)
+        shm.destroy_shared_memory_region(h_out)
 
 
 def test_server_metadata_lists_trace(own):

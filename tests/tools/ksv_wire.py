@@ -158,10 +158,15 @@ def infer(id_, model, version="", inputs=(), request_id="", timeout_ms=0,
 
 
 def infer_reply(id_, model, version, request_id, outputs, params=None,
-                trace=None):
-    """trace: the 6 timestamps of a traced request (TRACE_TIMES)."""
-    tail = b"" if trace is None else \
-        struct.pack("<B6Q", len(TRACE_TIMES), *trace)
+                trace=None, shm=()):
+    """shm: indexes of the outputs written to shared memory regions;
+    trace: the 6 timestamps of a traced request (TRACE_TIMES), after the
+    shared memory section (there even when empty)."""
+    tail = b""
+    if shm or trace is not None:
+        tail = struct.pack("<I%dI" % len(shm), len(shm), *shm)
+    if trace is not None:
+        tail += struct.pack("<B6Q", len(TRACE_TIMES), *trace)
     return (prefix(INFER_REPLY, id_) + pstr(model) + pstr(version) +
             pstr(request_id) + ptensors(outputs) + pparams(params) + tail)
 
@@ -517,6 +522,11 @@ def _body(r, kind, m):
         m.update(model=r.str(), version=r.str(), request_id=r.str(),
                  outputs=r.tensors(), params=r.params())
         m["trace"] = None
+        m["shm"] = []
+        if r.pos < len(r.buf):
+            m["shm"] = list(r.takes("%dI" % r.count(MAX_TENSORS)))
+            if not m["shm"] and r.pos == len(r.buf):
+                raise WireError("INFER_REPLY with an empty shm section")
         if r.pos < len(r.buf):
             n = r.take("B")
             if n < len(TRACE_TIMES):

@@ -1080,8 +1080,11 @@ test_stats(void)
     ksv_json_server_metadata(&w, "triton", 6);
     CHECK(strncmp(text(), "{\"name\":\"triton\",", 16) == 0);
     CHECK(strstr(text(), "\"extensions\":[\"classification\","
-                         "\"schedule_policy\","
-                         "\"model_configuration\",\"binary_tensor_data\","
+                         "\"model_repository\","
+                         "\"model_repository(unload_dependents)\","
+                         "\"schedule_policy\",\"model_configuration\","
+                         "\"system_shared_memory\",\"cuda_shared_memory\","
+                         "\"binary_tensor_data\","
                          "\"parameters\",\"statistics\"") != NULL);
     ksv_writer_free(&w);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ksv_datatype.h"
 #include "ksv_logging.h"
 #include "ksv_logset.h"
 #include "ksv_trace.h"
@@ -183,6 +184,54 @@ test_record_json(void)
 
 
 static void
+test_tensor_json(void)
+{
+    int32_t        v[3] = { 1, -2, 3 };
+    uint8_t        bytes[] = { 2, 0, 0, 0, 'h', 'i', 1, 0, 0, 0, '"' };
+    float          f[2] = { 0.5f, 1e10f };
+    ksv_tensor_t   t;
+    ksv_writer_t   w;
+
+    memset(&t, 0, sizeof(t));
+    t.name = ksv_str_lit("INPUT0");
+    t.datatype = KSV_TYPE_INT32;
+    t.ndims = 2;
+    t.dims[0] = 1;
+    t.dims[1] = 3;
+
+    ksv_writer_init(&w);
+    ksv_trace_tensor_json(&w, 7, "TENSOR_QUEUE_INPUT", &t, v, sizeof(v));
+    CHECK(json_is(&w, ",{\"id\":7,\"activity\":\"TENSOR_QUEUE_INPUT\","
+                      "\"tensor\":{\"name\":\"INPUT0\",\"data\":\"1,-2,3\","
+                      "\"shape\":\"1,3\",\"dtype\":\"INT32\"}}"));
+
+    t.datatype = KSV_TYPE_BYTES;
+    t.ndims = 1;
+    t.dims[0] = 2;
+    ksv_writer_init(&w);
+    ksv_trace_tensor_json(&w, 7, "TENSOR_BACKEND_OUTPUT", &t, bytes,
+                          sizeof(bytes));
+    CHECK(json_is(&w, ",{\"id\":7,\"activity\":\"TENSOR_BACKEND_OUTPUT\","
+                      "\"tensor\":{\"name\":\"INPUT0\",\"data\":"
+                      "\"\\\"hi\\\",\\\"\\\"\\\"\",\"shape\":\"2\","
+                      "\"dtype\":\"BYTES\"}}"));
+
+    /* a BYTES length past the end: what came before, then "..." */
+    bytes[6] = 9;
+    ksv_writer_init(&w);
+    ksv_trace_tensor_json(&w, 7, "X", &t, bytes, sizeof(bytes));
+    CHECK(w.len > 0 && strstr((char *) w.buf, "hi\\\",...") != NULL);
+    ksv_writer_free(&w);
+
+    t.datatype = KSV_TYPE_FP32;
+    ksv_writer_init(&w);
+    ksv_trace_tensor_json(&w, 1, "X", &t, f, sizeof(f));
+    CHECK(w.len > 0 && strstr((char *) w.buf, "\"0.5,1e+10\"") != NULL);
+    ksv_writer_free(&w);
+}
+
+
+static void
 test_logging_settings(void)
 {
     ksv_writer_t        w;
@@ -301,6 +350,33 @@ test_reply_trace_times_round_trip(void)
     CHECK(ksv_read_prefix(&rd, &prefix) == 0);
     CHECK(ksv_decode_infer_reply(&rd, &a, &back) != 0);
     ksv_writer_free(&w);
+
+    /* after an output written to shared memory: both sections */
+    {
+        uint32_t      shm_index = 0;
+        ksv_tensor_t  out;
+
+        memset(&out, 0, sizeof(out));
+        out.name = ksv_str_lit("OUTPUT0");
+        out.datatype = KSV_TYPE_FP32;
+        out.ndims = 1;
+        out.dims[0] = 4;
+        out.byte_size = 16;
+        m.noutputs = 1;
+        m.outputs = &out;
+        m.nshm = 1;
+        m.shm = &shm_index;
+
+        ksv_writer_init(&w);
+        ksv_encode_infer_reply(&w, 9, &m);
+        ksv_reader_init(&rd, w.buf, w.len);
+        CHECK(ksv_read_prefix(&rd, &prefix) == 0);
+        CHECK(ksv_decode_infer_reply(&rd, &a, &back) == 0);
+        CHECK(back.nshm == 1 && back.shm[0] == 0 && back.has_trace);
+        CHECK(back.trace.request_end == 6 && rd.p == rd.end);
+        ksv_writer_free(&w);
+    }
+
     ksv_arena_free(&arena);
 }
 
@@ -313,6 +389,7 @@ main(void)
     test_refused_bodies_change_nothing();
     test_rate_and_count();
     test_record_json();
+    test_tensor_json();
     test_logging_settings();
     test_log_page();
     test_reply_trace_times_round_trip();
