@@ -139,8 +139,13 @@ def test_data_is_checked_before_the_input_count(gateway):
     r = gateway.post(SIMPLE, json={"inputs": [
         {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32",
          "data": [1, 2]}]})
-    text = error(r)
-    assert "INPUT0" in text and "does not match its 'shape'" in text, text
+    assert error(r) == "Failed to parse 'data' field: shape does not " \
+        "match true shape"
+    r = gateway.post(SIMPLE, json={"inputs": [
+        {"name": "INPUT0", "shape": [1, 2], "datatype": "INT32",
+         "data": [1, 2, 3]}]})
+    assert error(r) == "Unable to parse 'data': Shape does not match " \
+        "true shape of 'data' field"
 
 
 def test_input_count_in_tritons_words(gateway):

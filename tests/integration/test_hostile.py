@@ -143,9 +143,9 @@ CASES = [
     ("id-array", SIMPLE, doc(inp(), inp("INPUT1"), id=["x"]), None, 400,
      "id"),
     # -- shape and data mismatches -------------------------------------------
-    ("data-empty", SIMPLE, pair(data=[]), None, 400, "elements"),
+    ("data-empty", SIMPLE, pair(data=[]), None, 400, "shape does not match true shape"),
     ("data-nested-too-many", SIMPLE, pair(data=[ONES, [1]]), None, 400,
-     "elements"),
+     "Shape does not match true shape"),
     ("batch-mismatch", SIMPLE, doc(inp(), inp("INPUT1", shape=(2, 16),
                                              data=[1] * 32)), None, 400,
      "batch"),
