@@ -756,6 +756,10 @@ ngx_http_kserve_adaptive_metrics(ksv_writer_t *w,
             v = rt[i]->variants.elts;
 
             for (k = 0; k < rt[i]->nrouted; k++) {
+                if (f == 0 && v[k].shm->adaptive.derived_at == 0) {
+                    continue;       /* no share derived yet: none shown */
+                }
+
                 ksv_put_bytes(w, f ? "ngx_kserve_route_over_slo_total"
                                    : "ngx_kserve_route_adaptive_share",
                               f ? sizeof("ngx_kserve_route_over_slo_total")

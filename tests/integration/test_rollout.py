@@ -340,8 +340,12 @@ def test_errors_roll_back(cluster):
     assert len(notices(cluster.logs(), "ro_errors", "rollback")) == 1
     assert cluster.metric("ngx_kserve_rollout_rollbacks_total",
                           route="ro_errors", cause="error_rate") == 1
-    ro = requests.get(cluster.nodes[1].url + "/v2/routes/ro_errors") \
-        .json()["rollout"]
+    # the other node follows at its next poll of the shared state
+    def other():
+        return requests.get(cluster.nodes[1].url + "/v2/routes/ro_errors",
+                            timeout=10).json()["rollout"]
+    assert wait_for(lambda: other()["state"] == "rolled_back", timeout=10)
+    ro = other()
     assert ro["state"] == "rolled_back" and ro["percent"] == 0
     assert ro["cause"] == "error_rate" and ro["reason"] == final["reason"]
 
