@@ -194,7 +194,7 @@ static void
 ngx_http_kserve_repository_done(ngx_http_kserve_pending_t *p,
     zmq_msg_t *frames, ngx_uint_t nframes)
 {
-    ngx_int_t                    rc;
+    ngx_int_t                    rc, status;
     ksv_error_t                  e;
     ksv_writer_t                 w;
     ngx_http_request_t          *r;
@@ -219,7 +219,16 @@ ngx_http_kserve_repository_done(ngx_http_kserve_pending_t *p,
                                           &e);
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_kserve_error(r, ksv_status_http(e.code), "%*s",
+        /*
+         * A worker answers NOT_FOUND for a model its repository lacks, so
+         * that the answers of several can be merged (ksv_merge.h); Triton
+         * answers that load INTERNAL.
+         */
+        status = (e.code == KSV_ERR_NOT_FOUND
+                  && ctx->uri.endpoint == NGX_HTTP_KSERVE_REPOSITORY_LOAD)
+                 ? NGX_HTTP_INTERNAL_SERVER_ERROR : ksv_status_http(e.code);
+
+        rc = ngx_http_kserve_error(r, status, "%*s",
                                    (size_t) e.message.len, e.message.data);
         goto done;
     }

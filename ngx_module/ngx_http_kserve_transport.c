@@ -2,11 +2,11 @@
 /*
  * Copyright (C) ngx_kserve authors
  *
- * The ZeroMQ side of the module: one context and, per backend, the
- * control DEALER (kserve-worker) and the data ROUTER (instances) in every
- * nginx worker, driven by nginx's event loop; the header says why the
- * data socket is a ROUTER connected to every instance (the Freelance
- * pattern, model three).
+ * The ZeroMQ side of the module: one context and, per backend, a
+ * control DEALER per kserve-worker and the data ROUTER (instances) in
+ * every nginx worker, driven by nginx's event loop; the header says why
+ * the data socket is a ROUTER connected to every instance (the Freelance
+ * pattern, model three), and how what several workers say is merged.
  *
  * ZMQ_FD only says "look at ZMQ_EVENTS": it is registered edge-triggered
  * for reading, the handler drains messages while ZMQ_EVENTS has
@@ -32,6 +32,7 @@
 
 #include "ngx_http_kserve_module.h"
 #include "ngx_http_kserve_transport.h"
+#include "ksv_merge.h"
 
 
 /* a reply's frames, and the routing id before them on the data socket */
@@ -42,6 +43,9 @@
 
 /* how long a starting nginx worker waits for its first INDEX_REPLY */
 #define NGX_HTTP_KSERVE_INDEX_PRIME  500
+
+/* the workers of a backend it waits for so (the others come later) */
+#define NGX_HTTP_KSERVE_PRIME_MAX    64
 
 /*
  * Messages the control socket may hold for a connected worker that does
@@ -125,6 +129,24 @@ struct ngx_http_kserve_order_s {
 };
 
 
+/*
+ * A control request sent to several kserve-workers: each one's reply
+ * (the header frame, copied into the request's pool) by the worker's
+ * place in b->controls, until all have answered.
+ */
+typedef struct {
+    ksv_str_t                    reply;          /* data NULL: none yet */
+    unsigned                     sent:1;
+} ngx_http_kserve_part_t;
+
+struct ngx_http_kserve_gather_s {
+    ngx_http_kserve_part_t      *parts;
+    ngx_uint_t                   nparts;
+    ngx_uint_t                   outstanding;
+    unsigned                     every:1;        /* load, unload */
+};
+
+
 /* what an index update fails at once: the requests of one instance */
 typedef struct {
     ngx_queue_t                  link;
@@ -135,8 +157,11 @@ typedef struct {
 
 static ngx_int_t ngx_http_kserve_backend_init(ngx_cycle_t *cycle,
     ngx_http_kserve_backend_t *b);
+static ngx_int_t ngx_http_kserve_control_init(ngx_cycle_t *cycle,
+    ngx_http_kserve_backend_t *b);
 static ngx_int_t ngx_http_kserve_socket_open(ngx_cycle_t *cycle,
-    ngx_http_kserve_backend_t *b, ngx_http_kserve_socket_t *s, int type);
+    void *data, ngx_event_handler_pt handler, ngx_http_kserve_socket_t *s,
+    int type);
 static void ngx_http_kserve_socket_close(ngx_http_kserve_socket_t *s);
 static ngx_int_t ngx_http_kserve_send_frames(ngx_http_kserve_socket_t *s,
     ngx_str_t *to, zmq_msg_t *frames, ngx_uint_t nframes, ngx_err_t *err);
@@ -154,6 +179,7 @@ static ngx_uint_t ngx_http_kserve_peer_outstanding(
     ngx_http_kserve_peer_t *peer);
 static void ngx_http_kserve_peer_count(ngx_http_kserve_peer_t *peer,
     ngx_int_t n);
+static ngx_uint_t ngx_http_kserve_control_every(zmq_msg_t *frame);
 static void ngx_http_kserve_wait(ngx_http_kserve_pending_t *p, uint64_t id,
     ngx_msec_t timeout, ngx_http_cleanup_t *cln);
 static ngx_int_t ngx_http_kserve_order(ngx_http_kserve_backend_t *b,
@@ -171,19 +197,26 @@ static void ngx_http_kserve_deliver_held(ngx_http_kserve_pending_t *p);
 static void ngx_http_kserve_fail(ngx_http_kserve_pending_t *p,
     ksv_status_t code, ngx_str_t *message);
 static void ngx_http_kserve_deadline_handler(ngx_event_t *ev);
-static void ngx_http_kserve_read_handler(ngx_event_t *rev);
+static void ngx_http_kserve_data_read_handler(ngx_event_t *rev);
+static void ngx_http_kserve_control_read_handler(ngx_event_t *rev);
+static ngx_uint_t ngx_http_kserve_readable(ngx_http_kserve_socket_t *s,
+    ngx_log_t *log);
 static ngx_uint_t ngx_http_kserve_recv(ngx_http_kserve_socket_t *s,
     zmq_msg_t *frames, ngx_uint_t *truncated, ngx_log_t *log);
 static ngx_http_kserve_pending_t *ngx_http_kserve_lookup(uint64_t id);
-static void ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b,
+static void ngx_http_kserve_worker_reply(ngx_http_kserve_control_t *ctl,
     zmq_msg_t *frames, ngx_uint_t nframes, ngx_uint_t truncated);
+static void ngx_http_kserve_gather_reply(ngx_http_kserve_control_t *ctl,
+    ngx_http_kserve_pending_t *p, zmq_msg_t *frames, ngx_uint_t nframes);
+static void ngx_http_kserve_gather_done(ngx_http_kserve_pending_t *p);
 static void ngx_http_kserve_instance_reply(ngx_http_kserve_backend_t *b,
     zmq_msg_t *frames, ngx_uint_t nframes, ngx_uint_t truncated);
 static void ngx_http_kserve_malformed(ngx_http_kserve_backend_t *b,
     const char *from, ksv_prefix_t *prefix, ngx_uint_t nframes,
     ngx_uint_t truncated);
-static void ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b,
+static void ngx_http_kserve_index_reply(ngx_http_kserve_control_t *ctl,
     zmq_msg_t *frame);
+static void ngx_http_kserve_index_merge(ngx_http_kserve_backend_t *b);
 static void ngx_http_kserve_index_handler(ngx_event_t *ev);
 static void ngx_http_kserve_index_prime(ngx_http_kserve_backend_t *b);
 static void ngx_http_kserve_peers_update(ngx_http_kserve_backend_t *b,
@@ -258,42 +291,34 @@ ngx_http_kserve_transport_init(ngx_cycle_t *cycle, ngx_array_t *backends)
 static ngx_int_t
 ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
 {
-    int         one, hwm;
+    int         one;
     u_char      id[NGX_INT64_LEN + 24], *last;
-    ngx_str_t  *ep;
-    ngx_uint_t  i;
 
     ngx_rbtree_init(&b->peers, &b->peers_sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&b->peer_list);
     ngx_queue_init(&b->orders);
 
-    if (ngx_http_kserve_socket_open(cycle, b, &b->control, ZMQ_DEALER)
-        != NGX_OK
-        || ngx_http_kserve_socket_open(cycle, b, &b->data, ZMQ_ROUTER)
+    if (ngx_http_kserve_control_init(cycle, b) != NGX_OK
+        || ngx_http_kserve_socket_open(cycle, b,
+                                       ngx_http_kserve_data_read_handler,
+                                       &b->data, ZMQ_ROUTER)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     /*
-     * control: nothing may wait in a queue for a worker that is not there,
-     * and the queue for one that is never fills; data: see the header;
-     * the routing id is this socket's alone, among every nginx worker of
-     * every host an instance talks to
+     * data: see the header; the routing id is this socket's alone, among
+     * every nginx worker of every host an instance talks to
      */
 
     one = 1;
-    hwm = NGX_HTTP_KSERVE_CONTROL_HWM;
 
     last = ngx_sprintf(id, "n%P.%08xD%08xD", ngx_pid,
                        (uint32_t) ngx_random(),
                        (uint32_t) (ngx_random() ^ ngx_current_msec));
 
-    if (zmq_setsockopt(b->control.zmq, ZMQ_IMMEDIATE, &one, sizeof(int))
-        != 0
-        || zmq_setsockopt(b->control.zmq, ZMQ_SNDHWM, &hwm, sizeof(int))
-           != 0
-        || zmq_setsockopt(b->data.zmq, ZMQ_ROUTING_ID, id, last - id) != 0
+    if (zmq_setsockopt(b->data.zmq, ZMQ_ROUTING_ID, id, last - id) != 0
         || zmq_setsockopt(b->data.zmq, ZMQ_ROUTER_MANDATORY, &one,
                           sizeof(int))
            != 0)
@@ -302,17 +327,6 @@ ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
                       "kserve: zmq_setsockopt() failed: %s",
                       zmq_strerror(zmq_errno()));
         return NGX_ERROR;
-    }
-
-    ep = b->endpoints.elts;
-
-    for (i = 0; i < b->endpoints.nelts; i++) {
-        if (zmq_connect(b->control.zmq, (char *) ep[i].data) != 0) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                          "kserve: zmq_connect(\"%V\") failed: %s",
-                          &ep[i], zmq_strerror(zmq_errno()));
-            return NGX_ERROR;
-        }
     }
 
     b->index_event.handler = ngx_http_kserve_index_handler;
@@ -326,9 +340,71 @@ ngx_http_kserve_backend_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
 }
 
 
+/*
+ * A DEALER per kserve-worker: nothing may wait in a queue for a worker
+ * that is not there (ZMQ_IMMEDIATE), and the queue for one that is never
+ * fills.
+ */
+
 static ngx_int_t
-ngx_http_kserve_socket_open(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b,
-    ngx_http_kserve_socket_t *s, int type)
+ngx_http_kserve_control_init(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b)
+{
+    int                         one, hwm;
+    ngx_str_t                  *ep;
+    ngx_uint_t                  i;
+    ngx_http_kserve_control_t  *ctl;
+
+    b->controls = ngx_pcalloc(cycle->pool, b->endpoints.nelts
+                                           * sizeof(ngx_http_kserve_control_t));
+    if (b->controls == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->ncontrols = b->endpoints.nelts;
+
+    one = 1;
+    hwm = NGX_HTTP_KSERVE_CONTROL_HWM;
+    ep = b->endpoints.elts;
+
+    for (i = 0; i < b->ncontrols; i++) {
+        ctl = &b->controls[i];
+        ctl->endpoint = &ep[i];
+        ctl->backend = b;
+
+        if (ngx_http_kserve_socket_open(cycle, ctl,
+                                        ngx_http_kserve_control_read_handler,
+                                        &ctl->socket, ZMQ_DEALER)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (zmq_setsockopt(ctl->socket.zmq, ZMQ_IMMEDIATE, &one, sizeof(int))
+            != 0
+            || zmq_setsockopt(ctl->socket.zmq, ZMQ_SNDHWM, &hwm, sizeof(int))
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "kserve: zmq_setsockopt() failed: %s",
+                          zmq_strerror(zmq_errno()));
+            return NGX_ERROR;
+        }
+
+        if (zmq_connect(ctl->socket.zmq, (char *) ep[i].data) != 0) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "kserve: zmq_connect(\"%V\") failed: %s",
+                          &ep[i], zmq_strerror(zmq_errno()));
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kserve_socket_open(ngx_cycle_t *cycle, void *data,
+    ngx_event_handler_pt handler, ngx_http_kserve_socket_t *s, int type)
 {
     int                fd, zero;
     size_t             len;
@@ -362,10 +438,10 @@ ngx_http_kserve_socket_open(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b,
         return NGX_ERROR;
     }
 
-    c->data = b;
+    c->data = data;
 
     rev = c->read;
-    rev->handler = ngx_http_kserve_read_handler;
+    rev->handler = handler;
     rev->log = cycle->log;
     c->write->log = cycle->log;
 
@@ -386,9 +462,10 @@ ngx_http_kserve_socket_open(ngx_cycle_t *cycle, ngx_http_kserve_backend_t *b,
 void
 ngx_http_kserve_transport_exit(ngx_cycle_t *cycle, ngx_array_t *backends)
 {
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, j;
     ngx_queue_t                 *q;
     ngx_http_kserve_order_t     *order;
+    ngx_http_kserve_control_t   *ctl;
     ngx_http_kserve_backend_t  **b;
 
     if (ngx_http_kserve_zmq_ctx == NULL) {
@@ -422,7 +499,17 @@ ngx_http_kserve_transport_exit(ngx_cycle_t *cycle, ngx_array_t *backends)
 
         ngx_http_kserve_peers_sweep(b[i], 1);
 
-        ngx_http_kserve_socket_close(&b[i]->control);
+        for (j = 0; j < b[i]->ncontrols; j++) {
+            ctl = &b[i]->controls[j];
+
+            ngx_http_kserve_socket_close(&ctl->socket);
+
+            if (ctl->index_pool != NULL) {
+                ngx_destroy_pool(ctl->index_pool);
+                ctl->index_pool = NULL;
+            }
+        }
+
         ngx_http_kserve_socket_close(&b[i]->data);
 
         if (b[i]->index_pool != NULL) {
@@ -790,34 +877,123 @@ ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,
     ngx_uint_t nframes, ngx_msec_t timeout)
 {
-    ngx_int_t            rc;
-    ngx_err_t            err;
-    ngx_http_cleanup_t  *cln;
+    ngx_int_t                   rc;
+    ngx_err_t                   err;
+    ngx_uint_t                  i, k;
+    zmq_msg_t                   copy[2];
+    ngx_http_cleanup_t         *cln;
+    ngx_http_kserve_gather_t   *g;
+    ngx_http_kserve_control_t  *ctl;
 
     cln = ngx_http_cleanup_add(p->request, 0);
-    if (cln == NULL) {
+    if (cln == NULL || nframes > 2) {
         ngx_http_kserve_close_frames(frames, nframes);
         return NGX_ERROR;
     }
 
-    rc = ngx_http_kserve_send_frames(&b->control, NULL, frames, nframes,
-                                     &err);
+    p->peer = NULL;
+    p->gather = NULL;
 
-    if (rc == NGX_AGAIN) {
-        /* not ready until the worker answers an INDEX again */
-        b->unreachable = 1;
-        ngx_http_kserve_close_frames(frames, nframes);
-        return NGX_AGAIN;
+    if (b->ncontrols == 1) {
+        ctl = &b->controls[0];
+
+        rc = ngx_http_kserve_send_frames(&ctl->socket, NULL, frames, nframes,
+                                         &err);
+
+        if (rc == NGX_AGAIN) {
+            /* not ready until the worker answers an INDEX again */
+            ctl->unreachable = 1;
+            b->unreachable = 1;
+            ngx_http_kserve_close_frames(frames, nframes);
+            return NGX_AGAIN;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ngx_http_kserve_wait(p, id, timeout, cln);
+
+        return NGX_OK;
     }
 
+    /* every worker gets the same frames (libzmq shares the bytes) */
+
+    g = ngx_pcalloc(p->request->pool, sizeof(ngx_http_kserve_gather_t)
+                    + b->ncontrols * sizeof(ngx_http_kserve_part_t));
+    if (g == NULL) {
+        ngx_http_kserve_close_frames(frames, nframes);
+        return NGX_ERROR;
+    }
+
+    g->parts = (ngx_http_kserve_part_t *) (g + 1);
+    g->nparts = b->ncontrols;
+    g->every = ngx_http_kserve_control_every(&frames[0]);
+
+    rc = NGX_OK;
+
+    for (i = 0; i < b->ncontrols && rc == NGX_OK; i++) {
+        ctl = &b->controls[i];
+
+        for (k = 0; k < nframes; k++) {
+            zmq_msg_init(&copy[k]);
+            (void) zmq_msg_copy(&copy[k], &frames[k]);
+        }
+
+        rc = ngx_http_kserve_send_frames(&ctl->socket, NULL, copy, nframes,
+                                         &err);
+
+        if (rc == NGX_AGAIN) {
+            ctl->unreachable = 1;
+            ngx_http_kserve_close_frames(copy, nframes);
+            rc = NGX_OK;
+            continue;
+        }
+
+        if (rc == NGX_OK) {
+            g->parts[i].sent = 1;
+            g->outstanding++;
+        }
+    }
+
+    ngx_http_kserve_close_frames(frames, nframes);
+
     if (rc != NGX_OK) {
+        /* what was sent gets no one to answer: its replies are dropped */
         return rc;
     }
 
-    p->peer = NULL;
+    if (g->outstanding == 0) {
+        b->unreachable = 1;
+        return NGX_AGAIN;
+    }
+
+    p->gather = g;
     ngx_http_kserve_wait(p, id, timeout, cln);
 
     return NGX_OK;
+}
+
+
+/* a load or an unload must reach every worker: the others may not */
+
+static ngx_uint_t
+ngx_http_kserve_control_every(zmq_msg_t *frame)
+{
+    ksv_prefix_t      prefix;
+    ksv_reader_t      rd;
+    ksv_repository_t  req;
+
+    ksv_reader_init(&rd, zmq_msg_data(frame), zmq_msg_size(frame));
+
+    if (ksv_read_prefix(&rd, &prefix) != 0
+        || prefix.kind != KSV_MSG_REPOSITORY
+        || ksv_decode_repository(&rd, &req) != 0)
+    {
+        return 0;
+    }
+
+    return req.action != KSV_REPO_INDEX;
 }
 
 
@@ -1114,57 +1290,92 @@ ngx_http_kserve_deadline_handler(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "kserve: request %uL timed out", (uint64_t) p->node.key);
 
+    if (p->gather != NULL && !p->gather->every
+        && p->gather->outstanding < p->gather->nparts)
+    {
+        /* some workers answered: what they said is the answer */
+        ngx_http_kserve_gather_done(p);
+        return;
+    }
+
     ngx_http_kserve_complete(p, NULL, 0);
 }
 
 
 /* ---- receiving -------------------------------------------------------- */
 
+/*
+ * Both read handlers drain their socket while ZMQ_EVENTS has ZMQ_POLLIN
+ * (ZMQ_FD is edge-triggered); each message's frames live in
+ * ngx_http_kserve_frames until its reply has been handled.
+ */
+
 static void
-ngx_http_kserve_read_handler(ngx_event_t *rev)
+ngx_http_kserve_data_read_handler(ngx_event_t *rev)
 {
-    int                         events;
-    size_t                      len;
     zmq_msg_t                  *frames;
     ngx_uint_t                  n, truncated;
     ngx_connection_t           *c;
-    ngx_http_kserve_socket_t   *s;
     ngx_http_kserve_backend_t  *b;
 
     c = rev->data;
     b = c->data;
-    s = (c == b->data.connection) ? &b->data : &b->control;
     frames = ngx_http_kserve_frames;
 
-    for ( ;; ) {
-        len = sizeof(int);
-
-        if (zmq_getsockopt(s->zmq, ZMQ_EVENTS, &events, &len) != 0) {
-            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
-                          "kserve: zmq_getsockopt(ZMQ_EVENTS) failed: %s",
-                          zmq_strerror(zmq_errno()));
-            return;
-        }
-
-        if (!(events & ZMQ_POLLIN)) {
-            return;
-        }
-
-        n = ngx_http_kserve_recv(s, frames, &truncated, rev->log);
+    while (ngx_http_kserve_readable(&b->data, rev->log)) {
+        n = ngx_http_kserve_recv(&b->data, frames, &truncated, rev->log);
 
         if (n == 0) {
             return;
         }
 
-        if (s == &b->data) {
-            ngx_http_kserve_instance_reply(b, frames, n, truncated);
-
-        } else {
-            ngx_http_kserve_worker_reply(b, frames, n, truncated);
-        }
-
+        ngx_http_kserve_instance_reply(b, frames, n, truncated);
         ngx_http_kserve_close_frames(frames, n);
     }
+}
+
+
+static void
+ngx_http_kserve_control_read_handler(ngx_event_t *rev)
+{
+    zmq_msg_t                  *frames;
+    ngx_uint_t                  n, truncated;
+    ngx_connection_t           *c;
+    ngx_http_kserve_control_t  *ctl;
+
+    c = rev->data;
+    ctl = c->data;
+    frames = ngx_http_kserve_frames;
+
+    while (ngx_http_kserve_readable(&ctl->socket, rev->log)) {
+        n = ngx_http_kserve_recv(&ctl->socket, frames, &truncated, rev->log);
+
+        if (n == 0) {
+            return;
+        }
+
+        ngx_http_kserve_worker_reply(ctl, frames, n, truncated);
+        ngx_http_kserve_close_frames(frames, n);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_kserve_readable(ngx_http_kserve_socket_t *s, ngx_log_t *log)
+{
+    int     events;
+    size_t  len;
+
+    len = sizeof(int);
+
+    if (zmq_getsockopt(s->zmq, ZMQ_EVENTS, &events, &len) != 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "kserve: zmq_getsockopt(ZMQ_EVENTS) failed: %s",
+                      zmq_strerror(zmq_errno()));
+        return 0;
+    }
+
+    return (events & ZMQ_POLLIN) != 0;
 }
 
 
@@ -1251,15 +1462,18 @@ ngx_http_kserve_lookup(uint64_t id)
 }
 
 
-/* control: INDEX_REPLY, and the replies to STATS */
+/* control: INDEX_REPLY, and the replies to STATS, LOG and REPOSITORY */
 
 static void
-ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
-    ngx_uint_t nframes, ngx_uint_t truncated)
+ngx_http_kserve_worker_reply(ngx_http_kserve_control_t *ctl,
+    zmq_msg_t *frames, ngx_uint_t nframes, ngx_uint_t truncated)
 {
     ksv_reader_t                rd;
     ksv_prefix_t                prefix;
+    ngx_http_kserve_backend_t  *b;
     ngx_http_kserve_pending_t  *p;
+
+    b = ctl->backend;
 
     ksv_reader_init(&rd, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
 
@@ -1272,7 +1486,7 @@ ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
     switch (prefix.kind) {
 
     case KSV_MSG_INDEX_REPLY:
-        ngx_http_kserve_index_reply(b, &frames[0]);
+        ngx_http_kserve_index_reply(ctl, &frames[0]);
         return;
 
     case KSV_MSG_STATS_REPLY:
@@ -1289,13 +1503,102 @@ ngx_http_kserve_worker_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frames,
     p = ngx_http_kserve_lookup(prefix.id);
 
     if (p == NULL || p->peer != NULL) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->control.connection->log, 0,
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctl->socket.connection->log, 0,
                        "kserve: dropped a late reply for request %uL",
                        prefix.id);
         return;
     }
 
+    if (p->gather != NULL) {
+        ngx_http_kserve_gather_reply(ctl, p, frames, nframes);
+        return;
+    }
+
     ngx_http_kserve_complete(p, frames, nframes);
+}
+
+
+/* one worker's reply to a request sent to several: kept until the last */
+
+static void
+ngx_http_kserve_gather_reply(ngx_http_kserve_control_t *ctl,
+    ngx_http_kserve_pending_t *p, zmq_msg_t *frames, ngx_uint_t nframes)
+{
+    u_char                    *copy;
+    size_t                     size;
+    ngx_http_kserve_part_t    *part;
+    ngx_http_kserve_gather_t  *g;
+
+    g = p->gather;
+    part = &g->parts[ctl - ctl->backend->controls];
+
+    if (!part->sent || part->reply.data != NULL || nframes != 1) {
+        ngx_log_error(NGX_LOG_ERR, ctl->socket.connection->log, 0,
+                      "kserve: dropped an unexpected reply from the worker "
+                      "at \"%V\"", ctl->endpoint);
+        return;
+    }
+
+    size = zmq_msg_size(&frames[0]);
+
+    copy = ngx_pnalloc(p->request->pool, size ? size : 1);
+    if (copy == NULL) {
+        return;
+    }
+
+    ngx_memcpy(copy, zmq_msg_data(&frames[0]), size);
+
+    part->reply.data = (char *) copy;
+    part->reply.len = (uint32_t) size;
+
+    if (--g->outstanding == 0) {
+        ngx_http_kserve_gather_done(p);
+    }
+}
+
+
+/* the replies there are, merged into the one p's handler reads */
+
+static void
+ngx_http_kserve_gather_done(ngx_http_kserve_pending_t *p)
+{
+    ksv_str_t                 *replies;
+    zmq_msg_t                  frame;
+    ngx_str_t                  message;
+    ngx_uint_t                 i;
+    ksv_alloc_t                alloc;
+    ksv_writer_t               w;
+    ngx_http_kserve_gather_t  *g;
+
+    g = p->gather;
+
+    replies = ngx_palloc(p->request->pool, g->nparts * sizeof(ksv_str_t));
+    if (replies == NULL) {
+        return;
+    }
+
+    for (i = 0; i < g->nparts; i++) {
+        replies[i] = g->parts[i].reply;
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = p->request->pool;
+
+    ksv_writer_init(&w);
+
+    if (ksv_replies_merge(replies, (uint32_t) g->nparts, &alloc, &w) != 0
+        || ngx_http_kserve_writer_frame(&frame, &w) != NGX_OK)
+    {
+        ksv_writer_free(&w);
+        ngx_str_set(&message, "the kserve workers' replies could not be "
+                              "merged");
+        ngx_http_kserve_fail(p, KSV_ERR_INTERNAL, &message);
+        return;
+    }
+
+    ngx_http_kserve_complete(p, &frame, 1);
+
+    zmq_msg_close(&frame);
 }
 
 
@@ -1399,7 +1702,7 @@ ngx_http_kserve_malformed(ngx_http_kserve_backend_t *b, const char *from,
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, b->control.connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, b->data.connection->log, 0,
                   "kserve: dropped a malformed or unexpected message from "
                   "%s (version %ud, kind %ud, %ui frames%s); further ones "
                   "are not logged", from, (ngx_uint_t) prefix->version,
@@ -1552,9 +1855,11 @@ static void
 ngx_http_kserve_index_handler(ngx_event_t *ev)
 {
     ngx_err_t                   err;
+    ngx_uint_t                  i, missing;
     zmq_msg_t                   frame;
     ngx_msec_t                  next;
     ksv_writer_t                w;
+    ngx_http_kserve_control_t  *ctl;
     ngx_http_kserve_backend_t  *b;
 
     b = ev->data;
@@ -1565,33 +1870,44 @@ ngx_http_kserve_index_handler(ngx_event_t *ev)
 
     ngx_http_kserve_peers_sweep(b, 0);
 
-    ksv_writer_init(&w);
-    ksv_encode_index(&w, ngx_http_kserve_next_id(),
-                     b->index_known ? b->index.generation : 0);
+    missing = 0;
 
-    if (ngx_http_kserve_writer_frame(&frame, &w) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "kserve: cannot encode INDEX: out of memory");
+    for (i = 0; i < b->ncontrols; i++) {
+        ctl = &b->controls[i];
 
-    } else if (ngx_http_kserve_send_frames(&b->control, NULL, &frame, 1,
-                                           &err)
-               == NGX_AGAIN)
-    {
-        /* no worker connected (ZMQ_IMMEDIATE) */
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                       "kserve: INDEX not sent: %s", zmq_strerror(err));
+        ksv_writer_init(&w);
+        ksv_encode_index(&w, ngx_http_kserve_next_id(),
+                         ctl->index_known ? ctl->index.generation : 0);
 
-        zmq_msg_close(&frame);
-        b->unreachable = 1;
+        if (ngx_http_kserve_writer_frame(&frame, &w) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "kserve: cannot encode INDEX: out of memory");
+
+        } else if (ngx_http_kserve_send_frames(&ctl->socket, NULL, &frame,
+                                               1, &err)
+                   == NGX_AGAIN)
+        {
+            /* not connected (ZMQ_IMMEDIATE) */
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                           "kserve: INDEX not sent to \"%V\": %s",
+                           ctl->endpoint, zmq_strerror(err));
+
+            zmq_msg_close(&frame);
+            ctl->unreachable = 1;
+        }
+
+        if (!ctl->index_known || ctl->unreachable) {
+            missing++;
+        }
     }
+
+    b->unreachable = (missing == b->ncontrols);
 
     next = b->index_interval;
 
     /* look for a worker that is not there yet more often */
 
-    if ((!b->index_known || b->unreachable)
-        && next > NGX_HTTP_KSERVE_INDEX_FIRST)
-    {
+    if (missing && next > NGX_HTTP_KSERVE_INDEX_FIRST) {
         next = NGX_HTTP_KSERVE_INDEX_FIRST;
     }
 
@@ -1605,32 +1921,54 @@ ngx_http_kserve_index_handler(ngx_event_t *ev)
  * the models instead of "kserve worker unavailable".  This is the one
  * place the module waits on ZeroMQ, and it is before the event loop
  * serves anything: clients that connect meanwhile wait in the listen
- * queue.  A kserve worker that is not there costs each nginx worker
+ * queue.  Workers that are not there cost each nginx worker
  * NGX_HTTP_KSERVE_INDEX_PRIME ms once; the index timer takes over after.
  */
 
 static void
 ngx_http_kserve_index_prime(ngx_http_kserve_backend_t *b)
 {
-    ngx_msec_t      start;
-    zmq_pollitem_t  item;
+    ngx_uint_t                  i, known;
+    ngx_msec_t                  start;
+    zmq_pollitem_t              items[NGX_HTTP_KSERVE_PRIME_MAX];
+    ngx_http_kserve_control_t  *ctl;
 
     ngx_time_update();
     start = ngx_current_msec;
 
-    item.socket = b->control.zmq;
-    item.fd = -1;
-    item.events = ZMQ_POLLIN;
-    item.revents = 0;
+    for ( ;; ) {
+        known = 0;
 
-    while (!b->index_known
-           && ngx_current_msec - start < NGX_HTTP_KSERVE_INDEX_PRIME)
-    {
+        for (i = 0; i < b->ncontrols; i++) {
+            known += b->controls[i].index_known;
+        }
+
+        if (known == b->ncontrols
+            || ngx_current_msec - start >= NGX_HTTP_KSERVE_INDEX_PRIME)
+        {
+            return;
+        }
+
         /* (re)sends INDEX; before the connection is up it cannot */
         ngx_http_kserve_index_handler(&b->index_event);
 
-        if (zmq_poll(&item, 1, 20) > 0) {
-            ngx_http_kserve_read_handler(b->control.connection->read);
+        for (i = 0; i < b->ncontrols && i < NGX_HTTP_KSERVE_PRIME_MAX; i++) {
+            items[i].socket = b->controls[i].socket.zmq;
+            items[i].fd = -1;
+            items[i].events = ZMQ_POLLIN;
+            items[i].revents = 0;
+        }
+
+        if (zmq_poll(items, (int) i, 20) > 0) {
+            for (i = 0; i < b->ncontrols && i < NGX_HTTP_KSERVE_PRIME_MAX;
+                 i++)
+            {
+                if (items[i].revents & ZMQ_POLLIN) {
+                    ctl = &b->controls[i];
+                    ngx_http_kserve_control_read_handler(
+                                                ctl->socket.connection->read);
+                }
+            }
         }
 
         ngx_time_update();
@@ -1639,21 +1977,22 @@ ngx_http_kserve_index_prime(ngx_http_kserve_backend_t *b)
 
 
 static void
-ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frame)
+ngx_http_kserve_index_reply(ngx_http_kserve_control_t *ctl, zmq_msg_t *frame)
 {
-    size_t         size;
-    u_char        *copy;
-    uint8_t        full;
-    uint64_t       generation;
-    ngx_log_t     *log;
-    ngx_pool_t    *pool, *old;
-    ksv_alloc_t    alloc;
-    ksv_index_t    index;
-    ngx_queue_t    doomed;
-    ksv_prefix_t   prefix;
-    ksv_reader_t   rd;
+    size_t                      size;
+    u_char                     *copy;
+    uint8_t                     full;
+    uint64_t                    generation;
+    ngx_log_t                  *log;
+    ngx_pool_t                 *pool, *old;
+    ksv_alloc_t                 alloc;
+    ksv_index_t                 index;
+    ksv_prefix_t                prefix;
+    ksv_reader_t                rd;
+    ngx_http_kserve_backend_t  *b;
 
-    log = b->control.connection->log;
+    b = ctl->backend;
+    log = ctl->socket.connection->log;
     size = zmq_msg_size(frame);
 
     /* the common answer, "unchanged", is read without copying */
@@ -1669,7 +2008,9 @@ ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frame)
     }
 
     if (!full) {
-        if (b->index_known && generation == b->index.generation) {
+        if (ctl->index_known && generation == ctl->index.generation) {
+            ctl->index_time = ngx_current_msec;
+            ctl->unreachable = 0;
             b->index_time = ngx_current_msec;
             b->unreachable = 0;
         }
@@ -1704,10 +2045,88 @@ ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frame)
         goto malformed;
     }
 
-    if (!b->index_known || b->index.generation != index.generation) {
+    if (!ctl->index_known || ctl->index.generation != index.generation) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "kserve: model index generation %uL, %ui models",
-                      index.generation, (ngx_uint_t) index.nmodels);
+                      "kserve: model index generation %uL, %ui models, "
+                      "from \"%V\"", index.generation,
+                      (ngx_uint_t) index.nmodels, ctl->endpoint);
+    }
+
+    old = ctl->index_pool;
+
+    ctl->index_pool = pool;
+    ctl->index = index;
+    ctl->index_time = ngx_current_msec;
+    ctl->index_known = 1;
+    ctl->unreachable = 0;
+
+    /* the merged index points into ctl's: made anew before old goes */
+
+    ngx_http_kserve_index_merge(b);
+
+    if (old != NULL) {
+        ngx_destroy_pool(old);
+    }
+
+    return;
+
+malformed:
+
+    if (!b->logged_malformed) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "kserve: dropped a malformed INDEX_REPLY from the "
+                      "worker at \"%V\"; further ones are not logged",
+                      ctl->endpoint);
+        b->logged_malformed = 1;
+    }
+}
+
+
+/*
+ * The index nginx serves by: every worker's that is known, merged
+ * (ksv_merge.h), and the peer table following it.
+ */
+
+static void
+ngx_http_kserve_index_merge(ngx_http_kserve_backend_t *b)
+{
+    ngx_log_t                  *log;
+    ngx_uint_t                  i, n;
+    ngx_pool_t                 *pool, *old;
+    ksv_alloc_t                 alloc;
+    ksv_index_t                *in, index;
+    ngx_queue_t                 doomed;
+    ngx_http_kserve_control_t  *ctl;
+
+    log = b->data.connection->log;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (pool == NULL) {
+        return;
+    }
+
+    in = ngx_palloc(pool, b->ncontrols * sizeof(ksv_index_t));
+    if (in == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    n = 0;
+
+    for (i = 0; i < b->ncontrols; i++) {
+        ctl = &b->controls[i];
+
+        if (ctl->index_known) {
+            in[n++] = ctl->index;
+        }
+    }
+
+    alloc.alloc = ngx_http_kserve_pool_alloc;
+    alloc.ctx = pool;
+
+    if (n == 0 || ksv_index_merge(in, (uint32_t) n, &alloc, &index) != 0) {
+        ngx_destroy_pool(pool);
+        return;
     }
 
     old = b->index_pool;
@@ -1732,17 +2151,6 @@ ngx_http_kserve_index_reply(ngx_http_kserve_backend_t *b, zmq_msg_t *frame)
     }
 
     ngx_http_kserve_peers_fail(&doomed);
-
-    return;
-
-malformed:
-
-    if (!b->logged_malformed) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "kserve: dropped a malformed INDEX_REPLY from the "
-                      "worker; further ones are not logged");
-        b->logged_malformed = 1;
-    }
 }
 
 

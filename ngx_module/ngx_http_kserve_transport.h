@@ -22,11 +22,18 @@
  * control plane, listens.  Locations naming the same list share it.  Each
  * nginx worker holds per backend two ZeroMQ sockets on its event loop:
  *
- *   control  a DEALER connected to every endpoint of the list, for INDEX
- *            and STATS.  The worker's model index (which instance serves
- *            which model version, and where) is polled every
+ *   control  a DEALER per endpoint of the list (one per kserve-worker,
+ *            each a host's control plane), for INDEX, STATS, LOG and
+ *            REPOSITORY.  Each worker's model index (which instance
+ *            serves which model version, and where) is polled every
  *            index_interval and pushed by the worker (an INDEX_REPLY with
- *            id 0) whenever it changes.
+ *            id 0) whenever it changes; nginx serves by the merge of
+ *            them all (ksv_merge.h).  Any other control request goes to
+ *            every worker and their replies are merged into one: a
+ *            statistic sums over hosts, a load reaches every host, a
+ *            worker that lacks a model (NOT_FOUND) is left out.  With
+ *            one DEALER per worker, a send refused means that worker is
+ *            not connected, and the others are still asked.
  *
  *   data     a ROUTER connected to every instance process the index
  *            lists: INFER and CANCEL out, INFER_REPLY and ERROR back, one
@@ -92,7 +99,23 @@ typedef struct {
 } ngx_http_kserve_socket_t;
 
 
+typedef struct ngx_http_kserve_backend_s  ngx_http_kserve_backend_t;
+
+
+/* one kserve-worker of a backend, as an nginx worker knows it */
 typedef struct {
+    ngx_http_kserve_socket_t     socket;         /* DEALER, its endpoint */
+    ngx_str_t                   *endpoint;
+    ngx_http_kserve_backend_t   *backend;
+    ngx_pool_t                  *index_pool;
+    ksv_index_t                  index;          /* its own */
+    ngx_msec_t                   index_time;     /* last INDEX_REPLY */
+    unsigned                     index_known:1;
+    unsigned                     unreachable:1;
+} ngx_http_kserve_control_t;
+
+
+struct ngx_http_kserve_backend_s {
     ngx_array_t                  endpoints;      /* of ngx_str_t, NUL ended */
     ngx_msec_t                   index_interval;
 
@@ -102,12 +125,15 @@ typedef struct {
     ngx_http_kserve_shpeers_t   *sh;
 
     /* per nginx worker, set up in init_process */
-    ngx_http_kserve_socket_t     control;        /* DEALER: kserve-worker */
+    ngx_http_kserve_control_t   *controls;       /* by endpoint */
+    ngx_uint_t                   ncontrols;
     ngx_http_kserve_socket_t     data;           /* ROUTER: instances */
     ngx_event_t                  index_event;
+
+    /* the merged index every lookup uses, and its ready lists */
     ngx_pool_t                  *index_pool;
     ksv_index_t                  index;
-    ngx_msec_t                   index_time;     /* last INDEX_REPLY */
+    ngx_msec_t                   index_time;     /* the latest of any */
 
     /*
      * The instances: every endpoint connected, by endpoint (peers) and
@@ -123,12 +149,12 @@ typedef struct {
     /* model versions with preserve_ordering and replies outstanding */
     ngx_queue_t                  orders;
 
-    unsigned                     index_known:1;
-    unsigned                     unreachable:1;  /* INDEX found no worker */
+    unsigned                     index_known:1;  /* from any worker */
+    unsigned                     unreachable:1;  /* INDEX found none */
     unsigned                     logged_malformed:1;
     unsigned                     logged_stray:1;
     unsigned                     logged_full:1;  /* no room in the zone */
-} ngx_http_kserve_backend_t;
+};
 
 
 typedef enum {
@@ -140,6 +166,7 @@ typedef enum {
 
 
 typedef struct ngx_http_kserve_pending_s  ngx_http_kserve_pending_t;
+typedef struct ngx_http_kserve_gather_s   ngx_http_kserve_gather_t;
 
 /*
  * Called once per sent request: with the reply's frames (frames[0] is the
@@ -157,6 +184,7 @@ struct ngx_http_kserve_pending_s {
     ngx_http_request_t          *request;
     ngx_http_kserve_reply_pt     handler;
     ngx_http_kserve_peer_t      *peer;           /* NULL: kserve-worker's */
+    ngx_http_kserve_gather_t    *gather;         /* sent to several */
 
     /* preserve_ordering: its place, and a reply held until its turn */
     ngx_http_kserve_order_t     *order;
@@ -220,11 +248,13 @@ ngx_int_t ngx_http_kserve_send_oneway(ngx_http_kserve_backend_t *b,
     ngx_uint_t nframes, ngx_log_t *log);
 
 /*
- * Sends a control message (frames, id in its header frame) to
- * kserve-worker as p's request; the reply reaches p->handler, or the
- * deadline after timeout.  The frames are taken either way.  Returns
- * NGX_OK, NGX_AGAIN when no worker is connected or its queue is full, or
- * NGX_ERROR.
+ * Sends a control message (frames, id in its header frame) to every
+ * connected kserve-worker of b as p's request; the reply (the merge of
+ * theirs, ksv_merge.h) reaches p->handler, or the deadline after
+ * timeout.  At the deadline, what the workers that answered said is the
+ * reply, except for a load or an unload, which every worker asked must
+ * have answered.  The frames are taken either way.  Returns NGX_OK,
+ * NGX_AGAIN when no worker is connected, or NGX_ERROR.
  */
 ngx_int_t ngx_http_kserve_send_control(ngx_http_kserve_backend_t *b,
     ngx_http_kserve_pending_t *p, uint64_t id, zmq_msg_t *frames,

@@ -789,7 +789,8 @@ kserve_override_dir(const char *model, const ksv_jnode_t *params,
         snprintf(src, sizeof(src), "%s/%s", kserve.repository, model);
         d = opendir(src);
         if (d == NULL) {
-            *code = KSV_ERR_INTERNAL;
+            /* NOT_FOUND: "not in this worker's repository" (ksv_merge.h) */
+            *code = KSV_ERR_NOT_FOUND;
             snprintf(err, errlen, "failed to load '%s', failed to poll from "
                      "model repository", model);
             goto failed;
@@ -879,7 +880,7 @@ kserve_on_load(zmq_msg_t *identity, uint64_t id, const char *model,
         if (!kserve_dir_exists(path)) {
             snprintf(out, sizeof(out), "failed to load '%s', failed to poll "
                      "from model repository", model);
-            kserve_server_error(identity, id, KSV_ERR_INTERNAL, out);
+            kserve_server_error(identity, id, KSV_ERR_NOT_FOUND, out);
             goto done;
         }
     }
